@@ -1,0 +1,289 @@
+//! The `floe` command line. Thin by design: flags -> one floe library call -> a report.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use floe::{
+    BatchBudget, Catalog, CatalogConfig, LoadOptions, ParquetSource, Progress, WriteOptions, ops,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "floe",
+    version,
+    about = "Stream data of any size into Apache Iceberg tables: bounded memory, one snapshot per load.",
+    long_about = "Stream data of any size into Apache Iceberg tables: bounded memory, one atomic snapshot per load.\n\n\
+With no configuration, floe uses an embedded SQLite catalog at ./warehouse/catalog.db with table data under \
+./warehouse (pyiceberg's SqlCatalog opens the same file). Named catalogs come from .pyiceberg.yaml \
+($PYICEBERG_HOME, $HOME or ./) and PYICEBERG_CATALOG__<NAME>__<KEY> environment variables."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// More log output (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load Parquet files into an Iceberg table (created from the first input if missing).
+    #[command(
+        after_help = "Examples:\n  floe load analytics.events data/2026-11-*.parquet\n  \
+floe load analytics.events data/ --mode replace --json\n  \
+floe load analytics.events big.parquet --load-id run-42   # rerun: no duplicate"
+    )]
+    Load(LoadArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Add the input's rows (snapshot operation `append`).
+    Append,
+    /// Make the input the table's whole content (snapshot operation `overwrite`).
+    Replace,
+}
+
+#[derive(clap::Args, Debug)]
+struct LoadArgs {
+    /// Target table: namespace.table (nested namespaces allowed: a.b.table).
+    table: String,
+    /// Parquet files, directories (every *.parquet inside, sorted) or glob patterns.
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    /// What the load does to the table.
+    #[arg(long, value_enum, default_value_t = Mode::Append)]
+    mode: Mode,
+    /// Idempotency key: if a snapshot with this load id is in the table's history, the load is
+    /// a no-op. Default: a fresh UUID.
+    #[arg(long)]
+    load_id: Option<String>,
+    /// Print one JSON object with the load summary on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Catalog name from .pyiceberg.yaml / PYICEBERG_CATALOG__* (default: `default`, the embedded one).
+    #[arg(long, env = "FLOE_CATALOG")]
+    catalog: Option<String>,
+    /// Use the embedded SQLite catalog in DIR (catalog.db and table data).
+    #[arg(long, value_name = "DIR")]
+    warehouse: Option<PathBuf>,
+    /// Target data file size, e.g. 512MiB (default: table property write.target-file-size-bytes, else 512MiB).
+    #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
+    target_file_size: Option<u64>,
+    /// Parquet codec: zstd, snappy, gzip, brotli, lz4, uncompressed (default: table property, else zstd).
+    #[arg(long)]
+    compression: Option<String>,
+    /// Compression level (codec specific).
+    #[arg(long)]
+    compression_level: Option<i32>,
+    /// Maximum rows per batch read from the input.
+    #[arg(long, default_value_t = 65536)]
+    batch_rows: usize,
+    /// Target decoded bytes per batch; wide rows get fewer rows per batch.
+    #[arg(long, value_parser = parse_bytes, default_value = "16MiB", value_name = "SIZE")]
+    batch_bytes: u64,
+    /// Never draw a progress bar (log lines are printed on non-terminals anyway).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (examples: 1048576, 64MiB, 1GiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("'{s}' is not a usable size"))
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Load(args) => load(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn load(args: LoadArgs) -> Result<()> {
+    let ident = floe::parse_table_ident(&args.table)?;
+    let config = CatalogConfig::resolve(args.catalog.as_deref(), args.warehouse.as_deref())?;
+    let catalog = Catalog::open(config).await?;
+    let progress = Arc::new(Progress::default());
+    let parquet = ParquetSource::from_inputs(&args.inputs)?.with_budget(BatchBudget {
+        max_rows: args.batch_rows.max(1),
+        max_bytes: args.batch_bytes as usize,
+        ..BatchBudget::default()
+    });
+    progress.set_input_bytes_total(parquet.total_bytes());
+    let source = parquet.into_source(progress.clone())?;
+    let options = LoadOptions::default()
+        .with_progress(progress.clone())
+        .with_write_options(WriteOptions {
+            target_file_size: args.target_file_size,
+            compression: args.compression.clone(),
+            compression_level: args.compression_level,
+            row_group_bytes: None,
+        });
+    let options = match &args.load_id {
+        Some(id) => options.with_load_id(id.clone()),
+        None => options,
+    };
+    let reporter = Reporter::start(progress.clone(), !args.no_progress);
+    let result = match args.mode {
+        Mode::Append => {
+            ops::AppendBuilder::new(&catalog, ident)
+                .with_options(options)
+                .execute(source)
+                .await
+        }
+        Mode::Replace => {
+            ops::ReplaceBuilder::new(&catalog, ident)
+                .with_options(options)
+                .execute(source)
+                .await
+        }
+    };
+    reporter.stop();
+    let summary = result
+        .with_context(|| format!("load into {} failed; the table is unchanged", args.table))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "{} [{:.1}s]",
+            summary.message,
+            summary.duration_ms as f64 / 1000.0
+        );
+    }
+    Ok(())
+}
+
+/// Progress on stderr: a bar on a terminal, a log line every few seconds otherwise.
+struct Reporter {
+    task: tokio::task::JoinHandle<()>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Reporter {
+    fn start(progress: Arc<Progress>, allow_bar: bool) -> Self {
+        let total = progress.snapshot().input_bytes_total;
+        let bar = (allow_bar && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}",
+                )
+                .expect("valid template"),
+            );
+            bar
+        });
+        let bar_in_task = bar.clone();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let period = if bar_in_task.is_some() {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(10)
+            };
+            let mut ticker = tokio::time::interval(period);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let p = progress.snapshot();
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                match &bar_in_task {
+                    Some(bar) => {
+                        bar.set_position(p.input_bytes);
+                        bar.set_message(format!(
+                            "{} rows, {} files read",
+                            p.input_rows, p.input_files
+                        ));
+                    }
+                    None => eprintln!(
+                        "progress: {} rows, {:.1}/{:.1} MiB read from {} files, {:.0} rows/s",
+                        p.input_rows,
+                        p.input_bytes as f64 / 1048576.0,
+                        p.input_bytes_total as f64 / 1048576.0,
+                        p.input_files,
+                        p.input_rows as f64 / secs
+                    ),
+                }
+            }
+        });
+        Self { task, bar }
+    }
+
+    fn stop(self) {
+        self.task.abort();
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("1024").unwrap(), 1024);
+        assert_eq!(parse_bytes("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("0").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

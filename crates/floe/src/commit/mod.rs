@@ -1,0 +1,168 @@
+//! Commit: publish one load as exactly one snapshot, atomically, or nothing.
+//!
+//! ```text
+//!            data files written by the load (never rewritten on retry)
+//!                                |
+//!                                v
+//!   +--------------------- SnapshotProducer -------------------------+
+//!   | added manifest: written once per load (entries inherit their   |
+//!   |   sequence number, so it stays valid whatever base it lands on)|
+//!   | per attempt, against the base metadata:                        |
+//!   |   append  -> carry every existing manifest over untouched      |
+//!   |   replace -> rewrite each existing manifest as DELETED entries |
+//!   |   manifest list + Snapshot + summary (added/deleted/total-*)   |
+//!   +----------------------------------------------------------------+
+//!                                |  TableUpdates + TableRequirements
+//!                                v
+//!   Catalog::commit (SQL: compare-and-swap on metadata_location)
+//!        | committed -> done
+//!        | conflict  -> delete this attempt's manifest list, reload the
+//!        |              table; if the load id landed meanwhile -> done
+//!        |              (idempotent); else re-plan, backoff, retry
+//!        v
+//!   RetriesExhausted / Conflict error: the table keeps its old state
+//! ```
+//!
+//! A crash before the catalog swap leaves only unreferenced files; after it, the new state.
+//! Rerunning a load id that is in the table's history is a no-op (see [`find_load`]).
+
+mod producer;
+mod summary;
+
+use std::time::Duration;
+
+use iceberg::spec::{DataFile, TableMetadata};
+
+pub use producer::{SnapshotOperation, SnapshotProducer};
+
+use crate::catalog::{Catalog, CommitOutcome, TableState};
+use crate::error::{FloeError, Result};
+
+/// Snapshot summary key that records the load id.
+pub const LOAD_ID_PROPERTY: &str = "floe.load-id";
+
+/// How many times a commit is attempted before giving up.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// The snapshot that carries `load_id`, among the ancestors of the current snapshot.
+pub fn find_load(metadata: &TableMetadata, load_id: &str) -> Option<i64> {
+    let mut current = metadata.current_snapshot().cloned();
+    while let Some(snapshot) = current {
+        if snapshot
+            .summary()
+            .additional_properties
+            .get(LOAD_ID_PROPERTY)
+            .is_some_and(|id| id == load_id)
+        {
+            return Some(snapshot.snapshot_id());
+        }
+        current = snapshot
+            .parent_snapshot_id()
+            .and_then(|id| metadata.snapshot_by_id(id).cloned());
+    }
+    None
+}
+
+/// What a finished commit did.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub snapshot_id: i64,
+    /// Whether the load id had already landed: nothing was committed by this call.
+    pub already_committed: bool,
+    pub attempts: u32,
+    pub files_removed: u64,
+    pub rows_removed: u64,
+    pub metadata_location: String,
+}
+
+/// Commits `added` as one snapshot of `operation`, retrying against newer table states.
+pub async fn commit_load(
+    catalog: &Catalog,
+    mut base: TableState,
+    load_id: &str,
+    operation: SnapshotOperation,
+    added: Vec<DataFile>,
+    max_attempts: u32,
+) -> Result<Committed> {
+    let table = base.name();
+    let schema_id = base.metadata.current_schema_id();
+    let spec_id = base.metadata.default_partition_spec_id();
+    let mut producer = SnapshotProducer::new(&base, load_id, operation, added).await?;
+    for attempt in 1..=max_attempts {
+        let staged = producer.stage(&base, attempt).await?;
+        match catalog
+            .commit(&base, &staged.requirements, staged.updates.clone())
+            .await
+        {
+            Ok(CommitOutcome::Committed {
+                metadata_location, ..
+            }) => {
+                tracing::info!(table = %table, snapshot_id = staged.snapshot_id, attempt, "committed");
+                return Ok(Committed {
+                    snapshot_id: staged.snapshot_id,
+                    already_committed: false,
+                    attempts: attempt,
+                    files_removed: staged.files_removed,
+                    rows_removed: staged.rows_removed,
+                    metadata_location,
+                });
+            }
+            Ok(CommitOutcome::Conflict(reason)) => {
+                tracing::info!(table = %table, attempt, %reason, "commit conflict, re-planning");
+                producer.discard_attempt(&base, &staged).await;
+            }
+            Err(e) => {
+                producer.discard_attempt(&base, &staged).await;
+                producer.discard_all(&base).await;
+                return Err(e);
+            }
+        }
+        // Back off a little (jittered), then look at the table as it is now.
+        let jitter = (uuid::Uuid::new_v4().as_u128() % 50) as u64;
+        tokio::time::sleep(Duration::from_millis((20u64 << attempt.min(6)) + jitter)).await;
+        base = match catalog.load_table(&base.ident).await? {
+            Some(state) => state,
+            None => {
+                producer.discard_all(&base).await;
+                return Err(FloeError::Conflict {
+                    table,
+                    reason: "the table was dropped during the load".into(),
+                });
+            }
+        };
+        if let Some(snapshot_id) = find_load(&base.metadata, load_id) {
+            producer.discard_all(&base).await;
+            return Ok(Committed {
+                snapshot_id,
+                already_committed: true,
+                attempts: attempt,
+                files_removed: 0,
+                rows_removed: 0,
+                metadata_location: base.metadata_location.clone().unwrap_or_default(),
+            });
+        }
+        if base.metadata.current_schema_id() != schema_id
+            && base.metadata.current_schema().as_struct() != producer.schema().as_struct()
+        {
+            producer.discard_all(&base).await;
+            return Err(FloeError::Conflict {
+                table,
+                reason: "its schema changed; the load's data no longer matches it".into(),
+            });
+        }
+        if base.metadata.default_partition_spec_id() != spec_id
+            && base.metadata.default_partition_spec().fields() != producer.spec().fields()
+        {
+            producer.discard_all(&base).await;
+            return Err(FloeError::Conflict {
+                table,
+                reason: "its partition spec changed".into(),
+            });
+        }
+    }
+    producer.discard_all(&base).await;
+    Err(FloeError::RetriesExhausted {
+        table,
+        attempts: max_attempts,
+    })
+}

@@ -1,0 +1,372 @@
+//! The snapshot producer: manifests, manifest list and snapshot for one load.
+//!
+//! iceberg-rust 0.10.1 only produces `append` snapshots (and hides its producer), so floe owns
+//! this. It is written so merge (copy-on-write rewrites, position-delete files) plugs in: an
+//! operation only decides which existing entries die and which files are added.
+
+use std::collections::HashMap;
+
+use iceberg::spec::{
+    DataContentType, DataFile, FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestFile,
+    ManifestListWriter, ManifestWriter, ManifestWriterBuilder, Operation, PartitionSpec,
+    PartitionSpecRef, Schema, SchemaRef, Snapshot, SnapshotReference, SnapshotRetention,
+    SnapshotSummaryCollector, Summary,
+};
+use iceberg::{TableRequirement, TableUpdate};
+use uuid::Uuid;
+
+use super::LOAD_ID_PROPERTY;
+use super::summary::with_totals;
+use crate::catalog::TableState;
+use crate::error::{FloeError, Result, ResultExt};
+
+/// What the snapshot does to the table's existing files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotOperation {
+    /// Add files; every existing file stays.
+    Append,
+    /// Add files and remove every live data and delete file, in one snapshot.
+    ReplaceAll,
+}
+
+/// The updates of one commit attempt, and what it wrote to get there.
+#[derive(Debug)]
+pub struct StagedSnapshot {
+    pub snapshot_id: i64,
+    pub updates: Vec<TableUpdate>,
+    pub requirements: Vec<TableRequirement>,
+    pub files_removed: u64,
+    pub rows_removed: u64,
+    /// Files written for this attempt only (manifest list, rewritten manifests).
+    attempt_files: Vec<String>,
+}
+
+/// Builds the snapshot of one load; reusable across commit attempts.
+pub struct SnapshotProducer {
+    load_id: String,
+    operation: SnapshotOperation,
+    commit_uuid: Uuid,
+    snapshot_id: i64,
+    schema: SchemaRef,
+    spec: PartitionSpecRef,
+    added: Vec<DataFile>,
+    /// The manifest of added files, written once: its entries inherit sequence numbers.
+    added_manifest: Option<ManifestFile>,
+    manifest_counter: u64,
+}
+
+impl SnapshotProducer {
+    pub async fn new(
+        base: &TableState,
+        load_id: &str,
+        operation: SnapshotOperation,
+        added: Vec<DataFile>,
+    ) -> Result<Self> {
+        if base.metadata.format_version() == FormatVersion::V3 {
+            return Err(FloeError::InvalidOption(format!(
+                "table {} uses Iceberg format v3, which floe does not write yet",
+                base.name()
+            )));
+        }
+        let mut producer = Self {
+            load_id: load_id.to_string(),
+            operation,
+            commit_uuid: Uuid::new_v4(),
+            snapshot_id: 0,
+            schema: base.metadata.current_schema().clone(),
+            spec: base.metadata.default_partition_spec().clone(),
+            added,
+            added_manifest: None,
+            manifest_counter: 0,
+        };
+        producer.snapshot_id = producer.fresh_snapshot_id(base);
+        if !producer.added.is_empty() {
+            let mut writer = producer.manifest_writer(
+                base,
+                ManifestContentType::Data,
+                producer.schema.clone(),
+                producer.spec.as_ref().clone(),
+            )?;
+            for file in &producer.added {
+                // A negative sequence number leaves it unassigned: inherited at commit time.
+                writer.add_file(file.clone(), -1).context(|| {
+                    format!(
+                        "table {}: cannot add {} to a manifest",
+                        base.name(),
+                        file.file_path()
+                    )
+                })?;
+            }
+            producer.added_manifest = Some(writer.write_manifest_file().await.context(|| {
+                format!(
+                    "table {}: cannot write the added-files manifest",
+                    base.name()
+                )
+            })?);
+        }
+        Ok(producer)
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    pub fn spec(&self) -> &PartitionSpec {
+        &self.spec
+    }
+
+    fn fresh_snapshot_id(&self, base: &TableState) -> i64 {
+        loop {
+            let (a, b) = Uuid::new_v4().as_u64_pair();
+            let id = ((a ^ b) & (i64::MAX as u64)) as i64;
+            if id != 0 && base.metadata.snapshot_by_id(id).is_none() {
+                return id;
+            }
+        }
+    }
+
+    fn manifest_writer(
+        &mut self,
+        base: &TableState,
+        content: ManifestContentType,
+        schema: SchemaRef,
+        spec: PartitionSpec,
+    ) -> Result<ManifestWriter> {
+        let path = format!(
+            "{}/metadata/{}-m{}.avro",
+            base.metadata.location().trim_end_matches('/'),
+            self.commit_uuid,
+            self.manifest_counter
+        );
+        self.manifest_counter += 1;
+        let output = base
+            .file_io
+            .new_output(&path)
+            .context(|| format!("cannot create manifest {path}"))?;
+        let builder = ManifestWriterBuilder::new(output, Some(self.snapshot_id), schema, spec);
+        Ok(match (base.metadata.format_version(), content) {
+            (FormatVersion::V1, _) => builder.build_v1(),
+            (_, ManifestContentType::Data) => builder.build_v2_data(),
+            (_, ManifestContentType::Deletes) => builder.build_v2_deletes(),
+        })
+    }
+
+    /// Plans and writes one commit attempt against `base`.
+    pub async fn stage(&mut self, base: &TableState, attempt: u32) -> Result<StagedSnapshot> {
+        let table = base.name();
+        let metadata = &base.metadata;
+        if metadata.snapshot_by_id(self.snapshot_id).is_some() {
+            self.snapshot_id = self.fresh_snapshot_id(base);
+        }
+        let mut attempt_files = Vec::new();
+        let mut collector = SnapshotSummaryCollector::default();
+        for file in &self.added {
+            collector.add_file(file, self.schema.clone(), self.spec.clone());
+        }
+
+        let mut manifests: Vec<ManifestFile> = Vec::new();
+        let mut files_removed = 0;
+        let mut rows_removed = 0;
+        if let Some(current) = metadata.current_snapshot() {
+            let table_handle = base.table()?;
+            let list = table_handle
+                .manifest_list_reader(current)
+                .load()
+                .await
+                .context(|| {
+                    format!(
+                        "table {table}: cannot read the manifest list {}",
+                        current.manifest_list()
+                    )
+                })?;
+            match self.operation {
+                SnapshotOperation::Append => manifests.extend(list.entries().iter().cloned()),
+                SnapshotOperation::ReplaceAll => {
+                    for manifest in list.entries() {
+                        if !manifest.has_added_files() && !manifest.has_existing_files() {
+                            continue;
+                        }
+                        let removed = self
+                            .rewrite_as_deleted(base, manifest, &mut collector)
+                            .await?;
+                        if let Some((rewritten, files, rows)) = removed {
+                            attempt_files.push(rewritten.manifest_path.clone());
+                            manifests.push(rewritten);
+                            files_removed += files;
+                            rows_removed += rows;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(added) = &self.added_manifest {
+            manifests.insert(0, added.clone());
+        }
+
+        let mut properties: HashMap<String, String> = collector.build();
+        properties.insert(LOAD_ID_PROPERTY.to_string(), self.load_id.clone());
+        let operation = match self.operation {
+            SnapshotOperation::Append => Operation::Append,
+            SnapshotOperation::ReplaceAll => Operation::Overwrite,
+        };
+        let summary = with_totals(
+            Summary {
+                operation,
+                additional_properties: properties,
+            },
+            metadata.current_snapshot().map(|s| s.summary()),
+        );
+
+        let sequence_number = metadata.next_sequence_number();
+        let parent = metadata.current_snapshot_id();
+        let list_path = format!(
+            "{}/metadata/snap-{}-{}-{}.avro",
+            metadata.location().trim_end_matches('/'),
+            self.snapshot_id,
+            attempt,
+            self.commit_uuid
+        );
+        let ctx = || format!("table {table}: cannot write manifest list {list_path}");
+        let out = base.file_io.new_output(&list_path).context(ctx)?;
+        attempt_files.push(list_path.clone());
+        let writer = out.writer().await.context(ctx)?;
+        let mut list_writer = match metadata.format_version() {
+            FormatVersion::V1 => ManifestListWriter::v1(writer, self.snapshot_id, parent),
+            _ => ManifestListWriter::v2(writer, self.snapshot_id, parent, sequence_number),
+        };
+        list_writer
+            .add_manifests(manifests.into_iter())
+            .context(ctx)?;
+        list_writer.close().await.context(ctx)?;
+
+        let snapshot = Snapshot::builder()
+            .with_snapshot_id(self.snapshot_id)
+            .with_parent_snapshot_id(parent)
+            .with_sequence_number(sequence_number)
+            .with_timestamp_ms(now_ms().max(metadata.last_updated_ms() + 1))
+            .with_manifest_list(list_path)
+            .with_summary(summary)
+            .with_schema_id(metadata.current_schema_id())
+            .build();
+        let updates = vec![
+            TableUpdate::AddSnapshot { snapshot },
+            TableUpdate::SetSnapshotRef {
+                ref_name: MAIN_BRANCH.to_string(),
+                reference: SnapshotReference::new(
+                    self.snapshot_id,
+                    SnapshotRetention::branch(None, None, None),
+                ),
+            },
+        ];
+        let requirements = if base.is_staged() {
+            vec![TableRequirement::NotExist]
+        } else {
+            vec![
+                TableRequirement::UuidMatch {
+                    uuid: metadata.uuid(),
+                },
+                TableRequirement::RefSnapshotIdMatch {
+                    r#ref: MAIN_BRANCH.to_string(),
+                    snapshot_id: parent,
+                },
+                TableRequirement::CurrentSchemaIdMatch {
+                    current_schema_id: metadata.current_schema_id(),
+                },
+                TableRequirement::DefaultSpecIdMatch {
+                    default_spec_id: metadata.default_partition_spec_id(),
+                },
+            ]
+        };
+        Ok(StagedSnapshot {
+            snapshot_id: self.snapshot_id,
+            updates,
+            requirements,
+            files_removed,
+            rows_removed,
+            attempt_files,
+        })
+    }
+
+    /// Writes `manifest`'s live entries as DELETED. Returns the new manifest with the number of
+    /// data files and rows removed, or `None` when nothing in it was live.
+    async fn rewrite_as_deleted(
+        &mut self,
+        base: &TableState,
+        manifest: &ManifestFile,
+        collector: &mut SnapshotSummaryCollector,
+    ) -> Result<Option<(ManifestFile, u64, u64)>> {
+        let table = base.name();
+        let loaded = manifest.load_manifest(&base.file_io).await.context(|| {
+            format!(
+                "table {table}: cannot read manifest {}",
+                manifest.manifest_path
+            )
+        })?;
+        let spec = base
+            .metadata
+            .partition_spec_by_id(manifest.partition_spec_id)
+            .cloned()
+            .ok_or_else(|| FloeError::Conflict {
+                table: table.clone(),
+                reason: format!(
+                    "manifest {} uses unknown partition spec {}",
+                    manifest.manifest_path, manifest.partition_spec_id
+                ),
+            })?;
+        let mut writer = self.manifest_writer(
+            base,
+            manifest.content,
+            self.schema.clone(),
+            spec.as_ref().clone(),
+        )?;
+        let (mut files, mut rows, mut any) = (0, 0, false);
+        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+            any = true;
+            let file = entry.data_file().clone();
+            if file.content_type() == DataContentType::Data {
+                files += 1;
+                rows += file.record_count();
+            }
+            collector.remove_file(&file, self.schema.clone(), spec.clone());
+            let seq = entry.sequence_number().unwrap_or(0);
+            let file_seq = entry.file_sequence_number.or(Some(seq));
+            writer
+                .add_delete_file(file, seq, file_seq)
+                .context(|| format!("table {table}: cannot record a removed file"))?;
+        }
+        if !any {
+            return Ok(None);
+        }
+        let written = writer
+            .write_manifest_file()
+            .await
+            .context(|| format!("table {table}: cannot write a manifest of removed files"))?;
+        Ok(Some((written, files, rows)))
+    }
+
+    /// Removes the files an unsuccessful attempt wrote.
+    pub async fn discard_attempt(&self, base: &TableState, staged: &StagedSnapshot) {
+        for path in &staged.attempt_files {
+            let _ = base.file_io.delete(path).await;
+        }
+    }
+
+    /// Removes the load's own manifest (after the load is abandoned or found already done).
+    pub async fn discard_all(&mut self, base: &TableState) {
+        if let Some(m) = self.added_manifest.take() {
+            let _ = base.file_io.delete(&m.manifest_path).await;
+        }
+    }
+
+    /// The data files this snapshot adds.
+    pub fn added(&self) -> &[DataFile] {
+        &self.added
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

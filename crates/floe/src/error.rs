@@ -1,0 +1,146 @@
+//! Errors of the floe library.
+//!
+//! Every variant names what the user has to look at: the input file (and row group), the column,
+//! the table or the catalog. The CLI turns them into one-paragraph reports.
+
+use std::path::PathBuf;
+
+/// Result alias used across floe.
+pub type Result<T, E = FloeError> = std::result::Result<T, E>;
+
+/// Everything that can make a load fail.
+#[derive(Debug, thiserror::Error)]
+pub enum FloeError {
+    /// The table identifier is not `namespace.table`.
+    #[error("invalid table name '{name}': {reason}")]
+    InvalidTableName { name: String, reason: String },
+
+    /// No input file matched what the user named.
+    #[error("no input found for '{pattern}': {reason}")]
+    NoInput { pattern: String, reason: String },
+
+    /// An input file could not be opened or decoded.
+    #[error("cannot read input '{path}'{}: {reason}", location_suffix(.row_group))]
+    InputRead {
+        path: PathBuf,
+        row_group: Option<usize>,
+        reason: String,
+    },
+
+    /// An input column has a type the table cannot hold.
+    #[error(
+        "input '{origin}': column '{column}' has type {found}, which Iceberg cannot store: {reason}"
+    )]
+    UnsupportedType {
+        origin: String,
+        column: String,
+        found: String,
+        reason: String,
+    },
+
+    /// The input's schema does not match the table's.
+    #[error("input '{origin}' does not match table {table}: {detail}")]
+    SchemaMismatch {
+        origin: String,
+        table: String,
+        detail: String,
+    },
+
+    /// A required column got a null.
+    #[error(
+        "input '{origin}': column '{column}' is required in table {table} but has {nulls} null value(s)"
+    )]
+    NullInRequiredColumn {
+        origin: String,
+        table: String,
+        column: String,
+        nulls: usize,
+    },
+
+    /// The catalog could not be configured or opened.
+    #[error("catalog '{catalog}': {reason}")]
+    Catalog { catalog: String, reason: String },
+
+    /// A catalog type floe does not speak yet.
+    #[error(
+        "catalog '{catalog}' has type '{kind}', which floe does not support yet (supported: sql with SQLite)"
+    )]
+    CatalogNotSupported { catalog: String, kind: String },
+
+    /// Another writer changed the table in a way this load cannot be rebased over.
+    #[error("table {table} was changed by another writer during the load: {reason}")]
+    Conflict { table: String, reason: String },
+
+    /// The commit kept losing races until the retry budget ran out.
+    #[error(
+        "table {table}: gave up after {attempts} commit attempts, other writers kept committing first"
+    )]
+    RetriesExhausted { table: String, attempts: u32 },
+
+    /// An error reported by the iceberg crate, with what floe was doing at the time.
+    #[error("{context}: {source}")]
+    Iceberg {
+        context: String,
+        #[source]
+        source: iceberg::Error,
+    },
+
+    /// An Arrow compute error (cast, concat), with context.
+    #[error("{context}: {source}")]
+    Arrow {
+        context: String,
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+
+    /// A local I/O error, with context.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The load was given an option it cannot honour.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+}
+
+fn location_suffix(row_group: &Option<usize>) -> String {
+    match row_group {
+        Some(rg) => format!(" (row group {rg})"),
+        None => String::new(),
+    }
+}
+
+/// Attach context to foreign errors, so every error says what floe was doing.
+pub(crate) trait ResultExt<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> ResultExt<T> for std::result::Result<T, iceberg::Error> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| FloeError::Iceberg {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> ResultExt<T> for std::result::Result<T, arrow_schema::ArrowError> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| FloeError::Arrow {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> ResultExt<T> for std::result::Result<T, std::io::Error> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| FloeError::Io {
+            context: context(),
+            source,
+        })
+    }
+}

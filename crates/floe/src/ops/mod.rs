@@ -1,0 +1,92 @@
+//! Operations: one file and one builder per kind of load.
+//!
+//! - [`append::AppendBuilder`]: add the input's rows (snapshot operation `append`);
+//! - [`replace::ReplaceBuilder`]: make the input the table's whole content (`overwrite`).
+//!
+//! Both run the same pipeline ([`pipeline`]): source -> conform -> write -> commit.
+
+pub mod append;
+mod pipeline;
+pub mod replace;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use append::AppendBuilder;
+pub use replace::ReplaceBuilder;
+
+use crate::commit::DEFAULT_MAX_ATTEMPTS;
+use crate::progress::Progress;
+use crate::write::WriteOptions;
+
+/// Options every load kind shares.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Idempotency key stored in the snapshot summary; default: a fresh UUID.
+    pub load_id: Option<String>,
+    pub write: WriteOptions,
+    pub max_commit_attempts: u32,
+    pub progress: Arc<Progress>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            load_id: None,
+            write: WriteOptions::default(),
+            max_commit_attempts: DEFAULT_MAX_ATTEMPTS,
+            progress: Arc::new(Progress::default()),
+        }
+    }
+}
+
+impl LoadOptions {
+    pub fn with_load_id(mut self, load_id: impl Into<String>) -> Self {
+        self.load_id = Some(load_id.into());
+        self
+    }
+
+    pub fn with_write_options(mut self, write: WriteOptions) -> Self {
+        self.write = write;
+        self
+    }
+
+    pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    pub fn with_max_commit_attempts(mut self, attempts: u32) -> Self {
+        self.max_commit_attempts = attempts.max(1);
+        self
+    }
+}
+
+/// What a load did; also the CLI's `--json` output.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadSummary {
+    pub table: String,
+    pub mode: String,
+    pub load_id: String,
+    /// The snapshot the load committed (or found already committed); `None` if nothing was
+    /// committed (empty append).
+    pub snapshot_id: Option<i64>,
+    /// Snapshot operation: `append`, `overwrite`, or `None` when nothing was committed.
+    pub operation: Option<String>,
+    pub rows_written: u64,
+    pub files_added: u64,
+    pub files_removed: u64,
+    pub rows_removed: u64,
+    pub bytes_written: u64,
+    pub input_files: u64,
+    pub input_bytes: u64,
+    pub duration_ms: u64,
+    /// True when the load id had already landed, so nothing was done.
+    pub skipped: bool,
+    pub table_created: bool,
+    pub commit_attempts: u32,
+    pub metadata_location: Option<String>,
+    /// One line for humans.
+    pub message: String,
+}

@@ -1,0 +1,212 @@
+//! The load pipeline shared by every operation: source -> conform -> write -> commit.
+
+use std::time::Instant;
+
+use futures::StreamExt;
+use iceberg::TableIdent;
+use iceberg::spec::DataFile;
+use uuid::Uuid;
+
+use super::{LoadOptions, LoadSummary};
+use crate::catalog::{Catalog, TableState, display_ident};
+use crate::commit::{SnapshotOperation, commit_load, find_load};
+use crate::conform::{Conformer, iceberg_schema_from_arrow};
+use crate::error::Result;
+use crate::source::Source;
+use crate::write::{FileSettings, TableWriter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Append,
+    Replace,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Append => "append",
+            Kind::Replace => "replace",
+        }
+    }
+
+    fn operation(self) -> SnapshotOperation {
+        match self {
+            Kind::Append => SnapshotOperation::Append,
+            Kind::Replace => SnapshotOperation::ReplaceAll,
+        }
+    }
+}
+
+pub(crate) async fn run(
+    catalog: &Catalog,
+    ident: &TableIdent,
+    mut source: Source,
+    options: LoadOptions,
+    kind: Kind,
+) -> Result<LoadSummary> {
+    let started = Instant::now();
+    let table = display_ident(ident);
+    let load_id = options
+        .load_id
+        .clone()
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    let mut summary = LoadSummary {
+        table: table.clone(),
+        mode: kind.name().to_string(),
+        load_id: load_id.clone(),
+        snapshot_id: None,
+        operation: None,
+        rows_written: 0,
+        files_added: 0,
+        files_removed: 0,
+        rows_removed: 0,
+        bytes_written: 0,
+        input_files: 0,
+        input_bytes: 0,
+        duration_ms: 0,
+        skipped: false,
+        table_created: false,
+        commit_attempts: 0,
+        metadata_location: None,
+        message: String::new(),
+    };
+    let finish = |mut s: LoadSummary| {
+        let p = options.progress.snapshot();
+        s.input_files = p.input_files;
+        s.input_bytes = p.input_bytes;
+        s.duration_ms = started.elapsed().as_millis() as u64;
+        s
+    };
+
+    let base: TableState = match catalog.load_table(ident).await? {
+        Some(state) => {
+            if let Some(snapshot_id) = find_load(&state.metadata, &load_id) {
+                summary.skipped = true;
+                summary.snapshot_id = Some(snapshot_id);
+                summary.operation = state
+                    .metadata
+                    .snapshot_by_id(snapshot_id)
+                    .map(|s| s.summary().operation.as_str().to_string());
+                summary.metadata_location = state.metadata_location.clone();
+                summary.message = format!(
+                    "load id {load_id} already landed in {table} as snapshot {snapshot_id}; nothing to do"
+                );
+                return Ok(finish(summary));
+            }
+            state
+        }
+        None => {
+            let schema =
+                iceberg_schema_from_arrow(&source.schema, &format!("first input of {table}"))?;
+            catalog.ensure_namespace(ident.namespace()).await?;
+            summary.table_created = true;
+            catalog
+                .stage_table(ident, schema, Default::default())
+                .await?
+        }
+    };
+
+    let settings = FileSettings::resolve(base.metadata.properties(), &options.write)?;
+    let conformer = Conformer::new(&table, base.metadata.current_schema().clone())?;
+    let load_uuid = Uuid::new_v4();
+    let mut writer = TableWriter::new(
+        &table,
+        base.metadata.clone(),
+        base.file_io.clone(),
+        load_uuid,
+        &settings,
+    )?;
+
+    let mut rows = 0u64;
+    let written: Result<Vec<DataFile>> = async {
+        while let Some(item) = source.stream.next().await {
+            let input = item?;
+            let batch = conformer.conform(&input)?;
+            rows += batch.num_rows() as u64;
+            writer.write(batch).await?;
+        }
+        writer.close().await
+    }
+    .await;
+    // Stop the reader if we bail out early.
+    drop(source);
+    let files = match written {
+        Ok(files) => files,
+        Err(e) => {
+            writer.abort().await;
+            return Err(e);
+        }
+    };
+    options.progress.add_files_written(files.len() as u64);
+    summary.rows_written = rows;
+    summary.files_added = files.len() as u64;
+    summary.bytes_written = files.iter().map(|f| f.file_size_in_bytes()).sum();
+
+    if files.is_empty() && (kind == Kind::Append || base.is_staged()) {
+        summary.table_created = false;
+        summary.message = if base.is_staged() {
+            format!("the input has no rows; {table} does not exist and was not created")
+        } else {
+            format!("the input has no rows; nothing appended to {table}")
+        };
+        return Ok(finish(summary));
+    }
+
+    let committed = match commit_load(
+        catalog,
+        base,
+        &load_id,
+        kind.operation(),
+        files,
+        options.max_commit_attempts,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            writer.abort().await;
+            return Err(e);
+        }
+    };
+    summary.snapshot_id = Some(committed.snapshot_id);
+    summary.commit_attempts = committed.attempts;
+    summary.metadata_location = Some(committed.metadata_location.clone());
+    if committed.already_committed {
+        // A concurrent run with the same load id won; our files are not referenced.
+        writer.abort().await;
+        summary.skipped = true;
+        summary.table_created = false;
+        summary.rows_written = 0;
+        summary.files_added = 0;
+        summary.bytes_written = 0;
+        summary.message = format!(
+            "load id {load_id} was committed concurrently as snapshot {}; nothing added",
+            committed.snapshot_id
+        );
+        return Ok(finish(summary));
+    }
+    summary.operation = Some(
+        match kind.operation() {
+            SnapshotOperation::Append => "append",
+            SnapshotOperation::ReplaceAll => "overwrite",
+        }
+        .to_string(),
+    );
+    summary.files_removed = committed.files_removed;
+    summary.rows_removed = committed.rows_removed;
+    summary.message = match kind {
+        Kind::Append => format!(
+            "appended {} rows in {} files to {table} (snapshot {})",
+            summary.rows_written, summary.files_added, committed.snapshot_id
+        ),
+        Kind::Replace => format!(
+            "replaced {table}: {} rows in {} files added, {} files ({} rows) removed (snapshot {})",
+            summary.rows_written,
+            summary.files_added,
+            summary.files_removed,
+            summary.rows_removed,
+            committed.snapshot_id
+        ),
+    };
+    Ok(finish(summary))
+}

@@ -1,0 +1,262 @@
+//! Sources: turn files (or any Arrow stream) into a bounded stream of record batches.
+//!
+//! Parquet inputs are read row group by row group on a blocking thread, with a batch size derived
+//! from a byte budget, and handed over through a channel of a few batches. Memory therefore
+//! depends on the batch budget, never on file or dataset size, and decoding overlaps with the
+//! conform/encode work downstream.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema as ArrowSchema, SchemaRef};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+
+use crate::error::{FloeError, Result};
+use crate::progress::Progress;
+
+/// One batch and where it came from, for error messages.
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    pub batch: RecordBatch,
+    /// For example `data/a.parquet (row group 3)`.
+    pub origin: Arc<str>,
+}
+
+/// A stream of batches with the schema of the first input.
+pub struct Source {
+    /// Schema used to create a missing table. Batches may differ in column order.
+    pub schema: SchemaRef,
+    pub stream: BoxStream<'static, Result<SourceBatch>>,
+}
+
+impl Source {
+    /// Wraps any Arrow record-batch stream (the library entry point for non-file sources).
+    pub fn from_stream<S, E>(schema: SchemaRef, name: &str, stream: S) -> Self
+    where
+        S: futures::Stream<Item = std::result::Result<RecordBatch, E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let origin: Arc<str> = Arc::from(name);
+        let stream = stream
+            .map(move |item| match item {
+                Ok(batch) => Ok(SourceBatch {
+                    batch,
+                    origin: origin.clone(),
+                }),
+                Err(e) => Err(FloeError::InputRead {
+                    path: PathBuf::from(&*origin),
+                    row_group: None,
+                    reason: e.to_string(),
+                }),
+            })
+            .boxed();
+        Self { schema, stream }
+    }
+}
+
+/// How big the batches handed downstream may get.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchBudget {
+    /// Upper bound on rows per batch.
+    pub max_rows: usize,
+    /// Target decoded bytes per batch; rows per batch shrink for wide rows.
+    pub max_bytes: usize,
+    /// Batches in flight between the reader thread and the writer.
+    pub channel_batches: usize,
+}
+
+impl Default for BatchBudget {
+    fn default() -> Self {
+        Self {
+            max_rows: 64 * 1024,
+            max_bytes: 16 * 1024 * 1024,
+            channel_batches: 2,
+        }
+    }
+}
+
+/// Parquet files to load, in order.
+#[derive(Debug, Clone)]
+pub struct ParquetSource {
+    files: Vec<PathBuf>,
+    budget: BatchBudget,
+}
+
+impl ParquetSource {
+    /// Expands files, directories (every `*.parquet` inside, sorted) and glob patterns.
+    pub fn from_inputs(inputs: &[impl AsRef<str>]) -> Result<Self> {
+        let mut files = Vec::new();
+        for input in inputs {
+            let input = input.as_ref();
+            let path = Path::new(input);
+            if path.is_dir() {
+                let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                    .map_err(|e| FloeError::NoInput {
+                        pattern: input.to_string(),
+                        reason: e.to_string(),
+                    })?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "parquet"))
+                    .collect();
+                if found.is_empty() {
+                    return Err(FloeError::NoInput {
+                        pattern: input.to_string(),
+                        reason: "directory holds no *.parquet files".into(),
+                    });
+                }
+                found.sort();
+                files.extend(found);
+            } else if path.is_file() {
+                files.push(path.to_path_buf());
+            } else if input.contains(['*', '?', '[']) {
+                let mut found: Vec<PathBuf> = glob::glob(input)
+                    .map_err(|e| FloeError::NoInput {
+                        pattern: input.to_string(),
+                        reason: e.to_string(),
+                    })?
+                    .filter_map(|p| p.ok())
+                    .filter(|p| p.is_file())
+                    .collect();
+                if found.is_empty() {
+                    return Err(FloeError::NoInput {
+                        pattern: input.to_string(),
+                        reason: "the pattern matches no file".into(),
+                    });
+                }
+                found.sort();
+                files.extend(found);
+            } else {
+                return Err(FloeError::NoInput {
+                    pattern: input.to_string(),
+                    reason: "no such file or directory".into(),
+                });
+            }
+        }
+        if files.is_empty() {
+            return Err(FloeError::NoInput {
+                pattern: String::new(),
+                reason: "no input files given".into(),
+            });
+        }
+        Ok(Self {
+            files,
+            budget: BatchBudget::default(),
+        })
+    }
+
+    pub fn with_budget(mut self, budget: BatchBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Total size of the input files on disk.
+    pub fn total_bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Opens every file's footer (cheap) so a corrupt file fails before anything is written,
+    /// and returns the first file's schema.
+    pub fn check_and_schema(&self) -> Result<SchemaRef> {
+        let mut first = None;
+        for path in &self.files {
+            let meta = open_metadata(path)?;
+            if first.is_none() {
+                first = Some(meta.schema().clone());
+            }
+        }
+        let schema = first.expect("at least one file");
+        Ok(Arc::new(ArrowSchema::new(schema.fields().clone())))
+    }
+
+    /// Starts the reader thread and returns the stream.
+    pub fn into_source(self, progress: Arc<Progress>) -> Result<Source> {
+        let schema = self.check_and_schema()?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(self.budget.channel_batches.max(1));
+        let budget = self.budget;
+        let files = self.files;
+        tokio::task::spawn_blocking(move || {
+            for path in files {
+                if let Err(e) = read_file(&path, budget, &tx, &progress) {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+                progress.add_input_file();
+            }
+        });
+        let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
+        Ok(Source { schema, stream })
+    }
+}
+
+fn read_error(path: &Path, row_group: Option<usize>, reason: impl ToString) -> FloeError {
+    FloeError::InputRead {
+        path: path.to_path_buf(),
+        row_group,
+        reason: reason.to_string(),
+    }
+}
+
+fn open_metadata(path: &Path) -> Result<ArrowReaderMetadata> {
+    let file = File::open(path).map_err(|e| read_error(path, None, e))?;
+    ArrowReaderMetadata::load(
+        &file,
+        ArrowReaderOptions::new().with_skip_arrow_metadata(false),
+    )
+    .map_err(|e| read_error(path, None, format!("not a readable Parquet file: {e}")))
+}
+
+/// Sends one file, row group by row group. Returns early (Ok) if the receiver is gone.
+fn read_file(
+    path: &Path,
+    budget: BatchBudget,
+    tx: &tokio::sync::mpsc::Sender<Result<SourceBatch>>,
+    progress: &Progress,
+) -> Result<()> {
+    let file = File::open(path).map_err(|e| read_error(path, None, e))?;
+    let meta = open_metadata(path)?;
+    let row_groups = meta.metadata().num_row_groups();
+    for rg in 0..row_groups {
+        let rg_meta = meta.metadata().row_group(rg);
+        let rows = rg_meta.num_rows().max(1) as usize;
+        let row_bytes = (rg_meta.total_byte_size().max(1) as usize)
+            .div_ceil(rows)
+            .max(1);
+        let batch_rows = (budget.max_bytes / row_bytes).clamp(1024, budget.max_rows.max(1));
+        let origin: Arc<str> = Arc::from(format!("{} (row group {rg})", path.display()));
+        let handle = file
+            .try_clone()
+            .map_err(|e| read_error(path, Some(rg), e))?;
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone())
+            .with_row_groups(vec![rg])
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(|e| read_error(path, Some(rg), e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| read_error(path, Some(rg), e))?;
+            progress.add_input_rows(batch.num_rows() as u64);
+            let item = SourceBatch {
+                batch,
+                origin: origin.clone(),
+            };
+            if tx.blocking_send(Ok(item)).is_err() {
+                return Ok(());
+            }
+        }
+        progress.add_input_bytes(rg_meta.compressed_size().max(0) as u64);
+    }
+    Ok(())
+}
