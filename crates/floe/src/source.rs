@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema as ArrowSchema, SchemaRef};
@@ -188,18 +189,64 @@ impl ParquetSource {
         let (tx, mut rx) = tokio::sync::mpsc::channel(self.budget.channel_batches.max(1));
         let budget = self.budget;
         let files = self.files;
+        // Set only when every file was read to the end: a channel that closes without it means
+        // the reader died, and the load must fail rather than commit a prefix of the input.
+        let finished = Arc::new(AtomicBool::new(false));
+        let finished_in_reader = finished.clone();
         tokio::task::spawn_blocking(move || {
-            for path in files {
-                if let Err(e) = read_file(&path, budget, &tx, &progress) {
-                    let _ = tx.blocking_send(Err(e));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for path in &files {
+                    read_file(path, budget, &tx, &progress)?;
+                    progress.add_input_file();
+                }
+                Ok(())
+            }));
+            let error = match outcome {
+                Ok(Ok(())) => {
+                    finished_in_reader.store(true, Ordering::SeqCst);
                     return;
                 }
-                progress.add_input_file();
-            }
+                Ok(Err(e)) => e,
+                Err(panic) => FloeError::InputRead {
+                    path: PathBuf::from("<input>"),
+                    row_group: None,
+                    reason: format!("the reader failed unexpectedly: {}", panic_message(&panic)),
+                },
+            };
+            let _ = tx.blocking_send(Err(error));
         });
-        let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
+        let mut ended = false;
+        let stream = futures::stream::poll_fn(move |cx| {
+            if ended {
+                return std::task::Poll::Ready(None);
+            }
+            match rx.poll_recv(cx) {
+                std::task::Poll::Ready(None) => {
+                    ended = true;
+                    if finished.load(Ordering::SeqCst) {
+                        std::task::Poll::Ready(None)
+                    } else {
+                        std::task::Poll::Ready(Some(Err(FloeError::InputRead {
+                            path: PathBuf::from("<input>"),
+                            row_group: None,
+                            reason: "the reader stopped before the end of the input".into(),
+                        })))
+                    }
+                }
+                other => other,
+            }
+        })
+        .boxed();
         Ok(Source { schema, stream })
     }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 fn read_error(path: &Path, row_group: Option<usize>, reason: impl ToString) -> FloeError {
@@ -235,7 +282,8 @@ fn read_file(
         let row_bytes = (rg_meta.total_byte_size().max(1) as usize)
             .div_ceil(rows)
             .max(1);
-        let batch_rows = (budget.max_bytes / row_bytes).clamp(1024, budget.max_rows.max(1));
+        let max_rows = budget.max_rows.max(1);
+        let batch_rows = (budget.max_bytes / row_bytes).clamp(max_rows.min(1024), max_rows);
         let origin: Arc<str> = Arc::from(format!("{} (row group {rg})", path.display()));
         let handle = file
             .try_clone()

@@ -75,6 +75,7 @@ impl TableState {
             .identifier(self.ident.clone())
             .metadata(self.metadata.clone())
             .file_io(self.file_io.clone())
+            .runtime(iceberg::Runtime::try_current().context(|| "no async runtime".into())?)
             .readonly(true);
         if let Some(loc) = &self.metadata_location {
             builder = builder.metadata_location(loc.clone());
