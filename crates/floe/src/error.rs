@@ -82,7 +82,7 @@ pub enum FloeError {
     Iceberg {
         context: String,
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
 
     /// An Arrow compute error (cast, concat), with context.
@@ -122,7 +122,7 @@ impl<T> ResultExt<T> for std::result::Result<T, iceberg::Error> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| FloeError::Iceberg {
             context: context(),
-            source,
+            source: Box::new(source),
         })
     }
 }

@@ -166,11 +166,11 @@ pub struct TableWriter {
 }
 
 enum Mode {
-    Unpartitioned(Option<PartitionWriter>),
+    Unpartitioned(Option<Box<PartitionWriter>>),
     // One writer per partition value seen. Unbounded in the number of partitions for now;
     // capping open writers is the partitioning work's job.
     Partitioned {
-        splitter: RecordBatchPartitionSplitter,
+        splitter: Box<RecordBatchPartitionSplitter>,
         writers: HashMap<Struct, PartitionWriter>,
     },
 }
@@ -206,8 +206,9 @@ impl TableWriter {
             Mode::Unpartitioned(None)
         } else {
             Mode::Partitioned {
-                splitter: RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)
-                    .context(ctx)?,
+                splitter: Box::new(
+                    RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec).context(ctx)?,
+                ),
                 writers: HashMap::new(),
             }
         };
@@ -238,7 +239,7 @@ impl TableWriter {
         match &mut self.mode {
             Mode::Unpartitioned(writer) => {
                 if let Some(key) = new_key {
-                    *writer = Some(self.builder.build(Some(key)).await.context(ctx)?);
+                    *writer = Some(Box::new(self.builder.build(Some(key)).await.context(ctx)?));
                 }
                 writer
                     .as_mut()
