@@ -324,7 +324,7 @@ def test_bad_input_leaves_table_unchanged(wh):
 
     extra = simple_table(range(3)).append_column("surprise", pa.array([1, 2, 3]))
     write(wh.root / "extra.parquet", extra)
-    proc = wh.floe("load", "ns.bad", wh.root / "extra.parquet", ok=False)
+    proc = wh.floe("load", "ns.bad", wh.root / "extra.parquet", "--schema-evolution", "strict", ok=False)
     assert proc.returncode != 0 and "surprise" in proc.stderr
 
     assert wh.table("ns.bad").metadata_location == before
@@ -338,6 +338,11 @@ def test_bad_names_and_catalogs(wh):
     assert proc.returncode != 0 and "no_namespace" in proc.stderr
     proc = wh.floe("load", "ns.t", wh.root / "missing.parquet", ok=False)
     assert proc.returncode != 0 and "missing.parquet" in proc.stderr
+    # A catalog that cannot be opened: its directory would have to live inside a file.
+    blocker = wh.root / "blocker"
+    blocker.write_text("not a directory")
+    proc = run_floe(["load", "ns.t", wh.root / "x.parquet", "--warehouse", blocker / "wh"], wh.root, {})
+    assert proc.returncode != 0 and "catalog 'default'" in proc.stderr and "panicked" not in proc.stderr
 
 
 def run_floe(args, cwd, env):

@@ -48,6 +48,15 @@ enum Mode {
     Replace,
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Evolution {
+    /// Add new columns (top level or nested) and widen types safely (int->long, float->double,
+    /// decimal precision), in the load's own commit.
+    AddColumns,
+    /// Refuse any change to the table's schema.
+    Strict,
+}
+
 #[derive(clap::Args, Debug)]
 struct LoadArgs {
     /// Target table: namespace.table (nested namespaces allowed: a.b.table).
@@ -58,6 +67,9 @@ struct LoadArgs {
     /// What the load does to the table.
     #[arg(long, value_enum, default_value_t = Mode::Append)]
     mode: Mode,
+    /// What the load may change in the table's schema.
+    #[arg(long, value_enum, default_value_t = Evolution::AddColumns)]
+    schema_evolution: Evolution,
     /// Idempotency key: if a snapshot with this load id is in the table's history, the load is
     /// a no-op. Default: a fresh UUID.
     #[arg(long)]
@@ -77,6 +89,10 @@ struct LoadArgs {
     /// Parquet codec: zstd, snappy, gzip, brotli, lz4, uncompressed (default: table property, else zstd).
     #[arg(long)]
     compression: Option<String>,
+    /// Parquet row group size, e.g. 64MiB (default: table property write.parquet.row-group-size-bytes,
+    /// else 32MiB). A row group is buffered in memory until it is full.
+    #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
+    row_group_size: Option<u64>,
     /// Compression level (codec specific).
     #[arg(long)]
     compression_level: Option<i32>,
@@ -84,7 +100,7 @@ struct LoadArgs {
     #[arg(long, default_value_t = 65536)]
     batch_rows: usize,
     /// Target decoded bytes per batch; wide rows get fewer rows per batch.
-    #[arg(long, value_parser = parse_bytes, default_value = "16MiB", value_name = "SIZE")]
+    #[arg(long, value_parser = parse_bytes, default_value = "8MiB", value_name = "SIZE")]
     batch_bytes: u64,
     /// Never draw a progress bar (log lines are printed on non-terminals anyway).
     #[arg(long)]
@@ -165,11 +181,15 @@ async fn load(args: LoadArgs) -> Result<()> {
     let source = parquet.into_source(progress.clone())?;
     let options = LoadOptions::default()
         .with_progress(progress.clone())
+        .with_schema_evolution(match args.schema_evolution {
+            Evolution::AddColumns => ops::SchemaEvolution::AddColumns,
+            Evolution::Strict => ops::SchemaEvolution::Strict,
+        })
         .with_write_options(WriteOptions {
             target_file_size: args.target_file_size,
             compression: args.compression.clone(),
             compression_level: args.compression_level,
-            row_group_bytes: None,
+            row_group_bytes: args.row_group_size.map(|n| n as usize),
         });
     let options = match &args.load_id {
         Some(id) => options.with_load_id(id.clone()),

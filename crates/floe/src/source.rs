@@ -29,10 +29,15 @@ pub struct SourceBatch {
     pub origin: Arc<str>,
 }
 
-/// A stream of batches with the schema of the first input.
+/// A stream of batches with the schemas of its inputs.
 pub struct Source {
-    /// Schema used to create a missing table. Batches may differ in column order.
+    /// Name of the first input (a file path, or the stream's name), for messages.
+    pub name: String,
+    /// Schema of the first input: creates a missing table. Batches may differ in column order.
     pub schema: SchemaRef,
+    /// Distinct schemas of the other inputs (files whose columns differ from the first), with
+    /// the input they came from, so schema evolution can be decided before writing.
+    pub other_schemas: Vec<(String, SchemaRef)>,
     pub stream: BoxStream<'static, Result<SourceBatch>>,
 }
 
@@ -57,7 +62,19 @@ impl Source {
                 }),
             })
             .boxed();
-        Self { schema, stream }
+        Self {
+            name: name.to_string(),
+            schema,
+            other_schemas: Vec::new(),
+            stream,
+        }
+    }
+
+    /// Every distinct input schema with where it came from, the first input's first.
+    pub fn schemas(&self) -> Vec<(String, SchemaRef)> {
+        let mut all = vec![(self.name.clone(), self.schema.clone())];
+        all.extend(self.other_schemas.iter().cloned());
+        all
     }
 }
 
@@ -76,7 +93,7 @@ impl Default for BatchBudget {
     fn default() -> Self {
         Self {
             max_rows: 64 * 1024,
-            max_bytes: 16 * 1024 * 1024,
+            max_bytes: 8 * 1024 * 1024,
             channel_batches: 2,
         }
     }
@@ -170,24 +187,29 @@ impl ParquetSource {
     }
 
     /// Opens every file's footer (cheap) so a corrupt file fails before anything is written,
-    /// and returns the first file's schema.
-    pub fn check_and_schema(&self) -> Result<SchemaRef> {
-        let mut first = None;
+    /// and returns the first file's schema and the distinct schemas of the others.
+    pub fn check_and_schemas(&self) -> Result<(SchemaRef, Vec<(String, SchemaRef)>)> {
+        let mut first: Option<SchemaRef> = None;
+        let mut others: Vec<(String, SchemaRef)> = Vec::new();
         for path in &self.files {
             let meta = open_metadata(path)?;
-            if first.is_none() {
-                first = Some(meta.schema().clone());
+            let schema = Arc::new(ArrowSchema::new(meta.schema().fields().clone()));
+            match &first {
+                None => first = Some(schema),
+                Some(f) if f.fields() == schema.fields() => {}
+                Some(_) if others.iter().any(|(_, s)| s.fields() == schema.fields()) => {}
+                Some(_) => others.push((path.display().to_string(), schema)),
             }
         }
-        let schema = first.expect("at least one file");
-        Ok(Arc::new(ArrowSchema::new(schema.fields().clone())))
+        Ok((first.expect("at least one file"), others))
     }
 
     /// Starts the reader thread and returns the stream.
     pub fn into_source(self, progress: Arc<Progress>) -> Result<Source> {
-        let schema = self.check_and_schema()?;
+        let (schema, other_schemas) = self.check_and_schemas()?;
         let (tx, mut rx) = tokio::sync::mpsc::channel(self.budget.channel_batches.max(1));
         let budget = self.budget;
+        let self_first = self.files[0].clone();
         let files = self.files;
         // Set only when every file was read to the end: a channel that closes without it means
         // the reader died, and the load must fail rather than commit a prefix of the input.
@@ -237,7 +259,12 @@ impl ParquetSource {
             }
         })
         .boxed();
-        Ok(Source { schema, stream })
+        Ok(Source {
+            name: self_first.display().to_string(),
+            schema,
+            other_schemas,
+            stream,
+        })
     }
 }
 

@@ -41,7 +41,7 @@ pub const PROP_ROW_GROUP_BYTES: &str = "write.parquet.row-group-size-bytes";
 pub const DEFAULT_TARGET_FILE_SIZE: u64 = 512 * 1024 * 1024;
 /// Default row group size. Smaller than Iceberg's 128 MiB: a row group is buffered in memory
 /// until it is flushed, and floe keeps its memory small.
-pub const DEFAULT_ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
 
 /// Choices a caller can make about the files written; `None` means the table's property, then
 /// floe's default.
@@ -207,7 +207,8 @@ impl TableWriter {
         } else {
             Mode::Partitioned {
                 splitter: Box::new(
-                    RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec).context(ctx)?,
+                    RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)
+                        .context(ctx)?,
                 ),
                 writers: HashMap::new(),
             }

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use futures::TryStreamExt;
 use floe::commit::{SnapshotOperation, commit_load, find_load};
 use floe::ops::{AppendBuilder, ReplaceBuilder};
 use floe::{Catalog, CatalogConfig, FloeError, LoadOptions, Source, parse_table_ident};
+use futures::TryStreamExt;
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -32,21 +32,37 @@ fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
 }
 
 fn source(batches: Vec<RecordBatch>) -> Source {
-    Source::from_stream(schema(), "memory", futures::stream::iter(batches.into_iter().map(Ok::<_, Infallible>)))
+    Source::from_stream(
+        schema(),
+        "memory",
+        futures::stream::iter(batches.into_iter().map(Ok::<_, Infallible>)),
+    )
 }
 
 async fn catalog(dir: &Path) -> Catalog {
-    Catalog::open(CatalogConfig::embedded(dir).unwrap()).await.unwrap()
+    Catalog::open(CatalogConfig::embedded(dir).unwrap())
+        .await
+        .unwrap()
 }
 
 async fn ids(catalog: &Catalog, table: &str) -> Vec<i64> {
-    let state = catalog.load_table(&parse_table_ident(table).unwrap()).await.unwrap().unwrap();
+    let state = catalog
+        .load_table(&parse_table_ident(table).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let scan = state.table().unwrap().scan().build().unwrap();
     let batches: Vec<RecordBatch> = scan.to_arrow().await.unwrap().try_collect().await.unwrap();
     let mut out: Vec<i64> = batches
         .iter()
         .flat_map(|b| {
-            b.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
+            b.column_by_name("id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
         })
         .collect();
     out.sort();
@@ -74,7 +90,10 @@ async fn concurrent_appends_all_land_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let cat = catalog(dir.path()).await;
     let table = parse_table_ident("ns.concurrent").unwrap();
-    AppendBuilder::new(&cat, table.clone()).execute(source(vec![batch(0..10)])).await.unwrap();
+    AppendBuilder::new(&cat, table.clone())
+        .execute(source(vec![batch(0..10)]))
+        .await
+        .unwrap();
 
     let mut tasks = Vec::new();
     for w in 1..=4i64 {
@@ -120,11 +139,18 @@ async fn append_carries_existing_manifests_untouched() {
         let t = t.clone();
         async move {
             let list = t.manifest_list_reader(&snapshot).load().await.unwrap();
-            list.entries().iter().map(|m| m.manifest_path.clone()).collect::<Vec<_>>()
+            list.entries()
+                .iter()
+                .map(|m| m.manifest_path.clone())
+                .collect::<Vec<_>>()
         }
     };
     let current = state.metadata.current_snapshot().unwrap().clone();
-    let parent = state.metadata.snapshot_by_id(current.parent_snapshot_id().unwrap()).unwrap().clone();
+    let parent = state
+        .metadata
+        .snapshot_by_id(current.parent_snapshot_id().unwrap())
+        .unwrap()
+        .clone();
     let now = manifests(current).await;
     let before = manifests(parent).await;
     assert_eq!(now.len(), before.len() + 1, "one new manifest per append");
@@ -138,31 +164,63 @@ async fn stale_replace_replans_against_the_new_state() {
     let dir = tempfile::tempdir().unwrap();
     let cat = catalog(dir.path()).await;
     let table = parse_table_ident("ns.replace").unwrap();
-    AppendBuilder::new(&cat, table.clone()).execute(source(vec![batch(0..10)])).await.unwrap();
+    AppendBuilder::new(&cat, table.clone())
+        .execute(source(vec![batch(0..10)]))
+        .await
+        .unwrap();
     let stale = cat.load_table(&table).await.unwrap().unwrap();
     // Another writer appends after we planned.
-    AppendBuilder::new(&cat, table.clone()).execute(source(vec![batch(10..20)])).await.unwrap();
+    AppendBuilder::new(&cat, table.clone())
+        .execute(source(vec![batch(10..20)]))
+        .await
+        .unwrap();
 
     // A replace planned on the stale state must still remove the concurrent append's files.
     let file = write_data_file(&cat, &table, batch(100..105)).await;
-    let committed = commit_load(&cat, stale, "replace-1", SnapshotOperation::ReplaceAll, vec![file], 5)
-        .await
-        .unwrap();
+    let committed = commit_load(
+        &cat,
+        stale,
+        "replace-1",
+        SnapshotOperation::ReplaceAll,
+        vec![file],
+        None,
+        5,
+    )
+    .await
+    .unwrap();
     assert_eq!(committed.attempts, 2, "first attempt must conflict");
     assert_eq!(committed.files_removed, 2);
-    assert_eq!(ids(&cat, "ns.replace").await, (100..105).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&cat, "ns.replace").await,
+        (100..105).collect::<Vec<_>>()
+    );
 }
 
 /// Writes one data file for `table` without committing it.
-async fn write_data_file(cat: &Catalog, table: &iceberg::TableIdent, rows: RecordBatch) -> iceberg::spec::DataFile {
+async fn write_data_file(
+    cat: &Catalog,
+    table: &iceberg::TableIdent,
+    rows: RecordBatch,
+) -> iceberg::spec::DataFile {
     use floe::write::{FileSettings, TableWriter, WriteOptions};
     let state = cat.load_table(table).await.unwrap().unwrap();
-    let settings = FileSettings::resolve(state.metadata.properties(), &WriteOptions::default()).unwrap();
-    let conformer = floe::conform::Conformer::new("t", state.metadata.current_schema().clone()).unwrap();
-    let mut writer =
-        TableWriter::new("t", state.metadata.clone(), state.file_io.clone(), uuid::Uuid::new_v4(), &settings).unwrap();
+    let settings =
+        FileSettings::resolve(state.metadata.properties(), &WriteOptions::default()).unwrap();
+    let conformer =
+        floe::conform::Conformer::new("t", state.metadata.current_schema().clone()).unwrap();
+    let mut writer = TableWriter::new(
+        "t",
+        state.metadata.clone(),
+        state.file_io.clone(),
+        uuid::Uuid::new_v4(),
+        &settings,
+    )
+    .unwrap();
     let conformed = conformer
-        .conform(&floe::SourceBatch { batch: rows, origin: Arc::from("mem") })
+        .conform(&floe::SourceBatch {
+            batch: rows,
+            origin: Arc::from("mem"),
+        })
         .unwrap();
     writer.write(conformed).await.unwrap();
     writer.close().await.unwrap().pop().unwrap()
@@ -173,7 +231,10 @@ async fn commit_finds_a_load_id_that_landed_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
     let cat = catalog(dir.path()).await;
     let table = parse_table_ident("ns.idem").unwrap();
-    AppendBuilder::new(&cat, table.clone()).execute(source(vec![batch(0..10)])).await.unwrap();
+    AppendBuilder::new(&cat, table.clone())
+        .execute(source(vec![batch(0..10)]))
+        .await
+        .unwrap();
     let stale = cat.load_table(&table).await.unwrap().unwrap();
     let landed = AppendBuilder::new(&cat, table.clone())
         .with_options(LoadOptions::default().with_load_id("run-7"))
@@ -181,7 +242,17 @@ async fn commit_finds_a_load_id_that_landed_meanwhile() {
         .await
         .unwrap();
     let file = write_data_file(&cat, &table, batch(10..20)).await;
-    let again = commit_load(&cat, stale, "run-7", SnapshotOperation::Append, vec![file], 5).await.unwrap();
+    let again = commit_load(
+        &cat,
+        stale,
+        "run-7",
+        SnapshotOperation::Append,
+        vec![file],
+        None,
+        5,
+    )
+    .await
+    .unwrap();
     assert!(again.already_committed);
     assert_eq!(Some(again.snapshot_id), landed.snapshot_id);
     let state = cat.load_table(&table).await.unwrap().unwrap();
@@ -194,14 +265,23 @@ async fn a_failing_source_commits_nothing_and_leaves_no_files() {
     let dir = tempfile::tempdir().unwrap();
     let cat = catalog(dir.path()).await;
     let table = parse_table_ident("ns.fail").unwrap();
-    AppendBuilder::new(&cat, table.clone()).execute(source(vec![batch(0..10)])).await.unwrap();
+    AppendBuilder::new(&cat, table.clone())
+        .execute(source(vec![batch(0..10)]))
+        .await
+        .unwrap();
     let before = cat.load_table(&table).await.unwrap().unwrap();
     let files_before = data_files(dir.path());
 
-    let items: Vec<Result<RecordBatch, String>> =
-        vec![Ok(batch(10..20)), Ok(batch(20..30)), Err("disk on fire".to_string())];
+    let items: Vec<Result<RecordBatch, String>> = vec![
+        Ok(batch(10..20)),
+        Ok(batch(20..30)),
+        Err("disk on fire".to_string()),
+    ];
     let failing = Source::from_stream(schema(), "flaky-stream", futures::stream::iter(items));
-    let err = ReplaceBuilder::new(&cat, table.clone()).execute(failing).await.unwrap_err();
+    let err = ReplaceBuilder::new(&cat, table.clone())
+        .execute(failing)
+        .await
+        .unwrap_err();
     assert!(matches!(err, FloeError::InputRead { .. }), "{err}");
     assert!(err.to_string().contains("flaky-stream") && err.to_string().contains("disk on fire"));
 
@@ -222,7 +302,10 @@ async fn a_missing_table_is_created_by_the_loads_single_commit() {
         .unwrap();
     assert!(out.table_created);
     let state = cat.load_table(&table).await.unwrap().unwrap();
-    assert_eq!(state.metadata.format_version(), iceberg::spec::FormatVersion::V2);
+    assert_eq!(
+        state.metadata.format_version(),
+        iceberg::spec::FormatVersion::V2
+    );
     assert_eq!(state.metadata.snapshots().count(), 1);
     // The table's first metadata version already has the snapshot: no empty intermediate state.
     assert!(state.metadata.metadata_log().is_empty());

@@ -11,6 +11,7 @@
 //!   |   append  -> carry every existing manifest over untouched      |
 //!   |   replace -> rewrite each existing manifest as DELETED entries |
 //!   |   manifest list + Snapshot + summary (added/deleted/total-*)   |
+//!   |   an evolved schema rides in the same commit (AddSchema first)  |
 //!   +----------------------------------------------------------------+
 //!                                |  TableUpdates + TableRequirements
 //!                                v
@@ -31,7 +32,7 @@ mod summary;
 
 use std::time::Duration;
 
-use iceberg::spec::{DataFile, TableMetadata};
+use iceberg::spec::{DataFile, Schema, TableMetadata};
 
 pub use producer::{SnapshotOperation, SnapshotProducer};
 
@@ -73,6 +74,8 @@ pub struct Committed {
     pub files_removed: u64,
     pub rows_removed: u64,
     pub metadata_location: String,
+    /// The schema id of the committed snapshot.
+    pub schema_id: i32,
 }
 
 /// Commits `added` as one snapshot of `operation`, retrying against newer table states.
@@ -82,12 +85,14 @@ pub async fn commit_load(
     load_id: &str,
     operation: SnapshotOperation,
     added: Vec<DataFile>,
+    schema_change: Option<Schema>,
     max_attempts: u32,
 ) -> Result<Committed> {
     let table = base.name();
     let schema_id = base.metadata.current_schema_id();
     let spec_id = base.metadata.default_partition_spec_id();
-    let mut producer = SnapshotProducer::new(&base, load_id, operation, added).await?;
+    let mut producer =
+        SnapshotProducer::new(&base, load_id, operation, added, schema_change).await?;
     for attempt in 1..=max_attempts {
         let staged = producer.stage(&base, attempt).await?;
         match catalog
@@ -105,6 +110,7 @@ pub async fn commit_load(
                     files_removed: staged.files_removed,
                     rows_removed: staged.rows_removed,
                     metadata_location,
+                    schema_id: staged.schema_id,
                 });
             }
             Ok(CommitOutcome::Conflict(reason)) => {
@@ -139,6 +145,11 @@ pub async fn commit_load(
                 files_removed: 0,
                 rows_removed: 0,
                 metadata_location: base.metadata_location.clone().unwrap_or_default(),
+                schema_id: base
+                    .metadata
+                    .snapshot_by_id(snapshot_id)
+                    .and_then(|s| s.schema_id())
+                    .unwrap_or(base.metadata.current_schema_id()),
             });
         }
         if base.metadata.current_schema_id() != schema_id

@@ -5,12 +5,13 @@
 //! operation only decides which existing entries die and which files are added.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use iceberg::spec::{
     DataContentType, DataFile, FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestFile,
     ManifestListWriter, ManifestWriter, ManifestWriterBuilder, Operation, PartitionSpec,
     PartitionSpecRef, Schema, SchemaRef, Snapshot, SnapshotReference, SnapshotRetention,
-    SnapshotSummaryCollector, Summary,
+    SnapshotSummaryCollector, Summary, TableMetadataBuilder,
 };
 use iceberg::{TableRequirement, TableUpdate};
 use uuid::Uuid;
@@ -33,6 +34,7 @@ pub enum SnapshotOperation {
 #[derive(Debug)]
 pub struct StagedSnapshot {
     pub snapshot_id: i64,
+    pub schema_id: i32,
     pub updates: Vec<TableUpdate>,
     pub requirements: Vec<TableRequirement>,
     pub files_removed: u64,
@@ -48,6 +50,8 @@ pub struct SnapshotProducer {
     commit_uuid: Uuid,
     snapshot_id: i64,
     schema: SchemaRef,
+    /// A new schema the load's data was conformed to, committed with the snapshot.
+    schema_change: Option<Schema>,
     spec: PartitionSpecRef,
     added: Vec<DataFile>,
     /// The manifest of added files, written once: its entries inherit sequence numbers.
@@ -61,6 +65,7 @@ impl SnapshotProducer {
         load_id: &str,
         operation: SnapshotOperation,
         added: Vec<DataFile>,
+        schema_change: Option<Schema>,
     ) -> Result<Self> {
         if base.metadata.format_version() == FormatVersion::V3 {
             return Err(FloeError::InvalidOption(format!(
@@ -73,7 +78,11 @@ impl SnapshotProducer {
             operation,
             commit_uuid: Uuid::new_v4(),
             snapshot_id: 0,
-            schema: base.metadata.current_schema().clone(),
+            schema: match &schema_change {
+                Some(schema) => Arc::new(schema.clone()),
+                None => base.metadata.current_schema().clone(),
+            },
+            schema_change,
             spec: base.metadata.default_partition_spec().clone(),
             added,
             added_manifest: None,
@@ -217,6 +226,31 @@ impl SnapshotProducer {
             metadata.current_snapshot().map(|s| s.summary()),
         );
 
+        // The schema change, unless the table already has exactly this schema (a concurrent
+        // writer made the same change).
+        let mut updates = Vec::new();
+        let mut requirements = Vec::new();
+        let schema_id = match &self.schema_change {
+            Some(schema) if metadata.current_schema().as_struct() != schema.as_struct() => {
+                let predicted =
+                    TableMetadataBuilder::new_from_metadata(metadata.as_ref().clone(), None)
+                        .add_current_schema(schema.clone())
+                        .and_then(|b| b.build())
+                        .context(|| format!("table {table}: cannot apply the evolved schema"))?
+                        .metadata
+                        .current_schema_id();
+                updates.push(TableUpdate::AddSchema {
+                    schema: schema.clone(),
+                });
+                updates.push(TableUpdate::SetCurrentSchema { schema_id: -1 });
+                requirements.push(TableRequirement::LastAssignedFieldIdMatch {
+                    last_assigned_field_id: metadata.last_column_id(),
+                });
+                predicted
+            }
+            _ => metadata.current_schema_id(),
+        };
+
         let sequence_number = metadata.next_sequence_number();
         let parent = metadata.current_snapshot_id();
         let list_path = format!(
@@ -246,9 +280,9 @@ impl SnapshotProducer {
             .with_timestamp_ms(now_ms().max(metadata.last_updated_ms() + 1))
             .with_manifest_list(list_path)
             .with_summary(summary)
-            .with_schema_id(metadata.current_schema_id())
+            .with_schema_id(schema_id)
             .build();
-        let updates = vec![
+        updates.extend([
             TableUpdate::AddSnapshot { snapshot },
             TableUpdate::SetSnapshotRef {
                 ref_name: MAIN_BRANCH.to_string(),
@@ -257,11 +291,11 @@ impl SnapshotProducer {
                     SnapshotRetention::branch(None, None, None),
                 ),
             },
-        ];
-        let requirements = if base.is_staged() {
-            vec![TableRequirement::NotExist]
+        ]);
+        if base.is_staged() {
+            requirements = vec![TableRequirement::NotExist];
         } else {
-            vec![
+            requirements.extend([
                 TableRequirement::UuidMatch {
                     uuid: metadata.uuid(),
                 },
@@ -275,10 +309,11 @@ impl SnapshotProducer {
                 TableRequirement::DefaultSpecIdMatch {
                     default_spec_id: metadata.default_partition_spec_id(),
                 },
-            ]
-        };
+            ]);
+        }
         Ok(StagedSnapshot {
             snapshot_id: self.snapshot_id,
+            schema_id,
             updates,
             requirements,
             files_removed,

@@ -17,6 +17,7 @@ pub use append::AppendBuilder;
 pub use replace::ReplaceBuilder;
 
 use crate::commit::DEFAULT_MAX_ATTEMPTS;
+pub use crate::conform::evolve::SchemaEvolution;
 use crate::progress::Progress;
 use crate::write::WriteOptions;
 
@@ -28,6 +29,8 @@ pub struct LoadOptions {
     pub write: WriteOptions,
     pub max_commit_attempts: u32,
     pub progress: Arc<Progress>,
+    /// What the load may change in the table's schema.
+    pub schema_evolution: SchemaEvolution,
 }
 
 impl Default for LoadOptions {
@@ -37,6 +40,7 @@ impl Default for LoadOptions {
             write: WriteOptions::default(),
             max_commit_attempts: DEFAULT_MAX_ATTEMPTS,
             progress: Arc::new(Progress::default()),
+            schema_evolution: SchemaEvolution::default(),
         }
     }
 }
@@ -54,6 +58,11 @@ impl LoadOptions {
 
     pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
         self.progress = progress;
+        self
+    }
+
+    pub fn with_schema_evolution(mut self, mode: SchemaEvolution) -> Self {
+        self.schema_evolution = mode;
         self
     }
 
@@ -85,6 +94,10 @@ pub struct LoadSummary {
     /// True when the load id had already landed, so nothing was done.
     pub skipped: bool,
     pub table_created: bool,
+    /// Schema changes the load committed with its data (empty if none).
+    pub schema_changes: Vec<String>,
+    /// The schema id the load's snapshot was written with.
+    pub schema_id: Option<i32>,
     pub commit_attempts: u32,
     pub metadata_location: Option<String>,
     /// One line for humans.

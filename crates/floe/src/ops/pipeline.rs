@@ -1,17 +1,19 @@
 //! The load pipeline shared by every operation: source -> conform -> write -> commit.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
 use iceberg::TableIdent;
-use iceberg::spec::DataFile;
+use iceberg::spec::{DataFile, Schema, TableMetadataBuilder};
 use uuid::Uuid;
 
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::{Catalog, TableState, display_ident};
 use crate::commit::{SnapshotOperation, commit_load, find_load};
+use crate::conform::evolve::{Evolution, SchemaEvolution, evolve};
 use crate::conform::{Conformer, iceberg_schema_from_arrow};
-use crate::error::Result;
+use crate::error::{Result, ResultExt};
 use crate::source::Source;
 use crate::write::{FileSettings, TableWriter};
 
@@ -66,6 +68,8 @@ pub(crate) async fn run(
         duration_ms: 0,
         skipped: false,
         table_created: false,
+        schema_changes: Vec::new(),
+        schema_id: None,
         commit_attempts: 0,
         metadata_location: None,
         message: String::new(),
@@ -78,7 +82,7 @@ pub(crate) async fn run(
         s
     };
 
-    let base: TableState = match catalog.load_table(ident).await? {
+    let (base, schema_change) = match catalog.load_table(ident).await? {
         Some(state) => {
             if let Some(snapshot_id) = find_load(&state.metadata, &load_id) {
                 summary.skipped = true;
@@ -93,25 +97,57 @@ pub(crate) async fn run(
                 );
                 return Ok(finish(summary));
             }
-            state
+            let evolution = evolve_over_inputs(
+                state.metadata.current_schema(),
+                state.metadata.last_column_id(),
+                &source,
+                options.schema_evolution,
+                &table,
+            )?;
+            if evolution.changes.is_empty() {
+                (state, None)
+            } else {
+                summary.schema_changes = evolution.changes;
+                (state, Some(evolution.schema))
+            }
         }
         None => {
-            let schema =
-                iceberg_schema_from_arrow(&source.schema, &format!("first input of {table}"))?;
+            let first = iceberg_schema_from_arrow(&source.schema, &source.name)?;
+            // Files after the first may add columns (or widen types) like any later load.
+            let evolution = evolve_over_inputs(
+                &first,
+                first.highest_field_id(),
+                &source,
+                options.schema_evolution,
+                &table,
+            )?;
             catalog.ensure_namespace(ident.namespace()).await?;
             summary.table_created = true;
-            catalog
-                .stage_table(ident, schema, Default::default())
-                .await?
+            let staged = catalog
+                .stage_table(ident, evolution.schema, Default::default())
+                .await?;
+            (staged, None)
         }
+    };
+    let base: TableState = base;
+    // Writers and conform work against the schema the commit will install.
+    let write_metadata = match &schema_change {
+        None => base.metadata.clone(),
+        Some(schema) => Arc::new(
+            TableMetadataBuilder::new_from_metadata(base.metadata.as_ref().clone(), None)
+                .add_current_schema(schema.clone())
+                .and_then(|b| b.build())
+                .context(|| format!("table {table}: cannot apply the evolved schema"))?
+                .metadata,
+        ),
     };
 
     let settings = FileSettings::resolve(base.metadata.properties(), &options.write)?;
-    let conformer = Conformer::new(&table, base.metadata.current_schema().clone())?;
+    let conformer = Conformer::new(&table, write_metadata.current_schema().clone())?;
     let load_uuid = Uuid::new_v4();
     let mut writer = TableWriter::new(
         &table,
-        base.metadata.clone(),
+        write_metadata.clone(),
         base.file_io.clone(),
         load_uuid,
         &settings,
@@ -158,6 +194,7 @@ pub(crate) async fn run(
         &load_id,
         kind.operation(),
         files,
+        schema_change,
         options.max_commit_attempts,
     )
     .await
@@ -169,6 +206,7 @@ pub(crate) async fn run(
         }
     };
     summary.snapshot_id = Some(committed.snapshot_id);
+    summary.schema_id = Some(committed.schema_id);
     summary.commit_attempts = committed.attempts;
     summary.metadata_location = Some(committed.metadata_location.clone());
     if committed.already_committed {
@@ -176,6 +214,7 @@ pub(crate) async fn run(
         writer.abort().await;
         summary.skipped = true;
         summary.table_created = false;
+        summary.schema_changes.clear();
         summary.rows_written = 0;
         summary.files_added = 0;
         summary.bytes_written = 0;
@@ -208,5 +247,34 @@ pub(crate) async fn run(
             committed.snapshot_id
         ),
     };
+    if !summary.schema_changes.is_empty() {
+        summary.message = format!(
+            "{}; schema: {}",
+            summary.message,
+            summary.schema_changes.join(", ")
+        );
+    }
     Ok(finish(summary))
+}
+
+/// Evolves `schema` over every distinct input schema, in input order.
+fn evolve_over_inputs(
+    schema: &Schema,
+    last_column_id: i32,
+    source: &Source,
+    mode: SchemaEvolution,
+    table: &str,
+) -> Result<Evolution> {
+    let mut current = Evolution {
+        schema: schema.clone(),
+        changes: Vec::new(),
+    };
+    let mut last = last_column_id;
+    for (origin, input) in source.schemas() {
+        let next = evolve(&current.schema, last, &input, mode, table, &origin)?;
+        last = last.max(next.schema.highest_field_id());
+        current.schema = next.schema;
+        current.changes.extend(next.changes);
+    }
+    Ok(current)
 }

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Peak RSS and wall time of `floe load` at two input sizes: floe's memory must not grow with
+the data. Standard library only.
+
+    python3 bench/memory.py                          # 3M and 30M rows (~0.4 GB and ~4 GB)
+    python3 bench/memory.py --rows 200000 2000000    # quicker
+    python3 bench/memory.py --record docs/benchmarks.md
+
+Each size gets its own generated dataset (floe-bench gen, deterministic) and a fresh warehouse;
+each contender runs --repeat times, alternating, and the median is reported. The bare Parquet
+rewrite (floe-bench rewrite: decode + zstd(1) encode, no Iceberg) runs beside floe as the floor.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS_PER_FILE = 1_000_000
+
+
+def measure_rusage(cmd, cwd=None):
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # wait4 gives this child's own rusage (peak RSS of the process, not of earlier children).
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out = proc.stdout.read().decode()
+    err = proc.stderr.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"command failed: {' '.join(map(str, cmd))}\n{err}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, out
+
+
+def dataset(workdir: Path, bench_bin: Path, rows: int) -> Path:
+    data = workdir / f"data-{rows}"
+    marker = data / ".complete"
+    if not marker.exists():
+        shutil.rmtree(data, ignore_errors=True)
+        files = max(1, rows // ROWS_PER_FILE)
+        print(f"generating {rows:,} rows in {files} files ...", file=sys.stderr)
+        subprocess.run([bench_bin, "gen", "--out", data, "--rows", str(rows), "--files", str(files)], check=True)
+        marker.write_text("ok")
+    return data
+
+
+def mib(n):
+    return n / (1 << 20)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, nargs=2, default=[3_000_000, 30_000_000], metavar=("SMALL", "LARGE"))
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--workdir", type=Path, default=REPO / "bench" / "out")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--record", type=Path, help="write the results section into this markdown file")
+    args = ap.parse_args()
+
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-p", "floe-cli", "-p", "floe-bench"], cwd=REPO, check=True)
+    floe = REPO / "target" / "release" / "floe"
+    bench = REPO / "target" / "release" / "floe-bench"
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    results = []
+    for rows in args.rows:
+        data = dataset(args.workdir, bench, rows)
+        input_bytes = sum(p.stat().st_size for p in data.glob("*.parquet"))
+        runs = {"floe load": [], "bare rewrite": []}
+        for rep in range(args.repeat):
+            wh = args.workdir / f"wh-{rows}"
+            shutil.rmtree(wh, ignore_errors=True)
+            wall, cpu, rss, out = measure_rusage([floe, "load", "bench.events", data, "--warehouse", wh, "--json", "--no-progress"])
+            summary = json.loads(out)
+            assert summary["rows_written"] == rows, summary
+            runs["floe load"].append((wall, cpu, rss))
+            shutil.rmtree(wh, ignore_errors=True)
+            rw = args.workdir / f"rewrite-{rows}"
+            shutil.rmtree(rw, ignore_errors=True)
+            files = sorted(data.glob("*.parquet"))
+            runs["bare rewrite"].append(measure_rusage([bench, "rewrite", "--out", rw, *files])[:3])
+            shutil.rmtree(rw, ignore_errors=True)
+        for name, samples in runs.items():
+            wall = statistics.median(s[0] for s in samples)
+            cpu = statistics.median(s[1] for s in samples)
+            rss = statistics.median(s[2] for s in samples)
+            results.append({"contender": name, "rows": rows, "input_bytes": input_bytes, "wall": wall, "cpu": cpu, "rss": rss})
+
+    small, large = args.rows
+    lines = [
+        "| contender | rows | input | wall (s) | CPU (s) | rows/s | peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['contender']} | {r['rows']:,} | {mib(r['input_bytes']):,.0f} MiB | {r['wall']:.1f} | {r['cpu']:.1f} "
+            f"| {r['rows'] / r['wall']:,.0f} | {mib(r['rss']):.0f} |"
+        )
+    by = {(r["contender"], r["rows"]): r for r in results}
+    f_small, f_large = by[("floe load", small)], by[("floe load", large)]
+    ratio = f_large["rss"] / f_small["rss"]
+    lines.append("")
+    lines.append(f"- floe peak RSS, large / small input: **{ratio:.2f}** ({mib(f_large['rss']):.0f} MiB vs {mib(f_small['rss']):.0f} MiB)")
+    for rows in args.rows:
+        f, b = by[("floe load", rows)], by[("bare rewrite", rows)]
+        lines.append(f"- {rows:,} rows: floe throughput / bare rewrite = **{b['wall'] / f['wall']:.2f}x**")
+    table = "\n".join(lines)
+
+    cmd = "python3 bench/memory.py " + " ".join(
+        [f"--rows {small} {large}", f"--repeat {args.repeat}"]
+    )
+    facts = (
+        f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / (1 << 30):.0f} GiB RAM, {platform.platform()}"
+    )
+    section = f"<!-- memory:begin -->\nCommand: `{cmd}`  \nMachine: {facts}\n\n{table}\n<!-- memory:end -->"
+    print(section)
+    if args.record:
+        text = args.record.read_text() if args.record.exists() else ""
+        if "<!-- memory:begin -->" in text:
+            head, rest = text.split("<!-- memory:begin -->", 1)
+            tail = rest.split("<!-- memory:end -->", 1)[1]
+            text = head + section + tail
+        else:
+            text = text + "\n" + section + "\n"
+        args.record.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole floe test suite, on a fresh machine: formatting and lints, Rust unit and integration
+# tests, then the interop tests that read floe's tables back with pyiceberg and DuckDB from a
+# Python venv this script creates (packages from PyPI, pinned in tests/interop/requirements.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${FLOE_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "== creating Python venv $VENV"
+  python3 -m venv "$VENV"
+fi
+echo "== installing reference readers (pyiceberg, DuckDB)"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
+echo "== interop tests (pyiceberg, DuckDB)"
+cargo build -p floe-cli
+FLOE_BIN="$PWD/target/debug/floe" "$VENV/bin/python" -m pytest tests/interop -q
