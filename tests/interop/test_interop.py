@@ -207,7 +207,7 @@ def test_empty_input(wh):
     wh.floe("load", "ns.e", wh.root / "x.parquet")
     out = wh.floe("load", "ns.e", wh.root / "empty.parquet")
     assert out["snapshot_id"] is None and out["rows_written"] == 0
-    assert "nothing appended" in out["message"]
+    assert "nothing changed" in out["message"]
     assert len(wh.table("ns.e").snapshots()) == 1
     out = wh.floe("load", "ns.e", wh.root / "empty.parquet", "--mode", "replace")
     assert out["operation"] == "overwrite" and out["rows_removed"] == 10

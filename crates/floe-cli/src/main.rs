@@ -67,6 +67,18 @@ struct LoadArgs {
     /// What the load does to the table.
     #[arg(long, value_enum, default_value_t = Mode::Append)]
     mode: Mode,
+    /// With --mode replace: remove only the live files of the partitions present in the load
+    /// (dynamic partition overwrite).
+    #[arg(long, requires = "mode")]
+    replace_partitions: bool,
+    /// Partition spec for a table floe creates, e.g. "day(event_time), bucket(16, user_id)".
+    /// Transforms: identity, year, month, day, hour, bucket(N, c), truncate(W, c), void.
+    #[arg(long, value_name = "SPEC")]
+    partition_by: Option<String>,
+    /// Partitioned tables: most data files open at once; past it the least recently written
+    /// is finished, so memory stays bounded however many partitions a load touches.
+    #[arg(long, default_value_t = 16)]
+    max_open_files: usize,
     /// What the load may change in the table's schema.
     #[arg(long, value_enum, default_value_t = Evolution::AddColumns)]
     schema_evolution: Evolution,
@@ -190,11 +202,19 @@ async fn load(args: LoadArgs) -> Result<()> {
             compression: args.compression.clone(),
             compression_level: args.compression_level,
             row_group_bytes: args.row_group_size.map(|n| n as usize),
+            max_open_files: Some(args.max_open_files),
         });
     let options = match &args.load_id {
         Some(id) => options.with_load_id(id.clone()),
         None => options,
     };
+    let options = match &args.partition_by {
+        Some(spec) => options.with_partition_by(spec.clone()),
+        None => options,
+    };
+    if args.replace_partitions && args.mode != Mode::Replace {
+        anyhow::bail!("--replace-partitions goes with --mode replace");
+    }
     let reporter = Reporter::start(progress.clone(), !args.no_progress);
     let result = match args.mode {
         Mode::Append => {
@@ -206,6 +226,7 @@ async fn load(args: LoadArgs) -> Result<()> {
         Mode::Replace => {
             ops::ReplaceBuilder::new(&catalog, ident)
                 .with_options(options)
+                .only_partitions_in_load(args.replace_partitions)
                 .execute(source)
                 .await
         }

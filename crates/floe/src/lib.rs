@@ -30,6 +30,7 @@ pub mod commit;
 pub mod conform;
 pub mod error;
 pub mod ops;
+pub mod partition;
 pub mod progress;
 pub mod source;
 pub mod write;

@@ -53,13 +53,26 @@ pub struct WriteOptions {
     pub compression: Option<String>,
     pub compression_level: Option<i32>,
     pub row_group_bytes: Option<usize>,
+    /// Partitioned tables: most data files open at once (default 16). Past it, the least
+    /// recently written one is finished.
+    pub max_open_files: Option<usize>,
 }
+
+/// Default cap on open data files per load (partitioned tables).
+pub const DEFAULT_MAX_OPEN_FILES: usize = 16;
+/// Memory all open partition writers may buffer together; each gets an equal share as its
+/// row group size (at most the table's row group size).
+pub const PARTITIONED_BUFFER_BYTES: usize = 128 * 1024 * 1024;
 
 /// Resolved settings for one load.
 #[derive(Debug, Clone)]
 pub struct FileSettings {
     pub target_file_size: u64,
     pub writer_properties: WriterProperties,
+    /// Writer properties for partitioned tables: row groups sized so that `max_open_files`
+    /// writers fit in [`PARTITIONED_BUFFER_BYTES`].
+    pub partitioned_writer_properties: WriterProperties,
+    pub max_open_files: usize,
 }
 
 impl FileSettings {
@@ -98,13 +111,20 @@ impl FileSettings {
             None => parse_prop(PROP_COMPRESSION_LEVEL)?.map(|l| l as i32),
         };
         let compression = compression(&codec, level)?;
-        let writer_properties = WriterProperties::builder()
-            .set_compression(compression)
-            .set_max_row_group_bytes(Some(row_group_bytes))
-            .build();
+        let properties = |row_group_bytes: usize| {
+            WriterProperties::builder()
+                .set_compression(compression)
+                .set_max_row_group_bytes(Some(row_group_bytes))
+                .build()
+        };
+        let max_open_files = opts.max_open_files.unwrap_or(DEFAULT_MAX_OPEN_FILES).max(1);
+        let partitioned_row_group = (PARTITIONED_BUFFER_BYTES / max_open_files)
+            .clamp(1 << 20, row_group_bytes.max(1 << 20));
         Ok(Self {
             target_file_size,
-            writer_properties,
+            writer_properties: properties(row_group_bytes),
+            partitioned_writer_properties: properties(partitioned_row_group),
+            max_open_files,
         })
     }
 }
@@ -155,6 +175,17 @@ type PartitionWriter =
 type PartitionWriterBuilder =
     DataFileWriterBuilder<ParquetWriterBuilder, TrackingLocations, DefaultFileNameGenerator>;
 
+/// iceberg-rust 0.10.1 turns a partition tuple whose values are all null (a void transform,
+/// or a null source value) into an empty struct, which manifests cannot record; give it its
+/// fields back.
+fn complete_partition_key(key: PartitionKey, fields: usize) -> PartitionKey {
+    if key.data().fields().len() == fields {
+        return key;
+    }
+    let data: Struct = std::iter::repeat_n(None, fields).collect();
+    key.copy_with_data(data)
+}
+
 /// Writes a load's batches into data files of the table's current schema and partition spec.
 pub struct TableWriter {
     builder: PartitionWriterBuilder,
@@ -167,11 +198,17 @@ pub struct TableWriter {
 
 enum Mode {
     Unpartitioned(Option<Box<PartitionWriter>>),
-    // One writer per partition value seen. Unbounded in the number of partitions for now;
-    // capping open writers is the partitioning work's job.
+    // One writer per partition value, at most `max_open` at once: past the cap the least
+    // recently written writer is finished (its files are done), so memory stays bounded
+    // whatever the number of partitions. Unclustered input with more partitions than the cap
+    // gets smaller files; clustering the input keeps them large.
     Partitioned {
         splitter: Box<RecordBatchPartitionSplitter>,
-        writers: HashMap<Struct, PartitionWriter>,
+        writers: HashMap<Struct, (PartitionWriter, u64)>,
+        max_open: usize,
+        clock: u64,
+        finished: Vec<DataFile>,
+        partition_fields: usize,
     },
 }
 
@@ -185,7 +222,13 @@ impl TableWriter {
     ) -> Result<Self> {
         let ctx = || format!("table {table}: cannot set up data file writers");
         let schema = metadata.current_schema().clone();
-        let parquet = ParquetWriterBuilder::new(settings.writer_properties.clone(), schema.clone());
+        let spec = metadata.default_partition_spec().clone();
+        let properties = if spec.is_unpartitioned() {
+            settings.writer_properties.clone()
+        } else {
+            settings.partitioned_writer_properties.clone()
+        };
+        let parquet = ParquetWriterBuilder::new(properties, schema.clone());
         let started = Arc::new(Mutex::new(Vec::new()));
         let locations = TrackingLocations {
             inner: DefaultLocationGenerator::new(&metadata).context(ctx)?,
@@ -201,16 +244,22 @@ impl TableWriter {
             names,
         );
         let builder = DataFileWriterBuilder::new(rolling);
-        let spec = metadata.default_partition_spec().clone();
         let mode = if spec.is_unpartitioned() {
             Mode::Unpartitioned(None)
         } else {
             Mode::Partitioned {
                 splitter: Box::new(
-                    RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)
-                        .context(ctx)?,
+                    RecordBatchPartitionSplitter::try_new_with_computed_values(
+                        schema,
+                        spec.clone(),
+                    )
+                    .context(ctx)?,
                 ),
                 writers: HashMap::new(),
+                max_open: settings.max_open_files,
+                clock: 0,
+                finished: Vec::new(),
+                partition_fields: spec.fields().len(),
             }
         };
         Ok(Self {
@@ -223,11 +272,13 @@ impl TableWriter {
         })
     }
 
+    /// The key of a table whose spec has no fields, or only `void` ones (all null).
     fn unpartitioned_key(&self) -> PartitionKey {
+        let spec = self.metadata.default_partition_spec();
         PartitionKey::new(
-            self.metadata.default_partition_spec().as_ref().clone(),
+            spec.as_ref().clone(),
             self.metadata.current_schema().clone(),
-            Struct::empty(),
+            std::iter::repeat_n(None, spec.fields().len()).collect(),
         )
     }
 
@@ -249,19 +300,35 @@ impl TableWriter {
                     .await
                     .context(ctx)
             }
-            Mode::Partitioned { splitter, writers } => {
+            Mode::Partitioned {
+                splitter,
+                writers,
+                max_open,
+                clock,
+                finished,
+                partition_fields,
+            } => {
+                let partition_fields = *partition_fields;
                 for (key, part) in splitter.split(&batch).context(ctx)? {
+                    *clock += 1;
+                    let key = complete_partition_key(key, partition_fields);
                     let data = key.data().clone();
                     if !writers.contains_key(&data) {
+                        if writers.len() >= *max_open {
+                            let oldest = writers
+                                .iter()
+                                .min_by_key(|(_, (_, used))| *used)
+                                .map(|(k, _)| k.clone())
+                                .expect("at least one open writer");
+                            let (mut w, _) = writers.remove(&oldest).expect("present");
+                            finished.extend(w.close().await.context(ctx)?);
+                        }
                         let w = self.builder.build(Some(key)).await.context(ctx)?;
-                        writers.insert(data.clone(), w);
+                        writers.insert(data.clone(), (w, *clock));
                     }
-                    writers
-                        .get_mut(&data)
-                        .expect("writer")
-                        .write(part)
-                        .await
-                        .context(ctx)?;
+                    let (w, used) = writers.get_mut(&data).expect("writer");
+                    *used = *clock;
+                    w.write(part).await.context(ctx)?;
                 }
                 Ok(())
             }
@@ -279,8 +346,11 @@ impl TableWriter {
                     files.extend(w.close().await.context(ctx)?);
                 }
             }
-            Mode::Partitioned { writers, .. } => {
-                for (_, mut w) in writers.drain() {
+            Mode::Partitioned {
+                writers, finished, ..
+            } => {
+                files.append(finished);
+                for (_, (mut w, _)) in writers.drain() {
                     files.extend(w.close().await.context(ctx)?);
                 }
             }

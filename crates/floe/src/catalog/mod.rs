@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use iceberg::io::FileIO;
-use iceberg::spec::{FormatVersion, Schema, TableMetadata, TableMetadataBuilder, TableMetadataRef};
+use iceberg::spec::{
+    FormatVersion, Schema, TableMetadata, TableMetadataBuilder, TableMetadataRef,
+    UnboundPartitionSpec,
+};
 use iceberg::table::Table;
 use iceberg::{NamespaceIdent, TableCreation, TableIdent, TableRequirement, TableUpdate};
 
@@ -191,6 +194,7 @@ impl Catalog {
         &self,
         ident: &TableIdent,
         schema: Schema,
+        partition_spec: Option<UnboundPartitionSpec>,
         properties: HashMap<String, String>,
     ) -> Result<TableState> {
         let ctx = || format!("cannot prepare table {}", display_ident(ident));
@@ -213,6 +217,7 @@ impl Catalog {
             .name(ident.name().to_string())
             .location(location)
             .schema(schema)
+            .partition_spec_opt(partition_spec)
             .properties(properties)
             .format_version(FormatVersion::V2)
             .build();

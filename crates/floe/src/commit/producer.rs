@@ -4,14 +4,14 @@
 //! this. It is written so merge (copy-on-write rewrites, position-delete files) plugs in: an
 //! operation only decides which existing entries die and which files are added.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use iceberg::spec::{
     DataContentType, DataFile, FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestFile,
     ManifestListWriter, ManifestWriter, ManifestWriterBuilder, Operation, PartitionSpec,
     PartitionSpecRef, Schema, SchemaRef, Snapshot, SnapshotReference, SnapshotRetention,
-    SnapshotSummaryCollector, Summary, TableMetadataBuilder,
+    SnapshotSummaryCollector, Struct, Summary, TableMetadataBuilder,
 };
 use iceberg::{TableRequirement, TableUpdate};
 use uuid::Uuid;
@@ -28,6 +28,23 @@ pub enum SnapshotOperation {
     Append,
     /// Add files and remove every live data and delete file, in one snapshot.
     ReplaceAll,
+    /// Add files and remove the live files of exactly the partitions the added files are in
+    /// (dynamic partition overwrite). On an unpartitioned table this is `ReplaceAll`.
+    ReplacePartitions,
+}
+
+/// What rewriting one manifest came to.
+enum Rewrite {
+    /// No live entry matched: keep the manifest as it is.
+    Untouched,
+    /// The manifest has no live entries at all: drop it.
+    Empty,
+    /// A new manifest with the matched entries DELETED (others EXISTING).
+    Rewritten {
+        manifest: Box<ManifestFile>,
+        data_files: u64,
+        rows: u64,
+    },
 }
 
 /// The updates of one commit attempt, and what it wrote to get there.
@@ -188,22 +205,50 @@ impl SnapshotProducer {
                         current.manifest_list()
                     )
                 })?;
-            match self.operation {
-                SnapshotOperation::Append => manifests.extend(list.entries().iter().cloned()),
-                SnapshotOperation::ReplaceAll => {
-                    for manifest in list.entries() {
-                        if !manifest.has_added_files() && !manifest.has_existing_files() {
-                            continue;
-                        }
-                        let removed = self
-                            .rewrite_as_deleted(base, manifest, &mut collector)
-                            .await?;
-                        if let Some((rewritten, files, rows)) = removed {
-                            attempt_files.push(rewritten.manifest_path.clone());
-                            manifests.push(rewritten);
-                            files_removed += files;
-                            rows_removed += rows;
-                        }
+            let spec_id = self.spec.spec_id();
+            let unpartitioned = self.spec.is_unpartitioned();
+            let targets: HashSet<Struct> =
+                self.added.iter().map(|f| f.partition().clone()).collect();
+            let operation = self.operation;
+            for manifest in list.entries() {
+                let removes = |file: &DataFile| match operation {
+                    SnapshotOperation::Append => false,
+                    SnapshotOperation::ReplaceAll => true,
+                    SnapshotOperation::ReplacePartitions => {
+                        unpartitioned
+                            || (manifest.partition_spec_id == spec_id
+                                && targets.contains(file.partition()))
+                    }
+                };
+                let touches_nothing = match operation {
+                    SnapshotOperation::Append => true,
+                    SnapshotOperation::ReplaceAll => false,
+                    SnapshotOperation::ReplacePartitions => {
+                        !unpartitioned && manifest.partition_spec_id != spec_id
+                    }
+                };
+                if touches_nothing {
+                    manifests.push(manifest.clone());
+                    continue;
+                }
+                if !manifest.has_added_files() && !manifest.has_existing_files() {
+                    continue;
+                }
+                match self
+                    .rewrite_manifest(base, manifest, removes, &mut collector)
+                    .await?
+                {
+                    Rewrite::Untouched => manifests.push(manifest.clone()),
+                    Rewrite::Empty => {}
+                    Rewrite::Rewritten {
+                        manifest,
+                        data_files,
+                        rows,
+                    } => {
+                        attempt_files.push(manifest.manifest_path.clone());
+                        manifests.push(*manifest);
+                        files_removed += data_files;
+                        rows_removed += rows;
                     }
                 }
             }
@@ -216,8 +261,13 @@ impl SnapshotProducer {
         properties.insert(LOAD_ID_PROPERTY.to_string(), self.load_id.clone());
         let operation = match self.operation {
             SnapshotOperation::Append => Operation::Append,
-            SnapshotOperation::ReplaceAll => Operation::Overwrite,
+            SnapshotOperation::ReplaceAll | SnapshotOperation::ReplacePartitions => {
+                Operation::Overwrite
+            }
         };
+        if self.operation == SnapshotOperation::ReplacePartitions {
+            properties.insert("replace-partitions".to_string(), "true".to_string());
+        }
         let summary = with_totals(
             Summary {
                 operation,
@@ -322,14 +372,15 @@ impl SnapshotProducer {
         })
     }
 
-    /// Writes `manifest`'s live entries as DELETED. Returns the new manifest with the number of
-    /// data files and rows removed, or `None` when nothing in it was live.
-    async fn rewrite_as_deleted(
+    /// Rewrites `manifest` with the live entries `removes` picks as DELETED and the other live
+    /// entries as EXISTING.
+    async fn rewrite_manifest(
         &mut self,
         base: &TableState,
         manifest: &ManifestFile,
+        removes: impl Fn(&DataFile) -> bool,
         collector: &mut SnapshotSummaryCollector,
-    ) -> Result<Option<(ManifestFile, u64, u64)>> {
+    ) -> Result<Rewrite> {
         let table = base.name();
         let loaded = manifest.load_manifest(&base.file_io).await.context(|| {
             format!(
@@ -337,6 +388,13 @@ impl SnapshotProducer {
                 manifest.manifest_path
             )
         })?;
+        let live: Vec<_> = loaded.entries().iter().filter(|e| e.is_alive()).collect();
+        if live.is_empty() {
+            return Ok(Rewrite::Empty);
+        }
+        if !live.iter().any(|e| removes(e.data_file())) {
+            return Ok(Rewrite::Untouched);
+        }
         let spec = base
             .metadata
             .partition_spec_by_id(manifest.partition_spec_id)
@@ -348,35 +406,44 @@ impl SnapshotProducer {
                     manifest.manifest_path, manifest.partition_spec_id
                 ),
             })?;
+        let schema = base.metadata.current_schema().clone();
         let mut writer = self.manifest_writer(
             base,
             manifest.content,
-            self.schema.clone(),
+            schema.clone(),
             spec.as_ref().clone(),
         )?;
-        let (mut files, mut rows, mut any) = (0, 0, false);
-        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
-            any = true;
+        let (mut data_files, mut rows) = (0, 0);
+        let ctx = || {
+            format!(
+                "table {table}: cannot rewrite manifest {}",
+                manifest.manifest_path
+            )
+        };
+        for entry in live {
             let file = entry.data_file().clone();
-            if file.content_type() == DataContentType::Data {
-                files += 1;
-                rows += file.record_count();
-            }
-            collector.remove_file(&file, self.schema.clone(), spec.clone());
             let seq = entry.sequence_number().unwrap_or(0);
             let file_seq = entry.file_sequence_number.or(Some(seq));
-            writer
-                .add_delete_file(file, seq, file_seq)
-                .context(|| format!("table {table}: cannot record a removed file"))?;
+            if removes(&file) {
+                if file.content_type() == DataContentType::Data {
+                    data_files += 1;
+                    rows += file.record_count();
+                }
+                collector.remove_file(&file, schema.clone(), spec.clone());
+                writer.add_delete_file(file, seq, file_seq).context(ctx)?;
+            } else {
+                let added_by = entry.snapshot_id().unwrap_or(manifest.added_snapshot_id);
+                writer
+                    .add_existing_file(file, added_by, seq, file_seq)
+                    .context(ctx)?;
+            }
         }
-        if !any {
-            return Ok(None);
-        }
-        let written = writer
-            .write_manifest_file()
-            .await
-            .context(|| format!("table {table}: cannot write a manifest of removed files"))?;
-        Ok(Some((written, files, rows)))
+        let manifest = writer.write_manifest_file().await.context(ctx)?;
+        Ok(Rewrite::Rewritten {
+            manifest: Box::new(manifest),
+            data_files,
+            rows,
+        })
     }
 
     /// Removes the files an unsuccessful attempt wrote.

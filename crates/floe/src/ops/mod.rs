@@ -31,6 +31,8 @@ pub struct LoadOptions {
     pub progress: Arc<Progress>,
     /// What the load may change in the table's schema.
     pub schema_evolution: SchemaEvolution,
+    /// Partition spec for a table the load creates, e.g. `day(ts), bucket(16, id)`.
+    pub partition_by: Option<String>,
 }
 
 impl Default for LoadOptions {
@@ -41,6 +43,7 @@ impl Default for LoadOptions {
             max_commit_attempts: DEFAULT_MAX_ATTEMPTS,
             progress: Arc::new(Progress::default()),
             schema_evolution: SchemaEvolution::default(),
+            partition_by: None,
         }
     }
 }
@@ -63,6 +66,11 @@ impl LoadOptions {
 
     pub fn with_schema_evolution(mut self, mode: SchemaEvolution) -> Self {
         self.schema_evolution = mode;
+        self
+    }
+
+    pub fn with_partition_by(mut self, spec: impl Into<String>) -> Self {
+        self.partition_by = Some(spec.into());
         self
     }
 

@@ -14,6 +14,7 @@ use crate::commit::{SnapshotOperation, commit_load, find_load};
 use crate::conform::evolve::{Evolution, SchemaEvolution, evolve};
 use crate::conform::{Conformer, iceberg_schema_from_arrow};
 use crate::error::{Result, ResultExt};
+use crate::partition::parse_partition_spec;
 use crate::source::Source;
 use crate::write::{FileSettings, TableWriter};
 
@@ -21,6 +22,7 @@ use crate::write::{FileSettings, TableWriter};
 pub(crate) enum Kind {
     Append,
     Replace,
+    ReplacePartitions,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
         match self {
             Kind::Append => "append",
             Kind::Replace => "replace",
+            Kind::ReplacePartitions => "replace-partitions",
         }
     }
 
@@ -35,6 +38,7 @@ impl Kind {
         match self {
             Kind::Append => SnapshotOperation::Append,
             Kind::Replace => SnapshotOperation::ReplaceAll,
+            Kind::ReplacePartitions => SnapshotOperation::ReplacePartitions,
         }
     }
 }
@@ -97,6 +101,19 @@ pub(crate) async fn run(
                 );
                 return Ok(finish(summary));
             }
+            if let Some(text) = &options.partition_by {
+                let wanted = parse_partition_spec(text, state.metadata.current_schema())?;
+                let current = state.metadata.default_partition_spec();
+                let same = wanted.fields().len() == current.fields().len()
+                    && wanted
+                        .fields()
+                        .iter()
+                        .zip(current.fields())
+                        .all(|(w, c)| w.source_id == c.source_id && w.transform == c.transform);
+                if !same {
+                    tracing::warn!(table = %table, "--partition-by applies when floe creates a table; {table} keeps its partition spec");
+                }
+            }
             let evolution = evolve_over_inputs(
                 state.metadata.current_schema(),
                 state.metadata.last_column_id(),
@@ -121,10 +138,15 @@ pub(crate) async fn run(
                 options.schema_evolution,
                 &table,
             )?;
+            let spec = options
+                .partition_by
+                .as_deref()
+                .map(|text| parse_partition_spec(text, &evolution.schema))
+                .transpose()?;
             catalog.ensure_namespace(ident.namespace()).await?;
             summary.table_created = true;
             let staged = catalog
-                .stage_table(ident, evolution.schema, Default::default())
+                .stage_table(ident, evolution.schema, spec, Default::default())
                 .await?;
             (staged, None)
         }
@@ -178,12 +200,12 @@ pub(crate) async fn run(
     summary.files_added = files.len() as u64;
     summary.bytes_written = files.iter().map(|f| f.file_size_in_bytes()).sum();
 
-    if files.is_empty() && (kind == Kind::Append || base.is_staged()) {
+    if files.is_empty() && (kind != Kind::Replace || base.is_staged()) {
         summary.table_created = false;
         summary.message = if base.is_staged() {
             format!("the input has no rows; {table} does not exist and was not created")
         } else {
-            format!("the input has no rows; nothing appended to {table}")
+            format!("the input has no rows; nothing changed in {table}")
         };
         return Ok(finish(summary));
     }
@@ -227,7 +249,7 @@ pub(crate) async fn run(
     summary.operation = Some(
         match kind.operation() {
             SnapshotOperation::Append => "append",
-            SnapshotOperation::ReplaceAll => "overwrite",
+            SnapshotOperation::ReplaceAll | SnapshotOperation::ReplacePartitions => "overwrite",
         }
         .to_string(),
     );
@@ -238,8 +260,13 @@ pub(crate) async fn run(
             "appended {} rows in {} files to {table} (snapshot {})",
             summary.rows_written, summary.files_added, committed.snapshot_id
         ),
-        Kind::Replace => format!(
-            "replaced {table}: {} rows in {} files added, {} files ({} rows) removed (snapshot {})",
+        Kind::Replace | Kind::ReplacePartitions => format!(
+            "replaced {}{table}: {} rows in {} files added, {} files ({} rows) removed (snapshot {})",
+            if kind == Kind::ReplacePartitions {
+                "the load's partitions of "
+            } else {
+                ""
+            },
             summary.rows_written,
             summary.files_added,
             summary.files_removed,

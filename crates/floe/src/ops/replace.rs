@@ -3,6 +3,9 @@
 //! The snapshot removes every live data and delete file and adds the new ones; readers see
 //! either the old table or the new one. An empty input empties the table (still one snapshot).
 //! On a concurrent commit the set of removed files is re-planned against the new state.
+//!
+//! With [`ReplaceBuilder::only_partitions_in_load`] (dynamic partition overwrite) only the live
+//! files of the partitions the load writes are removed; the rest of the table stays.
 
 use iceberg::TableIdent;
 
@@ -17,6 +20,7 @@ pub struct ReplaceBuilder<'a> {
     catalog: &'a Catalog,
     table: TableIdent,
     options: LoadOptions,
+    partitions_only: bool,
 }
 
 impl<'a> ReplaceBuilder<'a> {
@@ -25,7 +29,14 @@ impl<'a> ReplaceBuilder<'a> {
             catalog,
             table,
             options: LoadOptions::default(),
+            partitions_only: false,
         }
+    }
+
+    /// Replace only the partitions present in the load.
+    pub fn only_partitions_in_load(mut self, yes: bool) -> Self {
+        self.partitions_only = yes;
+        self
     }
 
     pub fn with_options(mut self, options: LoadOptions) -> Self {
@@ -35,13 +46,11 @@ impl<'a> ReplaceBuilder<'a> {
 
     /// Replaces the table's content with `source`; creates the table if missing.
     pub async fn execute(self, source: Source) -> Result<LoadSummary> {
-        pipeline::run(
-            self.catalog,
-            &self.table,
-            source,
-            self.options,
-            Kind::Replace,
-        )
-        .await
+        let kind = if self.partitions_only {
+            Kind::ReplacePartitions
+        } else {
+            Kind::Replace
+        };
+        pipeline::run(self.catalog, &self.table, source, self.options, kind).await
     }
 }
