@@ -63,6 +63,8 @@ def main():
     ap.add_argument("--workdir", type=Path, default=REPO / "bench" / "out")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--record", type=Path, help="write the results section into this markdown file")
+    ap.add_argument("--partition-by", help="create the table with this partition spec (e.g. 'bucket(10000, user_id)')")
+    ap.add_argument("--section", default="memory", help="marker name of the section written by --record")
     args = ap.parse_args()
 
     if not args.no_build:
@@ -79,8 +81,10 @@ def main():
         for rep in range(args.repeat):
             wh = args.workdir / f"wh-{rows}"
             shutil.rmtree(wh, ignore_errors=True)
-            wall, cpu, rss, out = measure_rusage([floe, "load", "bench.events", data, "--warehouse", wh, "--json", "--no-progress"])
+            extra = ["--partition-by", args.partition_by] if args.partition_by else []
+            wall, cpu, rss, out = measure_rusage([floe, "load", "bench.events", data, "--warehouse", wh, "--json", "--no-progress", *extra])
             summary = json.loads(out)
+            files_added = summary["files_added"]
             assert summary["rows_written"] == rows, summary
             runs["floe load"].append((wall, cpu, rss))
             shutil.rmtree(wh, ignore_errors=True)
@@ -93,17 +97,18 @@ def main():
             wall = statistics.median(s[0] for s in samples)
             cpu = statistics.median(s[1] for s in samples)
             rss = statistics.median(s[2] for s in samples)
-            results.append({"contender": name, "rows": rows, "input_bytes": input_bytes, "wall": wall, "cpu": cpu, "rss": rss})
+            results.append({"contender": name, "rows": rows, "input_bytes": input_bytes, "wall": wall, "cpu": cpu, "rss": rss,
+                            "files": files_added if name == "floe load" else len(list(data.glob("*.parquet")))})
 
     small, large = args.rows
     lines = [
-        "| contender | rows | input | wall (s) | CPU (s) | rows/s | peak RSS (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| contender | rows | input | wall (s) | CPU (s) | rows/s | peak RSS (MiB) | files written |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['contender']} | {r['rows']:,} | {mib(r['input_bytes']):,.0f} MiB | {r['wall']:.1f} | {r['cpu']:.1f} "
-            f"| {r['rows'] / r['wall']:,.0f} | {mib(r['rss']):.0f} |"
+            f"| {r['rows'] / r['wall']:,.0f} | {mib(r['rss']):.0f} | {r['files']:,} |"
         )
     by = {(r["contender"], r["rows"]): r for r in results}
     f_small, f_large = by[("floe load", small)], by[("floe load", large)]
@@ -117,18 +122,20 @@ def main():
 
     cmd = "python3 bench/memory.py " + " ".join(
         [f"--rows {small} {large}", f"--repeat {args.repeat}"]
+        + ([f"--partition-by '{args.partition_by}'", f"--section {args.section}"] if args.partition_by else [])
     )
     facts = (
         f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / (1 << 30):.0f} GiB RAM, {platform.platform()}"
     )
-    section = f"<!-- memory:begin -->\nCommand: `{cmd}`  \nMachine: {facts}\n\n{table}\n<!-- memory:end -->"
+    begin, end = f"<!-- {args.section}:begin -->", f"<!-- {args.section}:end -->"
+    section = f"{begin}\nCommand: `{cmd}`  \nMachine: {facts}\n\n{table}\n{end}"
     print(section)
     if args.record:
         text = args.record.read_text() if args.record.exists() else ""
-        if "<!-- memory:begin -->" in text:
-            head, rest = text.split("<!-- memory:begin -->", 1)
-            tail = rest.split("<!-- memory:end -->", 1)[1]
+        if begin in text:
+            head, rest = text.split(begin, 1)
+            tail = rest.split(end, 1)[1]
             text = head + section + tail
         else:
             text = text + "\n" + section + "\n"

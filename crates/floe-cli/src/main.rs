@@ -46,6 +46,34 @@ enum Mode {
     Append,
     /// Make the input the table's whole content (snapshot operation `overwrite`).
     Replace,
+    /// Match rows by --key against the table: upsert (default), insert-only, delete-insert.
+    Merge,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Strategy {
+    /// A load row whose key matches a live row replaces it; others are inserted.
+    Upsert,
+    /// Load rows whose key already exists are dropped; others are inserted.
+    InsertOnly,
+    /// Live rows whose key appears in the load are deleted, then all load rows inserted.
+    DeleteInsert,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum MergeModeArg {
+    /// Rewrite files that hold matched rows without them (readers need nothing special).
+    CopyOnWrite,
+    /// Write position-delete files instead (format v2 tables; faster merges).
+    MergeOnRead,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OnDuplicateKeys {
+    /// The last occurrence in input order wins (or the --dedup-sort winner).
+    Last,
+    /// Reject the load.
+    Error,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +95,29 @@ struct LoadArgs {
     /// What the load does to the table.
     #[arg(long, value_enum, default_value_t = Mode::Append)]
     mode: Mode,
+    /// Merge key columns, comma separated (with --mode merge).
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    key: Vec<String>,
+    /// Merge strategy.
+    #[arg(long, value_enum, default_value_t = Strategy::Upsert)]
+    strategy: Strategy,
+    /// How a merge removes matched rows.
+    #[arg(long, value_enum, default_value_t = MergeModeArg::CopyOnWrite)]
+    merge_mode: MergeModeArg,
+    /// Load rows where this column is true (boolean) or not null (other types) delete the live
+    /// row with their key and are not inserted.
+    #[arg(long, value_name = "COLUMN")]
+    hard_delete_column: Option<String>,
+    /// Duplicate keys in one load: the winner is the row with the highest (desc, default) or
+    /// lowest (asc) value of COLUMN, instead of the last occurrence.
+    #[arg(long, value_name = "COLUMN[:asc|desc]")]
+    dedup_sort: Option<String>,
+    /// What to do with duplicate keys inside one load (upsert, insert-only).
+    #[arg(long, value_enum, default_value_t = OnDuplicateKeys::Last)]
+    on_duplicate_keys: OnDuplicateKeys,
+    /// Memory a merge's sorts may use before spilling to disk.
+    #[arg(long, value_parser = parse_bytes, default_value = "256MiB", value_name = "SIZE")]
+    memory_limit: u64,
     /// With --mode replace: remove only the live files of the partitions present in the load
     /// (dynamic partition overwrite).
     #[arg(long, requires = "mode")]
@@ -79,6 +130,9 @@ struct LoadArgs {
     /// is finished, so memory stays bounded however many partitions a load touches.
     #[arg(long, default_value_t = 16)]
     max_open_files: usize,
+    /// Where bounded sorts spill to disk (default: the system temp directory).
+    #[arg(long, value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
     /// What the load may change in the table's schema.
     #[arg(long, value_enum, default_value_t = Evolution::AddColumns)]
     schema_evolution: Evolution,
@@ -203,6 +257,7 @@ async fn load(args: LoadArgs) -> Result<()> {
             compression_level: args.compression_level,
             row_group_bytes: args.row_group_size.map(|n| n as usize),
             max_open_files: Some(args.max_open_files),
+            spill_dir: args.spill_dir.clone(),
         });
     let options = match &args.load_id {
         Some(id) => options.with_load_id(id.clone()),
@@ -215,11 +270,56 @@ async fn load(args: LoadArgs) -> Result<()> {
     if args.replace_partitions && args.mode != Mode::Replace {
         anyhow::bail!("--replace-partitions goes with --mode replace");
     }
+    if args.mode == Mode::Merge && args.key.is_empty() {
+        anyhow::bail!("--mode merge needs --key COLUMN[,COLUMN...]");
+    }
+    if args.mode != Mode::Merge && !args.key.is_empty() {
+        anyhow::bail!("--key goes with --mode merge");
+    }
+    let duplicates = match (&args.dedup_sort, args.on_duplicate_keys) {
+        (Some(_), OnDuplicateKeys::Error) => {
+            anyhow::bail!("--dedup-sort and --on-duplicate-keys error exclude each other")
+        }
+        (None, OnDuplicateKeys::Error) => ops::merge_spec::DuplicateKeys::Error,
+        (None, OnDuplicateKeys::Last) => ops::merge_spec::DuplicateKeys::LastWins,
+        (Some(spec), _) => {
+            let (column, order) = spec.rsplit_once(':').unwrap_or((spec.as_str(), "desc"));
+            let descending = match order.to_ascii_lowercase().as_str() {
+                "desc" => true,
+                "asc" => false,
+                other => {
+                    anyhow::bail!("--dedup-sort {spec}: order must be asc or desc, not '{other}'")
+                }
+            };
+            ops::merge_spec::DuplicateKeys::SortBy {
+                column: column.to_string(),
+                descending,
+            }
+        }
+    };
     let reporter = Reporter::start(progress.clone(), !args.no_progress);
     let result = match args.mode {
         Mode::Append => {
             ops::AppendBuilder::new(&catalog, ident)
                 .with_options(options)
+                .execute(source)
+                .await
+        }
+        Mode::Merge => {
+            ops::MergeBuilder::new(&catalog, ident, args.key.clone())
+                .with_options(options)
+                .with_strategy(match args.strategy {
+                    Strategy::Upsert => ops::merge_spec::MergeStrategy::Upsert,
+                    Strategy::InsertOnly => ops::merge_spec::MergeStrategy::InsertOnly,
+                    Strategy::DeleteInsert => ops::merge_spec::MergeStrategy::DeleteInsert,
+                })
+                .with_mode(match args.merge_mode {
+                    MergeModeArg::CopyOnWrite => ops::merge_spec::MergeMode::CopyOnWrite,
+                    MergeModeArg::MergeOnRead => ops::merge_spec::MergeMode::MergeOnRead,
+                })
+                .with_hard_delete_column(args.hard_delete_column.clone())
+                .with_duplicates(duplicates)
+                .with_memory_limit(args.memory_limit as usize)
                 .execute(source)
                 .await
         }

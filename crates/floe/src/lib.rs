@@ -29,10 +29,12 @@ pub mod catalog;
 pub mod commit;
 pub mod conform;
 pub mod error;
+pub mod merge;
 pub mod ops;
 pub mod partition;
 pub mod progress;
 pub mod source;
+pub mod spill;
 pub mod write;
 
 pub use catalog::{Catalog, CatalogConfig, TableState, parse_table_ident};

@@ -76,6 +76,25 @@ impl Source {
         all.extend(self.other_schemas.iter().cloned());
         all
     }
+
+    /// What planning needs to know about the inputs, without the stream.
+    pub fn info(&self) -> SourceInfo {
+        SourceInfo {
+            name: self.name.clone(),
+            schema: self.schema.clone(),
+            schemas: self.schemas(),
+        }
+    }
+}
+
+/// A source's name and schemas (everything but the stream).
+#[derive(Debug, Clone)]
+pub struct SourceInfo {
+    pub name: String,
+    /// Schema of the first input.
+    pub schema: SchemaRef,
+    /// Every distinct input schema with where it came from, the first input's first.
+    pub schemas: Vec<(String, SchemaRef)>,
 }
 
 /// How big the batches handed downstream may get.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use floe::commit::{SnapshotOperation, commit_load, find_load};
+use floe::commit::{FileChanges, SnapshotOperation, commit_load, find_load};
 use floe::ops::{AppendBuilder, ReplaceBuilder};
 use floe::{Catalog, CatalogConfig, FloeError, LoadOptions, Source, parse_table_ident};
 use futures::TryStreamExt;
@@ -182,7 +182,7 @@ async fn stale_replace_replans_against_the_new_state() {
         stale,
         "replace-1",
         SnapshotOperation::ReplaceAll,
-        vec![file],
+        FileChanges::added(vec![file]),
         None,
         5,
     )
@@ -247,7 +247,7 @@ async fn commit_finds_a_load_id_that_landed_meanwhile() {
         stale,
         "run-7",
         SnapshotOperation::Append,
-        vec![file],
+        FileChanges::added(vec![file]),
         None,
         5,
     )

@@ -32,9 +32,9 @@ mod summary;
 
 use std::time::Duration;
 
-use iceberg::spec::{DataFile, Schema, TableMetadata};
+use iceberg::spec::{Schema, TableMetadata};
 
-pub use producer::{SnapshotOperation, SnapshotProducer};
+pub use producer::{FileChanges, SnapshotOperation, SnapshotProducer};
 
 use crate::catalog::{Catalog, CommitOutcome, TableState};
 use crate::error::{FloeError, Result};
@@ -76,6 +76,8 @@ pub struct Committed {
     pub metadata_location: String,
     /// The schema id of the committed snapshot.
     pub schema_id: i32,
+    /// The snapshot's operation (`append`, `overwrite`).
+    pub operation: String,
 }
 
 /// Commits `added` as one snapshot of `operation`, retrying against newer table states.
@@ -84,7 +86,7 @@ pub async fn commit_load(
     mut base: TableState,
     load_id: &str,
     operation: SnapshotOperation,
-    added: Vec<DataFile>,
+    changes: FileChanges,
     schema_change: Option<Schema>,
     max_attempts: u32,
 ) -> Result<Committed> {
@@ -92,7 +94,7 @@ pub async fn commit_load(
     let schema_id = base.metadata.current_schema_id();
     let spec_id = base.metadata.default_partition_spec_id();
     let mut producer =
-        SnapshotProducer::new(&base, load_id, operation, added, schema_change).await?;
+        SnapshotProducer::new(&base, load_id, operation, changes, schema_change).await?;
     for attempt in 1..=max_attempts {
         let staged = producer.stage(&base, attempt).await?;
         match catalog
@@ -111,11 +113,23 @@ pub async fn commit_load(
                     rows_removed: staged.rows_removed,
                     metadata_location,
                     schema_id: staged.schema_id,
+                    operation: staged.operation.clone(),
                 });
             }
             Ok(CommitOutcome::Conflict(reason)) => {
                 tracing::info!(table = %table, attempt, %reason, "commit conflict, re-planning");
                 producer.discard_attempt(&base, &staged).await;
+                if operation == SnapshotOperation::RowDelta {
+                    // A merge matched its keys against `base`; rows another writer committed
+                    // since may hold the same keys, so the plan cannot simply be rebased.
+                    producer.discard_all(&base).await;
+                    return Err(FloeError::Conflict {
+                        table,
+                        reason: format!(
+                            "another writer committed during the merge ({reason}); nothing was changed, rerun the load (its load id makes the rerun safe)"
+                        ),
+                    });
+                }
             }
             Err(e) => {
                 producer.discard_attempt(&base, &staged).await;
@@ -150,6 +164,11 @@ pub async fn commit_load(
                     .snapshot_by_id(snapshot_id)
                     .and_then(|s| s.schema_id())
                     .unwrap_or(base.metadata.current_schema_id()),
+                operation: base
+                    .metadata
+                    .snapshot_by_id(snapshot_id)
+                    .map(|s| s.summary().operation.as_str().to_string())
+                    .unwrap_or_default(),
             });
         }
         if base.metadata.current_schema_id() != schema_id

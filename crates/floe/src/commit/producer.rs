@@ -31,6 +31,33 @@ pub enum SnapshotOperation {
     /// Add files and remove the live files of exactly the partitions the added files are in
     /// (dynamic partition overwrite). On an unpartitioned table this is `ReplaceAll`.
     ReplacePartitions,
+    /// A merge: add data files and position-delete files, remove the data files named in
+    /// [`FileChanges::removed`] (copy-on-write rewrites). Every removed file must still be
+    /// live in the table, or the commit is a conflict.
+    RowDelta,
+}
+
+/// The files one load adds and removes.
+#[derive(Debug, Clone, Default)]
+pub struct FileChanges {
+    pub added: Vec<DataFile>,
+    /// Position-delete files (merge-on-read).
+    pub added_deletes: Vec<DataFile>,
+    /// Paths of live data files the load replaces (copy-on-write).
+    pub removed: HashSet<String>,
+}
+
+impl FileChanges {
+    pub fn added(files: Vec<DataFile>) -> Self {
+        Self {
+            added: files,
+            ..Self::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.added_deletes.is_empty() && self.removed.is_empty()
+    }
 }
 
 /// What rewriting one manifest came to.
@@ -51,6 +78,8 @@ enum Rewrite {
 #[derive(Debug)]
 pub struct StagedSnapshot {
     pub snapshot_id: i64,
+    /// The snapshot's operation (`append`, `overwrite`).
+    pub operation: String,
     pub schema_id: i32,
     pub updates: Vec<TableUpdate>,
     pub requirements: Vec<TableRequirement>,
@@ -71,8 +100,12 @@ pub struct SnapshotProducer {
     schema_change: Option<Schema>,
     spec: PartitionSpecRef,
     added: Vec<DataFile>,
+    added_deletes: Vec<DataFile>,
+    removed: HashSet<String>,
     /// The manifest of added files, written once: its entries inherit sequence numbers.
     added_manifest: Option<ManifestFile>,
+    /// Likewise for added delete files.
+    deletes_manifest: Option<ManifestFile>,
     manifest_counter: u64,
 }
 
@@ -81,7 +114,7 @@ impl SnapshotProducer {
         base: &TableState,
         load_id: &str,
         operation: SnapshotOperation,
-        added: Vec<DataFile>,
+        changes: FileChanges,
         schema_change: Option<Schema>,
     ) -> Result<Self> {
         if base.metadata.format_version() == FormatVersion::V3 {
@@ -101,8 +134,11 @@ impl SnapshotProducer {
             },
             schema_change,
             spec: base.metadata.default_partition_spec().clone(),
-            added,
+            added: changes.added,
+            added_deletes: changes.added_deletes,
+            removed: changes.removed,
             added_manifest: None,
+            deletes_manifest: None,
             manifest_counter: 0,
         };
         producer.snapshot_id = producer.fresh_snapshot_id(base);
@@ -126,6 +162,30 @@ impl SnapshotProducer {
             producer.added_manifest = Some(writer.write_manifest_file().await.context(|| {
                 format!(
                     "table {}: cannot write the added-files manifest",
+                    base.name()
+                )
+            })?);
+        }
+        if !producer.added_deletes.is_empty() {
+            let mut writer = producer.manifest_writer(
+                base,
+                ManifestContentType::Deletes,
+                producer.schema.clone(),
+                producer.spec.as_ref().clone(),
+            )?;
+            for file in &producer.added_deletes {
+                let seq = -1;
+                writer.add_file(file.clone(), seq).context(|| {
+                    format!(
+                        "table {}: cannot add delete file {} to a manifest",
+                        base.name(),
+                        file.file_path()
+                    )
+                })?;
+            }
+            producer.deletes_manifest = Some(writer.write_manifest_file().await.context(|| {
+                format!(
+                    "table {}: cannot write the delete-files manifest",
                     base.name()
                 )
             })?);
@@ -186,7 +246,7 @@ impl SnapshotProducer {
         }
         let mut attempt_files = Vec::new();
         let mut collector = SnapshotSummaryCollector::default();
-        for file in &self.added {
+        for file in self.added.iter().chain(&self.added_deletes) {
             collector.add_file(file, self.schema.clone(), self.spec.clone());
         }
 
@@ -210,9 +270,12 @@ impl SnapshotProducer {
             let targets: HashSet<Struct> =
                 self.added.iter().map(|f| f.partition().clone()).collect();
             let operation = self.operation;
+            let removed = std::mem::take(&mut self.removed);
+            let mut found = 0usize;
             for manifest in list.entries() {
                 let removes = |file: &DataFile| match operation {
                     SnapshotOperation::Append => false,
+                    SnapshotOperation::RowDelta => removed.contains(file.file_path()),
                     SnapshotOperation::ReplaceAll => true,
                     SnapshotOperation::ReplacePartitions => {
                         unpartitioned
@@ -222,6 +285,9 @@ impl SnapshotProducer {
                 };
                 let touches_nothing = match operation {
                     SnapshotOperation::Append => true,
+                    SnapshotOperation::RowDelta => {
+                        removed.is_empty() || manifest.content != ManifestContentType::Data
+                    }
                     SnapshotOperation::ReplaceAll => false,
                     SnapshotOperation::ReplacePartitions => {
                         !unpartitioned && manifest.partition_spec_id != spec_id
@@ -249,9 +315,31 @@ impl SnapshotProducer {
                         manifests.push(*manifest);
                         files_removed += data_files;
                         rows_removed += rows;
+                        found += data_files as usize;
                     }
                 }
             }
+            let missing = removed.len().saturating_sub(found);
+            self.removed = removed;
+            if missing > 0 {
+                for path in &attempt_files {
+                    let _ = base.file_io.delete(path).await;
+                }
+                return Err(FloeError::Conflict {
+                    table,
+                    reason: format!(
+                        "{missing} data file(s) this merge rewrites were removed by another commit; rerun the load"
+                    ),
+                });
+            }
+        } else if !self.removed.is_empty() {
+            return Err(FloeError::Conflict {
+                table,
+                reason: "the table has no snapshot but the merge planned to rewrite files".into(),
+            });
+        }
+        if let Some(deletes) = &self.deletes_manifest {
+            manifests.insert(0, deletes.clone());
         }
         if let Some(added) = &self.added_manifest {
             manifests.insert(0, added.clone());
@@ -261,6 +349,12 @@ impl SnapshotProducer {
         properties.insert(LOAD_ID_PROPERTY.to_string(), self.load_id.clone());
         let operation = match self.operation {
             SnapshotOperation::Append => Operation::Append,
+            SnapshotOperation::RowDelta
+                if self.removed.is_empty() && self.added_deletes.is_empty() =>
+            {
+                Operation::Append
+            }
+            SnapshotOperation::RowDelta => Operation::Overwrite,
             SnapshotOperation::ReplaceAll | SnapshotOperation::ReplacePartitions => {
                 Operation::Overwrite
             }
@@ -268,6 +362,7 @@ impl SnapshotProducer {
         if self.operation == SnapshotOperation::ReplacePartitions {
             properties.insert("replace-partitions".to_string(), "true".to_string());
         }
+        let operation_name = operation.as_str().to_string();
         let summary = with_totals(
             Summary {
                 operation,
@@ -363,6 +458,7 @@ impl SnapshotProducer {
         }
         Ok(StagedSnapshot {
             snapshot_id: self.snapshot_id,
+            operation: operation_name,
             schema_id,
             updates,
             requirements,
@@ -455,6 +551,9 @@ impl SnapshotProducer {
 
     /// Removes the load's own manifest (after the load is abandoned or found already done).
     pub async fn discard_all(&mut self, base: &TableState) {
+        if let Some(m) = self.deletes_manifest.take() {
+            let _ = base.file_io.delete(&m.manifest_path).await;
+        }
         if let Some(m) = self.added_manifest.take() {
             let _ = base.file_io.delete(&m.manifest_path).await;
         }

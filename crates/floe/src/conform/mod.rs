@@ -32,11 +32,13 @@ pub struct Conformer {
     table: String,
     schema: Arc<Schema>,
     arrow: SchemaRef,
+    lenient: bool,
 }
 
 struct Ctx<'a> {
     table: &'a str,
     origin: &'a str,
+    lenient: bool,
 }
 
 impl Ctx<'_> {
@@ -57,7 +59,15 @@ impl Conformer {
             table: table.to_string(),
             schema,
             arrow: Arc::new(arrow),
+            lenient: false,
         })
+    }
+
+    /// Drops input columns the schema does not have (at any depth) instead of failing: for
+    /// reading the table's own files, which may hold columns dropped since.
+    pub fn lenient(mut self) -> Self {
+        self.lenient = true;
+        self
     }
 
     /// The Arrow schema of conformed batches (with Parquet field ids).
@@ -74,6 +84,7 @@ impl Conformer {
         let ctx = Ctx {
             table: &self.table,
             origin: &input.origin,
+            lenient: self.lenient,
         };
         let batch = &input.batch;
         let columns = conform_fields(
@@ -111,7 +122,7 @@ fn conform_fields(
     let target_names: HashSet<&str> = target_fields.iter().map(|f| f.name().as_str()).collect();
     if let Some(extra) = src_fields
         .iter()
-        .find(|f| !target_names.contains(f.name().as_str()))
+        .find(|f| !ctx.lenient && !target_names.contains(f.name().as_str()))
     {
         return Err(ctx.mismatch(format!(
             "column '{}' is not in the table",

@@ -1,11 +1,13 @@
 //! Operations: one file and one builder per kind of load.
 //!
 //! - [`append::AppendBuilder`]: add the input's rows (snapshot operation `append`);
-//! - [`replace::ReplaceBuilder`]: make the input the table's whole content (`overwrite`).
+//! - [`replace::ReplaceBuilder`]: make the input the table's whole content (`overwrite`);
+//! - [`merge::MergeBuilder`]: upsert, insert-only, delete-insert and hard deletes by key.
 //!
 //! Both run the same pipeline ([`pipeline`]): source -> conform -> write -> commit.
 
 pub mod append;
+pub mod merge;
 mod pipeline;
 pub mod replace;
 
@@ -14,6 +16,11 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use append::AppendBuilder;
+pub use merge::MergeBuilder;
+/// The merge vocabulary (strategies, modes, duplicate-key policies).
+pub mod merge_spec {
+    pub use crate::merge::{DuplicateKeys, MergeCounts, MergeMode, MergeStrategy};
+}
 pub use replace::ReplaceBuilder;
 
 use crate::commit::DEFAULT_MAX_ATTEMPTS;
@@ -108,6 +115,9 @@ pub struct LoadSummary {
     pub schema_id: Option<i32>,
     pub commit_attempts: u32,
     pub metadata_location: Option<String>,
+    /// Merge loads only: what the merge did.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<crate::merge::MergeCounts>,
     /// One line for humans.
     pub message: String,
 }

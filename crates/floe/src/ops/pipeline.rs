@@ -5,17 +5,17 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use iceberg::TableIdent;
-use iceberg::spec::{DataFile, Schema, TableMetadataBuilder};
+use iceberg::spec::{DataFile, Schema, TableMetadataBuilder, TableMetadataRef};
 use uuid::Uuid;
 
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::{Catalog, TableState, display_ident};
-use crate::commit::{SnapshotOperation, commit_load, find_load};
+use crate::commit::{FileChanges, SnapshotOperation, commit_load, find_load};
 use crate::conform::evolve::{Evolution, SchemaEvolution, evolve};
 use crate::conform::{Conformer, iceberg_schema_from_arrow};
 use crate::error::{Result, ResultExt};
 use crate::partition::parse_partition_spec;
-use crate::source::Source;
+use crate::source::{Source, SourceInfo};
 use crate::write::{FileSettings, TableWriter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,14 +43,42 @@ impl Kind {
     }
 }
 
-pub(crate) async fn run(
+/// A load that may go ahead: the table state it is planned against and its schema.
+pub(crate) struct Ready {
+    pub base: TableState,
+    /// A new schema the load's commit installs, if the input needs one.
+    pub schema_change: Option<Schema>,
+    /// `base` with the new schema current: what writers and conform use.
+    pub write_metadata: TableMetadataRef,
+    pub summary: LoadSummary,
+    pub table: String,
+    pub load_id: String,
+}
+
+pub(crate) enum Prepared {
+    /// The load id already landed: nothing to do (the summary says so).
+    Skipped(Box<LoadSummary>),
+    Ready(Box<Ready>),
+}
+
+/// Fills the summary fields every load reports at the end.
+pub(crate) fn finish(mut s: LoadSummary, options: &LoadOptions, started: Instant) -> LoadSummary {
+    let p = options.progress.snapshot();
+    s.input_files = p.input_files;
+    s.input_bytes = p.input_bytes;
+    s.duration_ms = started.elapsed().as_millis() as u64;
+    s
+}
+
+/// Resolves the table (loading it, or staging a new one), checks the load id, and decides the
+/// schema the load writes with.
+pub(crate) async fn prepare(
     catalog: &Catalog,
     ident: &TableIdent,
-    mut source: Source,
-    options: LoadOptions,
-    kind: Kind,
-) -> Result<LoadSummary> {
-    let started = Instant::now();
+    source: &SourceInfo,
+    options: &LoadOptions,
+    mode: &str,
+) -> Result<Prepared> {
     let table = display_ident(ident);
     let load_id = options
         .load_id
@@ -58,7 +86,7 @@ pub(crate) async fn run(
         .unwrap_or_else(|| Uuid::new_v4().to_string());
     let mut summary = LoadSummary {
         table: table.clone(),
-        mode: kind.name().to_string(),
+        mode: mode.to_string(),
         load_id: load_id.clone(),
         snapshot_id: None,
         operation: None,
@@ -76,14 +104,8 @@ pub(crate) async fn run(
         schema_id: None,
         commit_attempts: 0,
         metadata_location: None,
+        merge: None,
         message: String::new(),
-    };
-    let finish = |mut s: LoadSummary| {
-        let p = options.progress.snapshot();
-        s.input_files = p.input_files;
-        s.input_bytes = p.input_bytes;
-        s.duration_ms = started.elapsed().as_millis() as u64;
-        s
     };
 
     let (base, schema_change) = match catalog.load_table(ident).await? {
@@ -99,7 +121,7 @@ pub(crate) async fn run(
                 summary.message = format!(
                     "load id {load_id} already landed in {table} as snapshot {snapshot_id}; nothing to do"
                 );
-                return Ok(finish(summary));
+                return Ok(Prepared::Skipped(Box::new(summary)));
             }
             if let Some(text) = &options.partition_by {
                 let wanted = parse_partition_spec(text, state.metadata.current_schema())?;
@@ -117,7 +139,7 @@ pub(crate) async fn run(
             let evolution = evolve_over_inputs(
                 state.metadata.current_schema(),
                 state.metadata.last_column_id(),
-                &source,
+                source,
                 options.schema_evolution,
                 &table,
             )?;
@@ -134,7 +156,7 @@ pub(crate) async fn run(
             let evolution = evolve_over_inputs(
                 &first,
                 first.highest_field_id(),
-                &source,
+                source,
                 options.schema_evolution,
                 &table,
             )?;
@@ -164,6 +186,37 @@ pub(crate) async fn run(
         ),
     };
 
+    Ok(Prepared::Ready(Box::new(Ready {
+        base,
+        schema_change,
+        write_metadata,
+        summary,
+        table,
+        load_id,
+    })))
+}
+
+pub(crate) async fn run(
+    catalog: &Catalog,
+    ident: &TableIdent,
+    mut source: Source,
+    options: LoadOptions,
+    kind: Kind,
+) -> Result<LoadSummary> {
+    let started = Instant::now();
+    let finish = |s: LoadSummary| finish(s, &options, started);
+    let ready = match prepare(catalog, ident, &source.info(), &options, kind.name()).await? {
+        Prepared::Skipped(summary) => return Ok(finish(*summary)),
+        Prepared::Ready(ready) => *ready,
+    };
+    let Ready {
+        base,
+        schema_change,
+        write_metadata,
+        mut summary,
+        table,
+        load_id,
+    } = ready;
     let settings = FileSettings::resolve(base.metadata.properties(), &options.write)?;
     let conformer = Conformer::new(&table, write_metadata.current_schema().clone())?;
     let load_uuid = Uuid::new_v4();
@@ -215,7 +268,7 @@ pub(crate) async fn run(
         base,
         &load_id,
         kind.operation(),
-        files,
+        FileChanges::added(files),
         schema_change,
         options.max_commit_attempts,
     )
@@ -246,13 +299,7 @@ pub(crate) async fn run(
         );
         return Ok(finish(summary));
     }
-    summary.operation = Some(
-        match kind.operation() {
-            SnapshotOperation::Append => "append",
-            SnapshotOperation::ReplaceAll | SnapshotOperation::ReplacePartitions => "overwrite",
-        }
-        .to_string(),
-    );
+    summary.operation = Some(committed.operation.clone());
     summary.files_removed = committed.files_removed;
     summary.rows_removed = committed.rows_removed;
     summary.message = match kind {
@@ -288,7 +335,7 @@ pub(crate) async fn run(
 fn evolve_over_inputs(
     schema: &Schema,
     last_column_id: i32,
-    source: &Source,
+    source: &SourceInfo,
     mode: SchemaEvolution,
     table: &str,
 ) -> Result<Evolution> {
@@ -297,8 +344,8 @@ fn evolve_over_inputs(
         changes: Vec::new(),
     };
     let mut last = last_column_id;
-    for (origin, input) in source.schemas() {
-        let next = evolve(&current.schema, last, &input, mode, table, &origin)?;
+    for (origin, input) in &source.schemas {
+        let next = evolve(&current.schema, last, input, mode, table, origin)?;
         last = last.max(next.schema.highest_field_id());
         current.schema = next.schema;
         current.changes.extend(next.changes);

@@ -12,9 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
-use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::io::FileIO;
-use iceberg::spec::{DataFile, DataFileFormat, PartitionKey, Struct, TableMetadata};
+use iceberg::spec::{DataFile, DataFileFormat, PartitionKey, TableMetadata};
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
@@ -27,6 +26,8 @@ use parquet::file::properties::WriterProperties;
 use uuid::Uuid;
 
 use crate::error::{FloeError, Result, ResultExt};
+
+mod partitioned;
 
 /// Table property: target data file size in bytes.
 pub const PROP_TARGET_FILE_SIZE: &str = "write.target-file-size-bytes";
@@ -53,9 +54,11 @@ pub struct WriteOptions {
     pub compression: Option<String>,
     pub compression_level: Option<i32>,
     pub row_group_bytes: Option<usize>,
-    /// Partitioned tables: most data files open at once (default 16). Past it, the least
-    /// recently written one is finished.
+    /// Partitioned tables: most data files open at once (default 16). A load that touches
+    /// more partitions is clustered by partition through a bounded sort that spills to disk.
     pub max_open_files: Option<usize>,
+    /// Where sorts spill (default: the system temp directory).
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 /// Default cap on open data files per load (partitioned tables).
@@ -73,6 +76,7 @@ pub struct FileSettings {
     /// writers fit in [`PARTITIONED_BUFFER_BYTES`].
     pub partitioned_writer_properties: WriterProperties,
     pub max_open_files: usize,
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 impl FileSettings {
@@ -125,6 +129,7 @@ impl FileSettings {
             writer_properties: properties(row_group_bytes),
             partitioned_writer_properties: properties(partitioned_row_group),
             max_open_files,
+            spill_dir: opts.spill_dir.clone(),
         })
     }
 }
@@ -175,17 +180,6 @@ type PartitionWriter =
 type PartitionWriterBuilder =
     DataFileWriterBuilder<ParquetWriterBuilder, TrackingLocations, DefaultFileNameGenerator>;
 
-/// iceberg-rust 0.10.1 turns a partition tuple whose values are all null (a void transform,
-/// or a null source value) into an empty struct, which manifests cannot record; give it its
-/// fields back.
-fn complete_partition_key(key: PartitionKey, fields: usize) -> PartitionKey {
-    if key.data().fields().len() == fields {
-        return key;
-    }
-    let data: Struct = std::iter::repeat_n(None, fields).collect();
-    key.copy_with_data(data)
-}
-
 /// Writes a load's batches into data files of the table's current schema and partition spec.
 pub struct TableWriter {
     builder: PartitionWriterBuilder,
@@ -198,18 +192,7 @@ pub struct TableWriter {
 
 enum Mode {
     Unpartitioned(Option<Box<PartitionWriter>>),
-    // One writer per partition value, at most `max_open` at once: past the cap the least
-    // recently written writer is finished (its files are done), so memory stays bounded
-    // whatever the number of partitions. Unclustered input with more partitions than the cap
-    // gets smaller files; clustering the input keeps them large.
-    Partitioned {
-        splitter: Box<RecordBatchPartitionSplitter>,
-        writers: HashMap<Struct, (PartitionWriter, u64)>,
-        max_open: usize,
-        clock: u64,
-        finished: Vec<DataFile>,
-        partition_fields: usize,
-    },
+    Partitioned(Box<partitioned::PartitionedWriter>),
 }
 
 impl TableWriter {
@@ -247,20 +230,9 @@ impl TableWriter {
         let mode = if spec.is_unpartitioned() {
             Mode::Unpartitioned(None)
         } else {
-            Mode::Partitioned {
-                splitter: Box::new(
-                    RecordBatchPartitionSplitter::try_new_with_computed_values(
-                        schema,
-                        spec.clone(),
-                    )
-                    .context(ctx)?,
-                ),
-                writers: HashMap::new(),
-                max_open: settings.max_open_files,
-                clock: 0,
-                finished: Vec::new(),
-                partition_fields: spec.fields().len(),
-            }
+            Mode::Partitioned(Box::new(
+                partitioned::PartitionedWriter::new(schema, spec.clone(), settings).context(ctx)?,
+            ))
         };
         Ok(Self {
             builder,
@@ -300,38 +272,7 @@ impl TableWriter {
                     .await
                     .context(ctx)
             }
-            Mode::Partitioned {
-                splitter,
-                writers,
-                max_open,
-                clock,
-                finished,
-                partition_fields,
-            } => {
-                let partition_fields = *partition_fields;
-                for (key, part) in splitter.split(&batch).context(ctx)? {
-                    *clock += 1;
-                    let key = complete_partition_key(key, partition_fields);
-                    let data = key.data().clone();
-                    if !writers.contains_key(&data) {
-                        if writers.len() >= *max_open {
-                            let oldest = writers
-                                .iter()
-                                .min_by_key(|(_, (_, used))| *used)
-                                .map(|(k, _)| k.clone())
-                                .expect("at least one open writer");
-                            let (mut w, _) = writers.remove(&oldest).expect("present");
-                            finished.extend(w.close().await.context(ctx)?);
-                        }
-                        let w = self.builder.build(Some(key)).await.context(ctx)?;
-                        writers.insert(data.clone(), (w, *clock));
-                    }
-                    let (w, used) = writers.get_mut(&data).expect("writer");
-                    *used = *clock;
-                    w.write(part).await.context(ctx)?;
-                }
-                Ok(())
-            }
+            Mode::Partitioned(writer) => writer.write(&self.builder, batch).await.context(ctx),
         }
     }
 
@@ -346,13 +287,8 @@ impl TableWriter {
                     files.extend(w.close().await.context(ctx)?);
                 }
             }
-            Mode::Partitioned {
-                writers, finished, ..
-            } => {
-                files.append(finished);
-                for (_, (mut w, _)) in writers.drain() {
-                    files.extend(w.close().await.context(ctx)?);
-                }
+            Mode::Partitioned(writer) => {
+                files.extend(writer.close(&self.builder).await.context(ctx)?)
             }
         }
         Ok(files)

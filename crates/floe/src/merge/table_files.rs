@@ -1,0 +1,254 @@
+//! Reading the table's own files for a merge: live data files, their position deletes, and
+//! data file contents by field id with original row positions.
+//!
+//! Data files are read directly (not through an Iceberg scan) because a merge needs each row's
+//! position in its file, which the 0.10.1 scan cannot report (`_pos` does not work there).
+//! Columns are matched by Parquet field id, so files written before a column was renamed or
+//! dropped read correctly; then the usual conform step casts promoted types and fills columns
+//! the file predates with nulls.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::Arc;
+
+use arrow_array::{Int64Array, RecordBatch, StringArray};
+use arrow_schema::{Field, Schema as ArrowSchema};
+use iceberg::spec::{DataContentType, DataFile, Schema};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use roaring::RoaringTreemap;
+
+use crate::catalog::TableState;
+use crate::conform::Conformer;
+use crate::error::{FloeError, Result, ResultExt};
+use crate::source::SourceBatch;
+
+/// A live data file of the table.
+#[derive(Debug, Clone)]
+pub struct LiveFile {
+    pub file: DataFile,
+    pub spec_id: i32,
+}
+
+/// The table's live data files and, per data file path, the positions already deleted.
+#[derive(Debug, Default)]
+pub struct LiveState {
+    pub files: Vec<LiveFile>,
+    pub deleted: HashMap<String, RoaringTreemap>,
+}
+
+fn local_path(location: &str) -> Result<&str> {
+    if let Some(p) = location.strip_prefix("file://") {
+        return Ok(p);
+    }
+    if location.contains("://") {
+        return Err(FloeError::InvalidOption(format!(
+            "merge reads table files directly and supports local warehouses only for now ({location})"
+        )));
+    }
+    Ok(location)
+}
+
+fn open(location: &str) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let path = local_path(location)?;
+    let file = File::open(path).context(|| format!("cannot open table file {location}"))?;
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| FloeError::InputRead {
+        path: path.into(),
+        row_group: None,
+        reason: e.to_string(),
+    })
+}
+
+/// Lists live data files and reads every live position-delete file.
+pub async fn live_state(state: &TableState) -> Result<LiveState> {
+    let table = state.name();
+    let mut out = LiveState::default();
+    let Some(snapshot) = state.metadata.current_snapshot() else {
+        return Ok(out);
+    };
+    let handle = state.table()?;
+    let list = handle
+        .manifest_list_reader(snapshot)
+        .load()
+        .await
+        .context(|| format!("table {table}: cannot read the manifest list"))?;
+    for manifest in list.entries() {
+        let loaded = manifest.load_manifest(&state.file_io).await.context(|| {
+            format!(
+                "table {table}: cannot read manifest {}",
+                manifest.manifest_path
+            )
+        })?;
+        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+            let file = entry.data_file();
+            match file.content_type() {
+                DataContentType::Data => out.files.push(LiveFile {
+                    file: file.clone(),
+                    spec_id: manifest.partition_spec_id,
+                }),
+                DataContentType::PositionDeletes => {
+                    read_position_deletes(file.file_path(), &mut out.deleted)?
+                }
+                DataContentType::EqualityDeletes => {
+                    return Err(FloeError::InvalidOption(format!(
+                        "table {table} has equality-delete files, which floe's merge does not read yet"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_position_deletes(location: &str, into: &mut HashMap<String, RoaringTreemap>) -> Result<()> {
+    let reader = open(location)?.build().map_err(|e| FloeError::InputRead {
+        path: location.into(),
+        row_group: None,
+        reason: e.to_string(),
+    })?;
+    for batch in reader {
+        let batch = batch.context(|| format!("cannot read delete file {location}"))?;
+        let paths = batch
+            .column_by_name("file_path")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let positions = batch
+            .column_by_name("pos")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+        let (Some(paths), Some(positions)) = (paths, positions) else {
+            return Err(FloeError::InputRead {
+                path: location.into(),
+                row_group: None,
+                reason: "not a position-delete file (file_path, pos)".into(),
+            });
+        };
+        for i in 0..batch.num_rows() {
+            into.entry(paths.value(i).to_string())
+                .or_default()
+                .insert(positions.value(i) as u64);
+        }
+    }
+    Ok(())
+}
+
+/// Reads one data file's columns `field_ids` (all of `schema` if `None`) as batches of
+/// `schema`'s names and types, each with the position of its first row.
+pub struct DataFileReader {
+    batches: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    renamed: Arc<ArrowSchema>,
+    conformer: Conformer,
+    origin: Arc<str>,
+    next_pos: u64,
+}
+
+impl DataFileReader {
+    pub fn open(
+        location: &str,
+        schema: &Schema,
+        field_ids: Option<&[i32]>,
+        batch_rows: usize,
+    ) -> Result<Self> {
+        let builder = open(location)?;
+        let file_schema = builder.schema().clone();
+        let wanted: Vec<(i32, String)> = schema
+            .as_struct()
+            .fields()
+            .iter()
+            .filter(|f| field_ids.is_none_or(|ids| ids.contains(&f.id)))
+            .map(|f| (f.id, f.name.clone()))
+            .collect();
+        let has_ids = file_schema
+            .fields()
+            .iter()
+            .any(|f| f.metadata().contains_key("PARQUET:field_id"));
+        let mut roots = Vec::new();
+        let mut renamed = Vec::new();
+        for (i, field) in file_schema.fields().iter().enumerate() {
+            let id = field
+                .metadata()
+                .get("PARQUET:field_id")
+                .and_then(|v| v.parse::<i32>().ok());
+            // Files without field ids (imported by hand) fall back to names.
+            let target = match (has_ids, id) {
+                (true, Some(id)) => wanted.iter().find(|(w, _)| *w == id),
+                (true, None) => None,
+                (false, _) => wanted.iter().find(|(_, n)| n == field.name()),
+            };
+            if let Some((_, name)) = target {
+                roots.push(i);
+                renamed.push(
+                    Field::new(name, field.data_type().clone(), field.is_nullable())
+                        .with_metadata(field.metadata().clone()),
+                );
+            }
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let batches = builder
+            .with_projection(mask)
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(|e| FloeError::InputRead {
+                path: location.into(),
+                row_group: None,
+                reason: e.to_string(),
+            })?;
+        let target_schema = match field_ids {
+            None => schema.clone(),
+            Some(ids) => project_schema(schema, ids)?,
+        };
+        Ok(Self {
+            batches,
+            renamed: Arc::new(ArrowSchema::new(renamed)),
+            conformer: Conformer::new("table file", Arc::new(target_schema))?.lenient(),
+            origin: Arc::from(location),
+            next_pos: 0,
+        })
+    }
+}
+
+impl Iterator for DataFileReader {
+    type Item = Result<(u64, RecordBatch)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = match self.batches.next()? {
+            Ok(b) => b,
+            Err(e) => {
+                return Some(Err(FloeError::InputRead {
+                    path: self.origin.to_string().into(),
+                    row_group: None,
+                    reason: e.to_string(),
+                }));
+            }
+        };
+        let pos = self.next_pos;
+        self.next_pos += batch.num_rows() as u64;
+        let result = RecordBatch::try_new(self.renamed.clone(), batch.columns().to_vec())
+            .context(|| format!("cannot read table file {}", self.origin))
+            .and_then(|b| {
+                self.conformer.conform(&SourceBatch {
+                    batch: b,
+                    origin: self.origin.clone(),
+                })
+            });
+        Some(result.map(|b| (pos, b)))
+    }
+}
+
+/// The top-level fields `ids` of `schema`, as a schema of their own.
+pub fn project_schema(schema: &Schema, ids: &[i32]) -> Result<Schema> {
+    let fields: Vec<_> = ids
+        .iter()
+        .filter_map(|id| {
+            schema
+                .as_struct()
+                .fields()
+                .iter()
+                .find(|f| f.id == *id)
+                .cloned()
+        })
+        .collect();
+    Schema::builder()
+        .with_schema_id(schema.schema_id())
+        .with_fields(fields)
+        .build()
+        .context(|| "cannot project the table schema".into())
+}

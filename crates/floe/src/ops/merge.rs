@@ -1,0 +1,435 @@
+//! Merge: upsert, insert-only, delete-insert and hard deletes by key, in one snapshot.
+//!
+//! The load is sorted by key (spilling past the memory limit), the key columns of the table's
+//! candidate files (pruned by key bounds) likewise, and one streaming sort-merge join decides
+//! every row. Matched table rows leave by copy-on-write (files rewritten without them) or
+//! merge-on-read (position-delete files). A merge that matches nothing commits an `append`
+//! snapshot, anything else one `overwrite` snapshot.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use arrow_array::{BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef};
+use arrow_select::filter::filter_record_batch;
+use futures::StreamExt;
+use iceberg::TableIdent;
+use iceberg::spec::{DataFile, FormatVersion};
+use roaring::RoaringTreemap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+use super::pipeline::{Prepared, Ready, finish, prepare};
+use super::{LoadOptions, LoadSummary};
+use crate::catalog::Catalog;
+use crate::commit::{FileChanges, SnapshotOperation, commit_load};
+use crate::conform::Conformer;
+use crate::error::{FloeError, Result, ResultExt};
+use crate::merge::position_deletes::PositionDeleteWriter;
+use crate::merge::table_files::{DataFileReader, LiveFile, live_state};
+use crate::merge::{
+    DuplicateKeys, JoinSink, KeyColumns, LoadSide, MergeCounts, MergeMode, MergeSpec,
+    MergeStrategy, TableSide, assemble, join,
+};
+use crate::source::Source;
+use crate::spill::ExternalSorter;
+use crate::write::{FileSettings, TableWriter};
+
+/// Default memory the merge's sorts may use together before spilling to disk.
+pub const DEFAULT_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
+const READ_BATCH_ROWS: usize = 65536;
+const INSERT_BATCH_ROWS: usize = 8192;
+
+/// Builder for a merge load.
+pub struct MergeBuilder<'a> {
+    catalog: &'a Catalog,
+    table: TableIdent,
+    options: LoadOptions,
+    spec: MergeSpec,
+}
+
+impl<'a> MergeBuilder<'a> {
+    pub fn new(catalog: &'a Catalog, table: TableIdent, keys: Vec<String>) -> Self {
+        Self {
+            catalog,
+            table,
+            options: LoadOptions::default(),
+            spec: MergeSpec {
+                keys,
+                strategy: MergeStrategy::default(),
+                mode: MergeMode::default(),
+                hard_delete_column: None,
+                duplicates: DuplicateKeys::default(),
+                memory_limit: DEFAULT_MEMORY_LIMIT,
+            },
+        }
+    }
+
+    pub fn with_options(mut self, options: LoadOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn with_strategy(mut self, strategy: MergeStrategy) -> Self {
+        self.spec.strategy = strategy;
+        self
+    }
+
+    pub fn with_mode(mut self, mode: MergeMode) -> Self {
+        self.spec.mode = mode;
+        self
+    }
+
+    pub fn with_hard_delete_column(mut self, column: Option<String>) -> Self {
+        self.spec.hard_delete_column = column;
+        self
+    }
+
+    pub fn with_duplicates(mut self, duplicates: DuplicateKeys) -> Self {
+        self.spec.duplicates = duplicates;
+        self
+    }
+
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.spec.memory_limit = bytes;
+        self
+    }
+
+    pub async fn execute(self, mut source: Source) -> Result<LoadSummary> {
+        let started = Instant::now();
+        let options = &self.options;
+        let ready =
+            match prepare(self.catalog, &self.table, &source.info(), options, "merge").await? {
+                Prepared::Skipped(summary) => return Ok(finish(*summary, options, started)),
+                Prepared::Ready(ready) => *ready,
+            };
+        let Ready {
+            base,
+            schema_change,
+            write_metadata,
+            mut summary,
+            table,
+            load_id,
+        } = ready;
+        if self.spec.mode == MergeMode::MergeOnRead
+            && base.metadata.format_version() == FormatVersion::V1
+        {
+            return Err(FloeError::InvalidOption(format!(
+                "table {table} is format v1, which has no delete files; use --merge-mode copy-on-write"
+            )));
+        }
+        let schema = write_metadata.current_schema().clone();
+        let keys = KeyColumns::resolve(&self.spec, &schema, &table)?;
+        let settings = FileSettings::resolve(base.metadata.properties(), &options.write)?;
+        let conformer = Conformer::new(&table, schema.clone())?;
+        let load_uuid = Uuid::new_v4();
+        let mut writer = TableWriter::new(
+            &table,
+            write_metadata.clone(),
+            base.file_io.clone(),
+            load_uuid,
+            &settings,
+        )?;
+        let spill_dir = options.write.spill_dir.clone();
+        let budget = self.spec.memory_limit / 3;
+
+        let mut delete_files: Vec<DataFile> = Vec::new();
+        let outcome: Result<(MergeCounts, FileChanges, u64)> = async {
+            // 1. The load, sorted by key.
+            let mut load = LoadSide::new(conformer.arrow_schema(), keys.clone(), budget, spill_dir.as_deref())?;
+            while let Some(item) = source.stream.next().await {
+                let input = item?;
+                let batch = conformer.conform(&input)?;
+                load.push(batch, &input.origin)?;
+            }
+            let load_schema = {
+                let mut fields: Vec<Arc<Field>> = conformer.arrow_schema().fields().iter().cloned().collect();
+                fields.push(Arc::new(Field::new(crate::merge::SEQ_COLUMN, DataType::UInt64, false)));
+                Arc::new(ArrowSchema::new(fields))
+            };
+            let ranges = load.ranges().clone();
+            let load_rows = load.rows();
+            let sorted_load = load.finish()?;
+
+            // 2. The table's keys, from files that may hold a load key.
+            let live = if base.is_staged() || load_rows == 0 { Default::default() } else { live_state(&base).await? };
+            let candidates: Vec<LiveFile> = live
+                .files
+                .into_iter()
+                .filter(|f| ranges.may_match(&keys, &f.file))
+                .collect();
+            tracing::info!(table = %table, candidates = candidates.len(), "scanning candidate files' keys");
+            let sorted_table = if candidates.is_empty() {
+                None
+            } else {
+                let mut side = TableSide::new(conformer.arrow_schema(), &keys, budget, spill_dir.as_deref())?;
+                for (idx, candidate) in candidates.iter().enumerate() {
+                    let path = candidate.file.file_path();
+                    let deleted = live.deleted.get(path);
+                    for item in DataFileReader::open(path, &schema, Some(&keys.field_ids), READ_BATCH_ROWS)? {
+                        let (first, batch) = item?;
+                        let positions = UInt64Array::from_iter_values(first..first + batch.num_rows() as u64);
+                        let (columns, positions) = match deleted {
+                            None => (batch.columns().to_vec(), positions),
+                            Some(d) => {
+                                let keep = BooleanArray::from_iter(positions.values().iter().map(|p| Some(!d.contains(*p))));
+                                let kept = filter_record_batch(&batch, &keep).context(|| "cannot filter deleted rows".into())?;
+                                let pos = arrow_select::filter::filter(&positions, &keep).context(|| "cannot filter deleted rows".into())?;
+                                let pos = pos.as_any().downcast_ref::<UInt64Array>().expect("u64").clone();
+                                (kept.columns().to_vec(), pos)
+                            }
+                        };
+                        side.push(columns, idx as u32, positions)?;
+                    }
+                }
+                Some(side.finish()?)
+            };
+
+            // 3. The join: inserts are written as they come, deletes are collected by file.
+            let deletes_schema: SchemaRef = Arc::new(ArrowSchema::new(vec![
+                Field::new("file", DataType::UInt32, false),
+                Field::new("pos", DataType::UInt64, false),
+            ]));
+            let mut sink = Sink {
+                writer: &mut writer,
+                out_schema: conformer.arrow_schema().clone(),
+                pending: Vec::new(),
+                deletes: ExternalSorter::new(deletes_schema.clone(), vec![0, 1], budget, spill_dir.as_deref())?,
+                deletes_schema,
+                delete_buffer: (Vec::new(), Vec::new()),
+            };
+            let mut counts = join(&self.spec, &keys, &load_schema, sorted_load, sorted_table, &mut sink).await?;
+            sink.flush_inserts().await?;
+            sink.flush_deletes()?;
+            let deletes = sink.deletes;
+
+            // 4. Apply deletes file by file.
+            let mut changes = FileChanges::default();
+            let mut rewritten_rows = 0u64;
+            let delete_writer = match self.spec.mode {
+                MergeMode::MergeOnRead => Some(PositionDeleteWriter::new(
+                    &table,
+                    &write_metadata,
+                    base.file_io.clone(),
+                    load_uuid,
+                    settings.writer_properties.clone(),
+                )?),
+                MergeMode::CopyOnWrite => None,
+            };
+            let mut removed = HashSet::new();
+            let mut current: Option<(u32, RoaringTreemap)> = None;
+            let mut groups = Vec::new();
+            for batch in deletes.finish()? {
+                let batch = batch?;
+                let files = batch.column(0).as_any().downcast_ref::<UInt32Array>().expect("u32");
+                let positions = batch.column(1).as_any().downcast_ref::<UInt64Array>().expect("u64");
+                for i in 0..batch.num_rows() {
+                    let file = files.value(i);
+                    if current.as_ref().is_none_or(|(f, _)| *f != file) {
+                        if let Some(done) = current.take() {
+                            groups.push(done);
+                        }
+                        current = Some((file, RoaringTreemap::new()));
+                    }
+                    current.as_mut().expect("group").1.insert(positions.value(i));
+                }
+                // Apply finished groups now, so only one file's positions are held at a time.
+                for (file, positions) in groups.drain(..) {
+                    rewritten_rows += apply_deletes(&candidates[file as usize], &positions, &live.deleted, &schema, delete_writer.as_ref(), sink.writer, &mut removed, &mut delete_files, &mut counts).await?;
+                }
+            }
+            if let Some((file, positions)) = current.take() {
+                rewritten_rows += apply_deletes(&candidates[file as usize], &positions, &live.deleted, &schema, delete_writer.as_ref(), sink.writer, &mut removed, &mut delete_files, &mut counts).await?;
+            }
+            changes.added = writer.close().await?;
+            changes.added_deletes = delete_files.clone();
+            changes.removed = removed;
+            Ok((counts, changes, rewritten_rows))
+        }
+        .await;
+
+        let (counts, changes, rewritten_rows) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                writer.abort().await;
+                for f in &delete_files {
+                    let _ = base.file_io.delete(f.file_path()).await;
+                }
+                return Err(e);
+            }
+        };
+        options
+            .progress
+            .add_files_written((changes.added.len() + changes.added_deletes.len()) as u64);
+        summary.rows_written = changes.added.iter().map(|f| f.record_count()).sum();
+        summary.files_added = changes.added.len() as u64;
+        summary.bytes_written = changes
+            .added
+            .iter()
+            .chain(&changes.added_deletes)
+            .map(|f| f.file_size_in_bytes())
+            .sum();
+        let _ = rewritten_rows;
+        if changes.is_empty() {
+            summary.table_created = false;
+            summary.merge = Some(counts);
+            summary.message =
+                format!("the merge changes nothing in {table}; no snapshot committed");
+            return Ok(finish(summary, options, started));
+        }
+        let committed = match commit_load(
+            self.catalog,
+            base.clone(),
+            &load_id,
+            SnapshotOperation::RowDelta,
+            changes.clone(),
+            schema_change,
+            options.max_commit_attempts,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                writer.abort().await;
+                for f in &changes.added_deletes {
+                    let _ = base.file_io.delete(f.file_path()).await;
+                }
+                return Err(e);
+            }
+        };
+        if committed.already_committed {
+            writer.abort().await;
+            for f in &changes.added_deletes {
+                let _ = base.file_io.delete(f.file_path()).await;
+            }
+            summary.skipped = true;
+            summary.snapshot_id = Some(committed.snapshot_id);
+            summary.rows_written = 0;
+            summary.files_added = 0;
+            summary.message =
+                format!("load id {load_id} was committed concurrently; nothing changed");
+            return Ok(finish(summary, options, started));
+        }
+        summary.snapshot_id = Some(committed.snapshot_id);
+        summary.schema_id = Some(committed.schema_id);
+        summary.operation = Some(committed.operation.clone());
+        summary.commit_attempts = committed.attempts;
+        summary.metadata_location = Some(committed.metadata_location.clone());
+        summary.files_removed = committed.files_removed;
+        summary.rows_removed = committed.rows_removed;
+        summary.message = format!(
+            "merged into {table}: {} inserted, {} updated, {} deleted; {} files rewritten, {} delete files (snapshot {}, {})",
+            counts.rows_inserted,
+            counts.rows_updated,
+            counts.rows_deleted,
+            counts.files_rewritten,
+            counts.delete_files_added,
+            committed.snapshot_id,
+            committed.operation
+        );
+        if !summary.schema_changes.is_empty() {
+            summary.message = format!(
+                "{}; schema: {}",
+                summary.message,
+                summary.schema_changes.join(", ")
+            );
+        }
+        summary.merge = Some(counts);
+        Ok(finish(summary, options, started))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_deletes(
+    target: &LiveFile,
+    positions: &RoaringTreemap,
+    already_deleted: &std::collections::HashMap<String, RoaringTreemap>,
+    schema: &iceberg::spec::Schema,
+    delete_writer: Option<&PositionDeleteWriter>,
+    writer: &mut TableWriter,
+    removed: &mut HashSet<String>,
+    delete_files: &mut Vec<DataFile>,
+    counts: &mut MergeCounts,
+) -> Result<u64> {
+    let path = target.file.file_path();
+    if let Some(deletes) = delete_writer {
+        let files = deletes.write(target, positions).await?;
+        counts.delete_files_added += files.len() as u64;
+        delete_files.extend(files);
+        return Ok(0);
+    }
+    // Copy-on-write: the file again, without the deleted rows (old and new).
+    let old = already_deleted.get(path);
+    let mut kept_rows = 0;
+    for item in DataFileReader::open(path, schema, None, READ_BATCH_ROWS)? {
+        let (first, batch) = item?;
+        let keep = BooleanArray::from_iter(
+            (first..first + batch.num_rows() as u64)
+                .map(|p| Some(!positions.contains(p) && !old.is_some_and(|d| d.contains(p)))),
+        );
+        let kept =
+            filter_record_batch(&batch, &keep).context(|| format!("cannot rewrite {path}"))?;
+        if kept.num_rows() > 0 {
+            kept_rows += kept.num_rows() as u64;
+            writer.write(kept).await?;
+        }
+    }
+    removed.insert(path.to_string());
+    counts.files_rewritten += 1;
+    Ok(kept_rows)
+}
+
+struct Sink<'w> {
+    writer: &'w mut TableWriter,
+    out_schema: SchemaRef,
+    pending: Vec<RecordBatch>,
+    deletes: ExternalSorter,
+    deletes_schema: SchemaRef,
+    delete_buffer: (Vec<u32>, Vec<u64>),
+}
+
+impl Sink<'_> {
+    async fn flush_inserts(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = assemble(&self.pending, &self.out_schema)?;
+        self.pending.clear();
+        self.writer.write(batch).await
+    }
+
+    fn flush_deletes(&mut self) -> Result<()> {
+        if self.delete_buffer.0.is_empty() {
+            return Ok(());
+        }
+        let (files, positions) = std::mem::take(&mut self.delete_buffer);
+        let batch = RecordBatch::try_new(
+            self.deletes_schema.clone(),
+            vec![
+                Arc::new(UInt32Array::from(files)),
+                Arc::new(UInt64Array::from(positions)),
+            ],
+        )
+        .context(|| "cannot collect deletes".into())?;
+        self.deletes.push(batch)
+    }
+}
+
+impl JoinSink for Sink<'_> {
+    async fn insert(&mut self, row: RecordBatch) -> Result<()> {
+        self.pending.push(row);
+        if self.pending.len() >= INSERT_BATCH_ROWS {
+            self.flush_inserts().await?;
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, file: u32, pos: u64) -> Result<()> {
+        self.delete_buffer.0.push(file);
+        self.delete_buffer.1.push(pos);
+        if self.delete_buffer.0.len() >= 65536 {
+            self.flush_deletes()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! Writing a partitioned table in bounded memory, however many partitions a load touches.
+//!
+//! While a load touches at most `max_open_files` partitions, every batch is split and each part
+//! goes to its partition's open writer (fan-out). The first batch that would need more open
+//! files switches the load to clustering: open files are finished, and every further batch is
+//! tagged with its partition values and pushed through an [`ExternalSorter`] (memory budget,
+//! spills sorted runs to disk). At close the sorted stream arrives partition by partition, so
+//! one writer at a time is open and each partition gets full-size files.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::{Field, Schema as ArrowSchema};
+use iceberg::arrow::{PartitionValueCalculator, RecordBatchPartitionSplitter};
+use iceberg::spec::{DataFile, PartitionKey, PartitionSpecRef, SchemaRef, Struct};
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+
+use super::{FileSettings, PARTITIONED_BUFFER_BYTES, PartitionWriter, PartitionWriterBuilder};
+use crate::spill::ExternalSorter;
+
+const PARTITION_COLUMN: &str = "__floe_partition";
+
+/// iceberg-rust 0.10.1 turns a partition tuple whose values are all null (a void transform,
+/// or a null source value) into an empty struct, which manifests cannot record; give it its
+/// fields back.
+pub(super) fn complete_partition_key(key: PartitionKey, fields: usize) -> PartitionKey {
+    if key.data().fields().len() == fields {
+        return key;
+    }
+    let data: Struct = std::iter::repeat_n(None, fields).collect();
+    key.copy_with_data(data)
+}
+
+pub(super) struct PartitionedWriter {
+    splitter: RecordBatchPartitionSplitter,
+    calculator: PartitionValueCalculator,
+    partition_fields: usize,
+    max_open: usize,
+    writers: HashMap<Struct, PartitionWriter>,
+    finished: Vec<DataFile>,
+    sorter: Option<ExternalSorter>,
+    spill_dir: Option<std::path::PathBuf>,
+}
+
+impl PartitionedWriter {
+    pub(super) fn new(
+        schema: SchemaRef,
+        spec: PartitionSpecRef,
+        settings: &FileSettings,
+    ) -> iceberg::Result<Self> {
+        Ok(Self {
+            splitter: RecordBatchPartitionSplitter::try_new_with_computed_values(
+                schema.clone(),
+                spec.clone(),
+            )?,
+            calculator: PartitionValueCalculator::try_new(&spec, &schema)?,
+            partition_fields: spec.fields().len(),
+            max_open: settings.max_open_files,
+            writers: HashMap::new(),
+            finished: Vec::new(),
+            sorter: None,
+            spill_dir: settings.spill_dir.clone(),
+        })
+    }
+
+    fn split(&self, batch: &RecordBatch) -> iceberg::Result<Vec<(PartitionKey, RecordBatch)>> {
+        Ok(self
+            .splitter
+            .split(batch)?
+            .into_iter()
+            .map(|(key, part)| (complete_partition_key(key, self.partition_fields), part))
+            .collect())
+    }
+
+    fn push_to_sorter(&mut self, batch: RecordBatch) -> iceberg::Result<()> {
+        let values = self.calculator.calculate(&batch)?;
+        let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(
+            PARTITION_COLUMN,
+            values.data_type().clone(),
+            true,
+        )));
+        let mut columns = batch.columns().to_vec();
+        columns.push(values);
+        let tagged = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
+            .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))?;
+        if self.sorter.is_none() {
+            let key = tagged.num_columns() - 1;
+            let sorter = ExternalSorter::new(
+                tagged.schema(),
+                vec![key],
+                PARTITIONED_BUFFER_BYTES,
+                self.spill_dir.as_deref(),
+            )
+            .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))?;
+            self.sorter = Some(sorter);
+        }
+        self.sorter
+            .as_mut()
+            .expect("sorter")
+            .push(tagged)
+            .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))
+    }
+
+    pub(super) async fn write(
+        &mut self,
+        builder: &PartitionWriterBuilder,
+        batch: RecordBatch,
+    ) -> iceberg::Result<()> {
+        if self.sorter.is_some() {
+            return self.push_to_sorter(batch);
+        }
+        let parts = self.split(&batch)?;
+        let new = parts
+            .iter()
+            .filter(|(k, _)| !self.writers.contains_key(k.data()))
+            .count();
+        if self.writers.len() + new > self.max_open {
+            tracing::info!(
+                open = self.writers.len(),
+                cap = self.max_open,
+                "the load touches more partitions than --max-open-files; clustering through a bounded sort"
+            );
+            for (_, mut w) in self.writers.drain() {
+                self.finished.extend(w.close().await?);
+            }
+            return self.push_to_sorter(batch);
+        }
+        for (key, part) in parts {
+            let data = key.data().clone();
+            if !self.writers.contains_key(&data) {
+                let w = builder.build(Some(key)).await?;
+                self.writers.insert(data.clone(), w);
+            }
+            self.writers
+                .get_mut(&data)
+                .expect("writer")
+                .write(part)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn close(
+        &mut self,
+        builder: &PartitionWriterBuilder,
+    ) -> iceberg::Result<Vec<DataFile>> {
+        let mut files = std::mem::take(&mut self.finished);
+        for (_, mut w) in self.writers.drain() {
+            files.extend(w.close().await?);
+        }
+        let Some(sorter) = self.sorter.take() else {
+            return Ok(files);
+        };
+        let to_iceberg = |e: crate::error::FloeError| {
+            iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string())
+        };
+        let sorted = sorter.finish().map_err(to_iceberg)?;
+        // Sorted by partition: a partition never comes back once the next one starts.
+        let mut current: Option<(Struct, PartitionWriter)> = None;
+        let mut converter: Option<RowConverter> = None;
+        for tagged in sorted {
+            let tagged = tagged.map_err(to_iceberg)?;
+            let tag = tagged.column(tagged.num_columns() - 1).clone();
+            let converter = match &mut converter {
+                Some(c) => c,
+                None => converter.insert(
+                    RowConverter::new(vec![SortField::new(tag.data_type().clone())]).map_err(
+                        |e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()),
+                    )?,
+                ),
+            };
+            let rows = converter
+                .convert_columns(&[tag])
+                .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))?;
+            let batch = tagged
+                .project(&(0..tagged.num_columns() - 1).collect::<Vec<_>>())
+                .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))?;
+            // Walk the runs of equal partition values in order.
+            let mut start = 0;
+            for end in 1..=batch.num_rows() {
+                if end < batch.num_rows() && rows.row(end) == rows.row(start) {
+                    continue;
+                }
+                let run = batch.slice(start, end - start);
+                start = end;
+                for (key, part) in self.split(&run)? {
+                    if current.as_ref().is_none_or(|(k, _)| k != key.data()) {
+                        if let Some((_, mut w)) = current.take() {
+                            files.extend(w.close().await?);
+                        }
+                        let data = key.data().clone();
+                        current = Some((data, builder.build(Some(key)).await?));
+                    }
+                    current.as_mut().expect("writer").1.write(part).await?;
+                }
+            }
+        }
+        if let Some((_, mut w)) = current.take() {
+            files.extend(w.close().await?);
+        }
+        Ok(files)
+    }
+}
