@@ -311,3 +311,50 @@ async fn a_missing_table_is_created_by_the_loads_single_commit() {
     assert!(state.metadata.metadata_log().is_empty());
     assert_eq!(ids(&cat, "a.b.fresh").await, (0..9).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_spill_past_the_memory_limit_and_stay_exact() {
+    use floe::ops::MergeBuilder;
+    use floe::ops::merge_spec::MergeMode;
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let table = parse_table_ident("ns.bigmerge").unwrap();
+    let base: Vec<RecordBatch> = (0..20)
+        .map(|i| batch(i * 10_000..(i + 1) * 10_000))
+        .collect();
+    AppendBuilder::new(&cat, table.clone())
+        .execute(source(base))
+        .await
+        .unwrap();
+    for (mode, offset) in [
+        (MergeMode::CopyOnWrite, 150_000i64),
+        (MergeMode::MergeOnRead, 240_000),
+    ] {
+        // 100k load rows, half of them matching: upsert in both modes with a 1 MiB budget.
+        let load: Vec<RecordBatch> = (0..10)
+            .map(|i| batch(offset + i * 10_000..offset + (i + 1) * 10_000))
+            .collect();
+        let out = MergeBuilder::new(&cat, table.clone(), vec!["id".into()])
+            .with_mode(mode)
+            .with_memory_limit(1 << 20)
+            .execute(source(load))
+            .await
+            .unwrap();
+        let counts = out.merge.unwrap();
+        assert!(
+            counts.spill_runs > 2,
+            "{mode:?}: expected spilled sorts, got {counts:?}"
+        );
+        assert_eq!(
+            counts.rows_inserted + counts.rows_updated,
+            100_000,
+            "{counts:?}"
+        );
+    }
+    let got = ids(&cat, "ns.bigmerge").await;
+    assert_eq!(
+        got,
+        (0..340_000).collect::<Vec<_>>(),
+        "every key exactly once"
+    );
+}

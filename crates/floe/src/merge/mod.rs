@@ -87,6 +87,8 @@ pub struct MergeCounts {
     pub rows_deleted: u64,
     pub files_rewritten: u64,
     pub delete_files_added: u64,
+    /// Sorted runs the merge's sorts spilled to disk (0: everything fit the memory limit).
+    pub spill_runs: u64,
 }
 
 pub(crate) const SEQ_COLUMN: &str = "__floe_seq";
@@ -304,6 +306,10 @@ impl LoadSide {
         &self.ranges
     }
 
+    pub fn spilled_runs(&self) -> usize {
+        self.sorter.spilled_runs()
+    }
+
     pub fn finish(self) -> Result<SortedStream> {
         self.sorter.finish()
     }
@@ -350,6 +356,10 @@ impl TableSide {
         let batch = RecordBatch::try_new(self.schema.clone(), key_columns)
             .context(|| "cannot tag table keys".into())?;
         self.sorter.push(batch)
+    }
+
+    pub fn spilled_runs(&self) -> usize {
+        self.sorter.spilled_runs()
     }
 
     pub fn finish(self) -> Result<SortedStream> {

@@ -149,6 +149,7 @@ impl<'a> MergeBuilder<'a> {
             };
             let ranges = load.ranges().clone();
             let load_rows = load.rows();
+            let mut spill_runs = load.spilled_runs() as u64;
             let sorted_load = load.finish()?;
 
             // 2. The table's keys, from files that may hold a load key.
@@ -182,6 +183,7 @@ impl<'a> MergeBuilder<'a> {
                         side.push(columns, idx as u32, positions)?;
                     }
                 }
+                spill_runs += side.spilled_runs() as u64;
                 Some(side.finish()?)
             };
 
@@ -202,6 +204,7 @@ impl<'a> MergeBuilder<'a> {
             sink.flush_inserts().await?;
             sink.flush_deletes()?;
             let deletes = sink.deletes;
+            counts.spill_runs = spill_runs + deletes.spilled_runs() as u64;
 
             // 4. Apply deletes file by file.
             let mut changes = FileChanges::default();
