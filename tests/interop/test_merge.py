@@ -235,3 +235,38 @@ def test_append_add_column_then_upsert(wh):
     wh.floe("load", "m.evo", wh.root / "v3.parquet", "--mode", "merge", "--key", "id", "--merge-mode", "merge-on-read")
     got = sorted((r["id"], r["name"], r["email"]) for r in wh.table("m.evo").scan().to_arrow().to_pylist())
     assert got[0] == (1, "A", "a@x") and len(got) == 4
+
+
+def test_partition_values_prune_candidate_files(wh):
+    base = [{"id": i, "tenant": "a", "v": "old", "n": i, "deleted": None} for i in range(800)]
+    write(wh.root / "base.parquet", table_of(base))
+    wh.floe("load", "m.b", wh.root / "base.parquet", "--partition-by", "bucket(8, id)")
+    assert len(wh.table("m.b").inspect.files()) == 8
+    load = [{"id": i, "tenant": "a", "v": "new", "n": i, "deleted": None} for i in (5, 6)]
+    write(wh.root / "load.parquet", table_of(load))
+    out = wh.floe("load", "m.b", wh.root / "load.parquet", "--mode", "merge", "--key", "id")
+    # Every bucket file spans the whole id range, so only partition values can prune.
+    assert out["files_rewritten"] <= 2 and out["rows_updated"] == 2
+    rows = rows_of(wh, "m.b")
+    assert len(rows) == 800 and [r["v"] for r in rows if r["id"] in (5, 6)] == ["new", "new"]
+
+
+def test_merge_into_a_partition_evolved_table(wh):
+    from pyiceberg.transforms import IdentityTransform
+
+    cat = wh.catalog()
+    cat.create_namespace("pe")
+    base = table_of([{"id": i, "tenant": "ab"[i % 2], "v": "old", "n": i, "deleted": None} for i in range(20)])
+    table = cat.create_table("pe.t", schema=base.schema)
+    table.append(base.slice(0, 10))
+    with table.update_spec() as update:
+        update.add_field("tenant", IdentityTransform(), "tenant")
+    cat.load_table("pe.t").append(base.slice(10, 10))
+    load = [{"id": i, "tenant": "b", "v": "new", "n": i, "deleted": None} for i in (1, 12, 30)]
+    write(wh.root / "load.parquet", table_of(load))
+    for mode in ["copy-on-write", "merge-on-read"]:
+        out = wh.floe("load", "pe.t", wh.root / "load.parquet", "--mode", "merge", "--key", "id", "--merge-mode", mode)
+        rows = rows_of(wh, "pe.t")
+        assert len(rows) == 21, mode
+        assert [(r["id"], r["v"]) for r in rows if r["id"] in (1, 12, 30)] == [(1, "new"), (12, "new"), (30, "new")]
+        assert sorted(r["id"] for r in wh.duckdb_rows("pe.t")) == sorted(r["id"] for r in rows)

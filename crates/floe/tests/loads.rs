@@ -358,3 +358,58 @@ async fn merges_spill_past_the_memory_limit_and_stay_exact() {
         "every key exactly once"
     );
 }
+
+#[tokio::test]
+async fn data_is_never_committed_against_a_schema_that_changed_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let table = parse_table_ident("ns.schema_race").unwrap();
+    AppendBuilder::new(&cat, table.clone())
+        .execute(source(vec![batch(0..10)]))
+        .await
+        .unwrap();
+    let stale = cat.load_table(&table).await.unwrap().unwrap();
+    let file = write_data_file(&cat, &table, batch(10..20)).await;
+    // Meanwhile another load adds a column.
+    let wider = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("extra", DataType::Utf8, true),
+    ]));
+    let rows = RecordBatch::try_new(
+        wider.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![100])),
+            Arc::new(StringArray::from(vec!["x"])),
+            Arc::new(StringArray::from(vec!["y"])),
+        ],
+    )
+    .unwrap();
+    let evolved = Source::from_stream(
+        wider,
+        "wider",
+        futures::stream::iter(vec![Ok::<_, Infallible>(rows)]),
+    );
+    let out = AppendBuilder::new(&cat, table.clone())
+        .execute(evolved)
+        .await
+        .unwrap();
+    assert_eq!(out.schema_changes.len(), 1);
+    let err = commit_load(
+        &cat,
+        stale,
+        "late",
+        SnapshotOperation::Append,
+        FileChanges::added(vec![file]),
+        None,
+        5,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, FloeError::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains("schema changed"), "{err}");
+    assert_eq!(
+        ids(&cat, "ns.schema_race").await,
+        (0..10).chain(100..101).collect::<Vec<_>>()
+    );
+}

@@ -246,11 +246,98 @@ fn min_max(array: &dyn Array, ty: &PrimitiveType) -> Option<(Datum, Datum)> {
     }
 }
 
+/// Most distinct partition values a load tracks per partition field before it stops pruning
+/// by them (the set is the only thing here that grows with the load).
+const MAX_TRACKED_PARTITIONS: usize = 100_000;
+
+/// Partition values the load's keys fall in, for partition fields whose source is a key
+/// column: a table file of the current spec whose value is not among them holds no load key.
+pub struct PartitionFilter {
+    spec_id: i32,
+    fields: Vec<TrackedField>,
+}
+
+struct TrackedField {
+    /// Position in the spec (and in a file's partition tuple).
+    position: usize,
+    /// Column of the conformed batch holding the source.
+    column: usize,
+    function: iceberg::transform::BoxedTransformFunction,
+    result_type: Type,
+    values: std::collections::HashSet<iceberg::spec::Literal>,
+    overflowed: bool,
+}
+
+impl PartitionFilter {
+    pub fn new(
+        spec: &iceberg::spec::PartitionSpec,
+        schema: &Schema,
+        keys: &KeyColumns,
+    ) -> Result<Self> {
+        let mut fields = Vec::new();
+        for (position, field) in spec.fields().iter().enumerate() {
+            let Some(k) = keys.field_ids.iter().position(|id| *id == field.source_id) else {
+                continue;
+            };
+            if field.transform == iceberg::spec::Transform::Void {
+                continue;
+            }
+            let source = Type::Primitive(keys.types[k].clone());
+            let ctx = || format!("cannot evaluate partition transform {}", field.transform);
+            fields.push(TrackedField {
+                position,
+                column: keys.indices[k],
+                function: iceberg::transform::create_transform_function(&field.transform)
+                    .context(ctx)?,
+                result_type: field.transform.result_type(&source).context(ctx)?,
+                values: Default::default(),
+                overflowed: false,
+            });
+        }
+        let _ = schema;
+        Ok(Self {
+            spec_id: spec.spec_id(),
+            fields,
+        })
+    }
+
+    fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        for f in self.fields.iter_mut().filter(|f| !f.overflowed) {
+            let transformed = f
+                .function
+                .transform(batch.column(f.column).clone())
+                .context(|| "cannot evaluate a partition transform".into())?;
+            let literals = iceberg::arrow::arrow_primitive_to_literal(&transformed, &f.result_type)
+                .context(|| "cannot read partition values".into())?;
+            f.values.extend(literals.into_iter().flatten());
+            if f.values.len() > MAX_TRACKED_PARTITIONS {
+                f.overflowed = true;
+                f.values.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a file of `spec_id` with `partition` may hold a load key.
+    pub fn may_match(&self, spec_id: i32, partition: &iceberg::spec::Struct) -> bool {
+        if spec_id != self.spec_id {
+            return true;
+        }
+        self.fields.iter().filter(|f| !f.overflowed).all(|f| {
+            match partition.fields().get(f.position) {
+                Some(Some(value)) => f.values.contains(value),
+                _ => true,
+            }
+        })
+    }
+}
+
 /// The load side: conformed batches tagged with their input order, sorted by key.
 pub struct LoadSide {
     sorter: ExternalSorter,
     keys: KeyColumns,
     ranges: KeyRanges,
+    partitions: Option<PartitionFilter>,
     next_seq: u64,
     schema: SchemaRef,
 }
@@ -271,6 +358,7 @@ impl LoadSide {
             sorter: ExternalSorter::new(schema.clone(), sort_keys, budget, spill_dir)?,
             keys,
             ranges: KeyRanges::default(),
+            partitions: None,
             next_seq: 0,
             schema,
         })
@@ -288,6 +376,9 @@ impl LoadSide {
             }
         }
         self.ranges.update(&self.keys, &batch);
+        if let Some(p) = self.partitions.as_mut() {
+            p.update(&batch)?;
+        }
         let n = batch.num_rows() as u64;
         let seq = UInt64Array::from_iter_values(self.next_seq..self.next_seq + n);
         self.next_seq += n;
@@ -304,6 +395,17 @@ impl LoadSide {
 
     pub fn ranges(&self) -> &KeyRanges {
         &self.ranges
+    }
+
+    /// Tracks the partition values of the load's keys (see [`PartitionFilter`]).
+    pub fn track_partitions(&mut self, filter: PartitionFilter) {
+        if !filter.fields.is_empty() {
+            self.partitions = Some(filter);
+        }
+    }
+
+    pub fn take_partition_filter(&mut self) -> Option<PartitionFilter> {
+        self.partitions.take()
     }
 
     pub fn spilled_runs(&self) -> usize {

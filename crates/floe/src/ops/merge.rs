@@ -29,7 +29,7 @@ use crate::merge::position_deletes::PositionDeleteWriter;
 use crate::merge::table_files::{DataFileReader, LiveFile, live_state};
 use crate::merge::{
     DuplicateKeys, JoinSink, KeyColumns, LoadSide, MergeCounts, MergeMode, MergeSpec,
-    MergeStrategy, TableSide, assemble, join,
+    MergeStrategy, PartitionFilter, TableSide, assemble, join,
 };
 use crate::source::Source;
 use crate::spill::ExternalSorter;
@@ -137,6 +137,7 @@ impl<'a> MergeBuilder<'a> {
         let outcome: Result<(MergeCounts, FileChanges, u64)> = async {
             // 1. The load, sorted by key.
             let mut load = LoadSide::new(conformer.arrow_schema(), keys.clone(), budget, spill_dir.as_deref())?;
+            load.track_partitions(PartitionFilter::new(write_metadata.default_partition_spec(), &schema, &keys)?);
             while let Some(item) = source.stream.next().await {
                 let input = item?;
                 let batch = conformer.conform(&input)?;
@@ -148,6 +149,7 @@ impl<'a> MergeBuilder<'a> {
                 Arc::new(ArrowSchema::new(fields))
             };
             let ranges = load.ranges().clone();
+            let partition_filter = load.take_partition_filter();
             let load_rows = load.rows();
             let mut spill_runs = load.spilled_runs() as u64;
             let sorted_load = load.finish()?;
@@ -158,6 +160,7 @@ impl<'a> MergeBuilder<'a> {
                 .files
                 .into_iter()
                 .filter(|f| ranges.may_match(&keys, &f.file))
+                .filter(|f| partition_filter.as_ref().is_none_or(|p| p.may_match(f.spec_id, f.file.partition())))
                 .collect();
             tracing::info!(table = %table, candidates = candidates.len(), "scanning candidate files' keys");
             let sorted_table = if candidates.is_empty() {
