@@ -45,7 +45,12 @@ pub struct ExternalSorter {
     runs: Vec<PathBuf>,
     dir: tempfile::TempDir,
     rows: u64,
+    next_run: usize,
+    spilled: usize,
 }
+
+/// Most runs merged at once (each holds one batch in memory while merging).
+const MAX_FAN_IN: usize = 16;
 
 impl std::fmt::Debug for ExternalSorter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,6 +91,8 @@ impl ExternalSorter {
             runs: Vec::new(),
             dir,
             rows: 0,
+            next_run: 0,
+            spilled: 0,
         })
     }
 
@@ -96,7 +103,7 @@ impl ExternalSorter {
 
     /// Number of runs spilled to disk so far.
     pub fn spilled_runs(&self) -> usize {
-        self.runs.len()
+        self.spilled
     }
 
     pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
@@ -143,18 +150,9 @@ impl ExternalSorter {
     fn spill(&mut self) -> Result<()> {
         let (batches, order) = self.sort_buffered()?;
         let refs: Vec<&RecordBatch> = batches.iter().collect();
-        let path = self
-            .dir
-            .path()
-            .join(format!("run-{:05}.arrow", self.runs.len()));
+        let path = self.next_path();
         let ctx = || format!("cannot write spill file {}", path.display());
-        let file = File::create(&path).context(ctx)?;
-        let options = IpcWriteOptions::default()
-            .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
-            .map_err(|e| spill_error(ctx(), e))?;
-        let mut writer =
-            FileWriter::try_new_with_options(BufWriter::new(file), &self.schema, options)
-                .map_err(|e| spill_error(ctx(), e))?;
+        let mut writer = self.run_writer(&path)?;
         // One output chunk at a time: the sorted copy never exists whole next to the buffer.
         for chunk in order.chunks(OUTPUT_ROWS) {
             let batch = interleave_record_batch(&refs, chunk)
@@ -164,6 +162,7 @@ impl ExternalSorter {
         writer.finish().map_err(|e| spill_error(ctx(), e))?;
         tracing::debug!(run = self.runs.len(), file = %path.display(), "spilled a sorted run");
         self.runs.push(path);
+        self.spilled += 1;
         Ok(())
     }
 
@@ -183,8 +182,52 @@ impl ExternalSorter {
         if !self.buffered.is_empty() {
             self.spill()?;
         }
-        let mut runs = Vec::with_capacity(self.runs.len());
-        for path in &self.runs {
+        // A merge holds one batch per run: past MAX_FAN_IN runs, merge them in groups into
+        // longer runs first, so memory does not grow with the number of runs.
+        while self.runs.len() > MAX_FAN_IN {
+            let group: Vec<PathBuf> = self.runs.drain(..MAX_FAN_IN).collect();
+            let mut merger = self.merger(&group)?;
+            let path = self.next_path();
+            let ctx = || format!("cannot write spill file {}", path.display());
+            let mut writer = self.run_writer(&path)?;
+            while let Some(batch) = merger.next_batch()? {
+                writer.write(&batch).map_err(|e| spill_error(ctx(), e))?;
+            }
+            writer.finish().map_err(|e| spill_error(ctx(), e))?;
+            drop(merger);
+            for done in group {
+                let _ = std::fs::remove_file(done);
+            }
+            self.runs.push(path);
+        }
+        let runs = std::mem::take(&mut self.runs);
+        let merger = self.merger(&runs)?;
+        Ok(SortedStream {
+            inner: Inner::Merge(Box::new(merger)),
+            _dir: self.dir,
+        })
+    }
+
+    fn next_path(&mut self) -> PathBuf {
+        self.next_run += 1;
+        self.dir
+            .path()
+            .join(format!("run-{:05}.arrow", self.next_run))
+    }
+
+    fn run_writer(&self, path: &Path) -> Result<FileWriter<BufWriter<File>>> {
+        let ctx = || format!("cannot write spill file {}", path.display());
+        let file = File::create(path).context(ctx)?;
+        let options = IpcWriteOptions::default()
+            .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
+            .map_err(|e| spill_error(ctx(), e))?;
+        FileWriter::try_new_with_options(BufWriter::new(file), &self.schema, options)
+            .map_err(|e| spill_error(ctx(), e))
+    }
+
+    fn merger(&self, paths: &[PathBuf]) -> Result<Merger> {
+        let mut runs = Vec::with_capacity(paths.len());
+        for path in paths {
             let file = File::open(path)
                 .context(|| format!("cannot open spill file {}", path.display()))?;
             let reader = FileReader::try_new(BufReader::new(file), None).map_err(|e| {
@@ -197,19 +240,22 @@ impl ExternalSorter {
                 pos: 0,
             });
         }
+        let fields = self
+            .key_columns
+            .iter()
+            .map(|&i| SortField::new(self.schema.field(i).data_type().clone()))
+            .collect();
         let mut merger = Merger {
-            converter: self.converter,
-            key_columns: self.key_columns,
+            converter: RowConverter::new(fields)
+                .context(|| "cannot compare the sort key columns".into())?,
+            key_columns: self.key_columns.clone(),
             runs,
             heap: BinaryHeap::new(),
             sources: Vec::new(),
             run_source: Vec::new(),
         };
         merger.start()?;
-        Ok(SortedStream {
-            inner: Inner::Merge(Box::new(merger)),
-            _dir: self.dir,
-        })
+        Ok(merger)
     }
 }
 
@@ -440,8 +486,34 @@ mod tests {
         let (in_memory, runs) = sorted_keys(1 << 30, batches.clone());
         assert_eq!(runs, 0);
         assert_eq!(in_memory, expected);
-        let (spilled, runs) = sorted_keys(1 << 20, batches);
+        let (spilled, runs) = sorted_keys(1 << 20, batches.clone());
         assert!(runs >= 2, "expected several runs, got {runs}");
         assert_eq!(spilled, expected);
+        // More runs than one merge takes: merged in groups first.
+        let many: Vec<RecordBatch> = batches
+            .iter()
+            .flat_map(|b| {
+                [
+                    b.clone(),
+                    b.clone(),
+                    b.clone(),
+                    b.clone(),
+                    b.clone(),
+                    b.clone(),
+                    b.clone(),
+                ]
+            })
+            .collect();
+        let mut expected_many: Vec<i64> = expected
+            .iter()
+            .flat_map(|k| std::iter::repeat_n(*k, 7))
+            .collect();
+        expected_many.sort();
+        let (merged, runs) = sorted_keys(1 << 20, many);
+        assert!(
+            runs > MAX_FAN_IN,
+            "expected more than {MAX_FAN_IN} runs, got {runs}"
+        );
+        assert_eq!(merged, expected_many);
     }
 }

@@ -17,10 +17,12 @@ use iceberg::arrow::{PartitionValueCalculator, RecordBatchPartitionSplitter};
 use iceberg::spec::{DataFile, PartitionKey, PartitionSpecRef, SchemaRef, Struct};
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 
-use super::{FileSettings, PARTITIONED_BUFFER_BYTES, PartitionWriter, PartitionWriterBuilder};
+use super::{FileSettings, PartitionWriter, PartitionWriterBuilder};
 use crate::spill::ExternalSorter;
 
 const PARTITION_COLUMN: &str = "__floe_partition";
+/// Memory the clustering sort buffers before it spills a run.
+const CLUSTER_SORT_BYTES: usize = 64 * 1024 * 1024;
 
 /// iceberg-rust 0.10.1 turns a partition tuple whose values are all null (a void transform,
 /// or a null source value) into an empty struct, which manifests cannot record; give it its
@@ -91,7 +93,7 @@ impl PartitionedWriter {
             let sorter = ExternalSorter::new(
                 tagged.schema(),
                 vec![key],
-                PARTITIONED_BUFFER_BYTES,
+                CLUSTER_SORT_BYTES,
                 self.spill_dir.as_deref(),
             )
             .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))?;
