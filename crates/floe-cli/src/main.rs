@@ -156,7 +156,7 @@ struct LoadArgs {
     #[arg(long)]
     compression: Option<String>,
     /// Parquet row group size, e.g. 64MiB (default: table property write.parquet.row-group-size-bytes,
-    /// else 32MiB). A row group is buffered in memory until it is full.
+    /// else 8MiB). A row group is buffered in memory until it is full.
     #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
     row_group_size: Option<u64>,
     /// Compression level (codec specific).
@@ -166,7 +166,7 @@ struct LoadArgs {
     #[arg(long, default_value_t = 65536)]
     batch_rows: usize,
     /// Target decoded bytes per batch; wide rows get fewer rows per batch.
-    #[arg(long, value_parser = parse_bytes, default_value = "8MiB", value_name = "SIZE")]
+    #[arg(long, value_parser = parse_bytes, default_value = "2MiB", value_name = "SIZE")]
     batch_bytes: u64,
     /// Never draw a progress bar (log lines are printed on non-terminals anyway).
     #[arg(long)]

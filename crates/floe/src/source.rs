@@ -112,7 +112,7 @@ impl Default for BatchBudget {
     fn default() -> Self {
         Self {
             max_rows: 64 * 1024,
-            max_bytes: 8 * 1024 * 1024,
+            max_bytes: 2 * 1024 * 1024,
             channel_batches: 2,
         }
     }

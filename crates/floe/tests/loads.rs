@@ -212,7 +212,7 @@ async fn write_data_file(
         "t",
         state.metadata.clone(),
         state.file_io.clone(),
-        uuid::Uuid::new_v4(),
+        &uuid::Uuid::new_v4().to_string(),
         &settings,
     )
     .unwrap();

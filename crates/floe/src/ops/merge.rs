@@ -127,7 +127,7 @@ impl<'a> MergeBuilder<'a> {
             &table,
             write_metadata.clone(),
             base.file_io.clone(),
-            load_uuid,
+            &load_uuid.to_string(),
             &settings,
         )?;
         let spill_dir = options.write.spill_dir.clone();

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use iceberg::TableIdent;
-use iceberg::spec::{DataFile, Schema, TableMetadataBuilder, TableMetadataRef};
+use iceberg::spec::{Schema, TableMetadataBuilder, TableMetadataRef};
 use uuid::Uuid;
 
 use super::{LoadOptions, LoadSummary};
@@ -16,7 +16,7 @@ use crate::conform::{Conformer, iceberg_schema_from_arrow};
 use crate::error::{Result, ResultExt};
 use crate::partition::parse_partition_spec;
 use crate::source::{Source, SourceInfo};
-use crate::write::{FileSettings, TableWriter};
+use crate::write::{FileSettings, ParallelWriter, TableWriter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -220,34 +220,50 @@ pub(crate) async fn run(
     let settings = FileSettings::resolve(base.metadata.properties(), &options.write)?;
     let conformer = Conformer::new(&table, write_metadata.current_schema().clone())?;
     let load_uuid = Uuid::new_v4();
-    let mut writer = TableWriter::new(
-        &table,
-        write_metadata.clone(),
-        base.file_io.clone(),
-        load_uuid,
-        &settings,
-    )?;
+    let unpartitioned = write_metadata.default_partition_spec().is_unpartitioned();
+    let writers = if unpartitioned { parallel_writers() } else { 1 };
+    let mut sinks = Vec::new();
+    for k in 0..writers {
+        let prefix = if writers == 1 {
+            format!("{load_uuid}")
+        } else {
+            format!("{load_uuid}-{k}")
+        };
+        sinks.push(TableWriter::new(
+            &table,
+            write_metadata.clone(),
+            base.file_io.clone(),
+            &prefix,
+            &settings,
+        )?);
+    }
+    let mut writer = ParallelWriter::new(sinks);
 
     let mut rows = 0u64;
-    let written: Result<Vec<DataFile>> = async {
-        while let Some(item) = source.stream.next().await {
-            let input = item?;
-            let batch = conformer.conform(&input)?;
-            rows += batch.num_rows() as u64;
-            writer.write(batch).await?;
+    let mut failure = None;
+    while let Some(item) = source.stream.next().await {
+        let written = match item {
+            Ok(input) => match conformer.conform(&input) {
+                Ok(batch) => {
+                    rows += batch.num_rows() as u64;
+                    writer.write(batch).await
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            failure = Some(e);
+            break;
         }
-        writer.close().await
     }
-    .await;
     // Stop the reader if we bail out early.
     drop(source);
-    let files = match written {
-        Ok(files) => files,
-        Err(e) => {
-            writer.abort().await;
-            return Err(e);
-        }
-    };
+    if let Some(e) = failure {
+        writer.abort().await;
+        return Err(e);
+    }
+    let files = writer.close().await?;
     options.progress.add_files_written(files.len() as u64);
     summary.rows_written = rows;
     summary.files_added = files.len() as u64;
@@ -263,6 +279,8 @@ pub(crate) async fn run(
         return Ok(finish(summary));
     }
 
+    let file_io = base.file_io.clone();
+    let paths: Vec<String> = files.iter().map(|f| f.file_path().to_string()).collect();
     let committed = match commit_load(
         catalog,
         base,
@@ -276,7 +294,7 @@ pub(crate) async fn run(
     {
         Ok(c) => c,
         Err(e) => {
-            writer.abort().await;
+            delete_files(&file_io, &paths).await;
             return Err(e);
         }
     };
@@ -286,7 +304,7 @@ pub(crate) async fn run(
     summary.metadata_location = Some(committed.metadata_location.clone());
     if committed.already_committed {
         // A concurrent run with the same load id won; our files are not referenced.
-        writer.abort().await;
+        delete_files(&file_io, &paths).await;
         summary.skipped = true;
         summary.table_created = false;
         summary.schema_changes.clear();
@@ -329,6 +347,24 @@ pub(crate) async fn run(
         );
     }
     Ok(finish(summary))
+}
+
+/// Best-effort removal of files no snapshot references.
+pub(crate) async fn delete_files(file_io: &iceberg::io::FileIO, paths: &[String]) {
+    for path in paths {
+        if let Err(e) = file_io.delete(path).await {
+            tracing::warn!(file = %path, error = %e, "could not delete a file of the failed load");
+        }
+    }
+}
+
+/// How many writers encode an unpartitioned load in parallel: one per core, at most two
+/// (beyond that the reader, not encoding, is the bottleneck).
+fn parallel_writers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 2)
 }
 
 /// Evolves `schema` over every distinct input schema, in input order.

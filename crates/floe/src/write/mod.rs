@@ -23,11 +23,13 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use uuid::Uuid;
 
 use crate::error::{FloeError, Result, ResultExt};
 
+mod parallel;
 mod partitioned;
+
+pub use parallel::ParallelWriter;
 
 /// Table property: target data file size in bytes.
 pub const PROP_TARGET_FILE_SIZE: &str = "write.target-file-size-bytes";
@@ -40,9 +42,10 @@ pub const PROP_ROW_GROUP_BYTES: &str = "write.parquet.row-group-size-bytes";
 
 /// Default target file size (the Iceberg default).
 pub const DEFAULT_TARGET_FILE_SIZE: u64 = 512 * 1024 * 1024;
-/// Default row group size. Smaller than Iceberg's 128 MiB: a row group is buffered in memory
-/// until it is flushed, and floe keeps its memory small.
-pub const DEFAULT_ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
+/// Default row group size, per data file. Much smaller than Iceberg's 128 MiB: a row group is
+/// buffered (encoded) in memory until it is full, once per open file, and floe keeps its memory
+/// small; on typical data this still gives row groups of tens of thousands of rows.
+pub const DEFAULT_ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
 
 /// Choices a caller can make about the files written; `None` means the table's property, then
 /// floe's default.
@@ -71,6 +74,8 @@ pub const PARTITIONED_BUFFER_BYTES: usize = 128 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct FileSettings {
     pub target_file_size: u64,
+    pub row_group_bytes: usize,
+    pub compression: Compression,
     pub writer_properties: WriterProperties,
     /// Writer properties for partitioned tables: row groups sized so that `max_open_files`
     /// writers fit in [`PARTITIONED_BUFFER_BYTES`].
@@ -126,6 +131,8 @@ impl FileSettings {
             .clamp(1 << 20, row_group_bytes.max(1 << 20));
         Ok(Self {
             target_file_size,
+            row_group_bytes,
+            compression,
             writer_properties: properties(row_group_bytes),
             partitioned_writer_properties: properties(partitioned_row_group),
             max_open_files,
@@ -200,7 +207,7 @@ impl TableWriter {
         table: &str,
         metadata: Arc<TableMetadata>,
         file_io: FileIO,
-        load_uuid: Uuid,
+        file_prefix: &str,
         settings: &FileSettings,
     ) -> Result<Self> {
         let ctx = || format!("table {table}: cannot set up data file writers");
@@ -218,7 +225,7 @@ impl TableWriter {
             started: started.clone(),
         };
         let names =
-            DefaultFileNameGenerator::new(format!("{load_uuid}"), None, DataFileFormat::Parquet);
+            DefaultFileNameGenerator::new(file_prefix.to_string(), None, DataFileFormat::Parquet);
         let rolling = RollingFileWriterBuilder::new(
             parquet,
             settings.target_file_size as usize,
