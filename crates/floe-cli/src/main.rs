@@ -130,6 +130,11 @@ struct LoadArgs {
     /// is finished, so memory stays bounded however many partitions a load touches.
     #[arg(long, default_value_t = 16)]
     max_open_files: usize,
+    /// Unpartitioned loads: Parquet writers encoding in parallel, each with its own files
+    /// (default: one per core, at most 2). 1 keeps input order within files, which keeps key
+    /// ranges per file narrow for later merges.
+    #[arg(long, value_name = "N")]
+    writers: Option<usize>,
     /// Where bounded sorts spill to disk (default: the system temp directory).
     #[arg(long, value_name = "DIR")]
     spill_dir: Option<PathBuf>,
@@ -258,6 +263,7 @@ async fn load(args: LoadArgs) -> Result<()> {
             row_group_bytes: args.row_group_size.map(|n| n as usize),
             max_open_files: Some(args.max_open_files),
             spill_dir: args.spill_dir.clone(),
+            writers: args.writers,
         });
     let options = match &args.load_id {
         Some(id) => options.with_load_id(id.clone()),

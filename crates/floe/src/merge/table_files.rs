@@ -2,20 +2,23 @@
 //! data file contents by field id with original row positions.
 //!
 //! Data files are read directly (not through an Iceberg scan) because a merge needs each row's
-//! position in its file, which the 0.10.1 scan cannot report (`_pos` does not work there).
-//! Columns are matched by Parquet field id, so files written before a column was renamed or
-//! dropped read correctly; then the usual conform step casts promoted types and fills columns
-//! the file predates with nulls.
+//! position in its file, which the 0.10.1 scan cannot report (`_pos` does not work there). They
+//! are read through the table's FileIO, so any storage the catalog supports works; memory is one
+//! row group's projected column chunks at a time. Columns are matched by Parquet field id, so
+//! files written before a column was renamed or dropped read correctly; then the usual conform
+//! step casts promoted types and fills columns the file predates with nulls.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{Field, Schema as ArrowSchema};
+use futures::StreamExt;
+use iceberg::arrow::ArrowFileReader;
+use iceberg::io::FileIO;
 use iceberg::spec::{DataContentType, DataFile, Schema};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
 use roaring::RoaringTreemap;
 
 use crate::catalog::TableState;
@@ -37,26 +40,25 @@ pub struct LiveState {
     pub deleted: HashMap<String, RoaringTreemap>,
 }
 
-fn local_path(location: &str) -> Result<&str> {
-    if let Some(p) = location.strip_prefix("file://") {
-        return Ok(p);
+fn read_error(location: &str, reason: impl ToString) -> FloeError {
+    FloeError::InputRead {
+        path: location.into(),
+        row_group: None,
+        reason: reason.to_string(),
     }
-    if location.contains("://") {
-        return Err(FloeError::InvalidOption(format!(
-            "merge reads table files directly and supports local warehouses only for now ({location})"
-        )));
-    }
-    Ok(location)
 }
 
-fn open(location: &str) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-    let path = local_path(location)?;
-    let file = File::open(path).context(|| format!("cannot open table file {location}"))?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| FloeError::InputRead {
-        path: path.into(),
-        row_group: None,
-        reason: e.to_string(),
-    })
+async fn open(
+    file_io: &FileIO,
+    location: &str,
+) -> Result<ParquetRecordBatchStreamBuilder<ArrowFileReader>> {
+    let ctx = || format!("cannot open table file {location}");
+    let input = file_io.new_input(location).context(ctx)?;
+    let meta = input.metadata().await.context(ctx)?;
+    let reader = input.reader().await.context(ctx)?;
+    ParquetRecordBatchStreamBuilder::new(ArrowFileReader::new(meta, reader))
+        .await
+        .map_err(|e| read_error(location, e))
 }
 
 /// Lists live data files and reads every live position-delete file.
@@ -87,7 +89,8 @@ pub async fn live_state(state: &TableState) -> Result<LiveState> {
                     spec_id: manifest.partition_spec_id,
                 }),
                 DataContentType::PositionDeletes => {
-                    read_position_deletes(file.file_path(), &mut out.deleted)?
+                    read_position_deletes(&state.file_io, file.file_path(), &mut out.deleted)
+                        .await?
                 }
                 DataContentType::EqualityDeletes => {
                     return Err(FloeError::InvalidOption(format!(
@@ -100,14 +103,17 @@ pub async fn live_state(state: &TableState) -> Result<LiveState> {
     Ok(out)
 }
 
-fn read_position_deletes(location: &str, into: &mut HashMap<String, RoaringTreemap>) -> Result<()> {
-    let reader = open(location)?.build().map_err(|e| FloeError::InputRead {
-        path: location.into(),
-        row_group: None,
-        reason: e.to_string(),
-    })?;
-    for batch in reader {
-        let batch = batch.context(|| format!("cannot read delete file {location}"))?;
+async fn read_position_deletes(
+    file_io: &FileIO,
+    location: &str,
+    into: &mut HashMap<String, RoaringTreemap>,
+) -> Result<()> {
+    let mut reader = open(file_io, location)
+        .await?
+        .build()
+        .map_err(|e| read_error(location, e))?;
+    while let Some(batch) = reader.next().await {
+        let batch = batch.map_err(|e| read_error(location, e))?;
         let paths = batch
             .column_by_name("file_path")
             .and_then(|c| c.as_any().downcast_ref::<StringArray>());
@@ -115,11 +121,10 @@ fn read_position_deletes(location: &str, into: &mut HashMap<String, RoaringTreem
             .column_by_name("pos")
             .and_then(|c| c.as_any().downcast_ref::<Int64Array>());
         let (Some(paths), Some(positions)) = (paths, positions) else {
-            return Err(FloeError::InputRead {
-                path: location.into(),
-                row_group: None,
-                reason: "not a position-delete file (file_path, pos)".into(),
-            });
+            return Err(read_error(
+                location,
+                "not a position-delete file (file_path, pos)",
+            ));
         };
         for i in 0..batch.num_rows() {
             into.entry(paths.value(i).to_string())
@@ -133,7 +138,7 @@ fn read_position_deletes(location: &str, into: &mut HashMap<String, RoaringTreem
 /// Reads one data file's columns `field_ids` (all of `schema` if `None`) as batches of
 /// `schema`'s names and types, each with the position of its first row.
 pub struct DataFileReader {
-    batches: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    batches: ParquetRecordBatchStream<ArrowFileReader>,
     renamed: Arc<ArrowSchema>,
     conformer: Conformer,
     origin: Arc<str>,
@@ -141,13 +146,14 @@ pub struct DataFileReader {
 }
 
 impl DataFileReader {
-    pub fn open(
+    pub async fn open(
+        file_io: &FileIO,
         location: &str,
         schema: &Schema,
         field_ids: Option<&[i32]>,
         batch_rows: usize,
     ) -> Result<Self> {
-        let builder = open(location)?;
+        let builder = open(file_io, location).await?;
         let file_schema = builder.schema().clone();
         let wanted: Vec<(i32, String)> = schema
             .as_struct()
@@ -186,11 +192,7 @@ impl DataFileReader {
             .with_projection(mask)
             .with_batch_size(batch_rows)
             .build()
-            .map_err(|e| FloeError::InputRead {
-                path: location.into(),
-                row_group: None,
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| read_error(location, e))?;
         let target_schema = match field_ids {
             None => schema.clone(),
             Some(ids) => project_schema(schema, ids)?,
@@ -203,21 +205,12 @@ impl DataFileReader {
             next_pos: 0,
         })
     }
-}
 
-impl Iterator for DataFileReader {
-    type Item = Result<(u64, RecordBatch)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let batch = match self.batches.next()? {
+    /// The next batch and the position of its first row in the file.
+    pub async fn next(&mut self) -> Option<Result<(u64, RecordBatch)>> {
+        let batch = match self.batches.next().await? {
             Ok(b) => b,
-            Err(e) => {
-                return Some(Err(FloeError::InputRead {
-                    path: self.origin.to_string().into(),
-                    row_group: None,
-                    reason: e.to_string(),
-                }));
-            }
+            Err(e) => return Some(Err(read_error(&self.origin, e))),
         };
         let pos = self.next_pos;
         self.next_pos += batch.num_rows() as u64;

@@ -170,7 +170,8 @@ impl<'a> MergeBuilder<'a> {
                 for (idx, candidate) in candidates.iter().enumerate() {
                     let path = candidate.file.file_path();
                     let deleted = live.deleted.get(path);
-                    for item in DataFileReader::open(path, &schema, Some(&keys.field_ids), READ_BATCH_ROWS)? {
+                    let mut reader = DataFileReader::open(&base.file_io, path, &schema, Some(&keys.field_ids), READ_BATCH_ROWS).await?;
+                    while let Some(item) = reader.next().await {
                         let (first, batch) = item?;
                         let positions = UInt64Array::from_iter_values(first..first + batch.num_rows() as u64);
                         let (columns, positions) = match deleted {
@@ -241,11 +242,11 @@ impl<'a> MergeBuilder<'a> {
                 }
                 // Apply finished groups now, so only one file's positions are held at a time.
                 for (file, positions) in groups.drain(..) {
-                    rewritten_rows += apply_deletes(&candidates[file as usize], &positions, &live.deleted, &schema, delete_writer.as_ref(), sink.writer, &mut removed, &mut delete_files, &mut counts).await?;
+                    rewritten_rows += apply_deletes(&candidates[file as usize], &positions, &live.deleted, &schema, &base.file_io, delete_writer.as_ref(), sink.writer, &mut removed, &mut delete_files, &mut counts).await?;
                 }
             }
             if let Some((file, positions)) = current.take() {
-                rewritten_rows += apply_deletes(&candidates[file as usize], &positions, &live.deleted, &schema, delete_writer.as_ref(), sink.writer, &mut removed, &mut delete_files, &mut counts).await?;
+                rewritten_rows += apply_deletes(&candidates[file as usize], &positions, &live.deleted, &schema, &base.file_io, delete_writer.as_ref(), sink.writer, &mut removed, &mut delete_files, &mut counts).await?;
             }
             changes.added = writer.close().await?;
             changes.added_deletes = delete_files.clone();
@@ -351,6 +352,7 @@ async fn apply_deletes(
     positions: &RoaringTreemap,
     already_deleted: &std::collections::HashMap<String, RoaringTreemap>,
     schema: &iceberg::spec::Schema,
+    file_io: &iceberg::io::FileIO,
     delete_writer: Option<&PositionDeleteWriter>,
     writer: &mut TableWriter,
     removed: &mut HashSet<String>,
@@ -367,7 +369,8 @@ async fn apply_deletes(
     // Copy-on-write: the file again, without the deleted rows (old and new).
     let old = already_deleted.get(path);
     let mut kept_rows = 0;
-    for item in DataFileReader::open(path, schema, None, READ_BATCH_ROWS)? {
+    let mut reader = DataFileReader::open(file_io, path, schema, None, READ_BATCH_ROWS).await?;
+    while let Some(item) = reader.next().await {
         let (first, batch) = item?;
         let keep = BooleanArray::from_iter(
             (first..first + batch.num_rows() as u64)

@@ -221,7 +221,15 @@ pub(crate) async fn run(
     let conformer = Conformer::new(&table, write_metadata.current_schema().clone())?;
     let load_uuid = Uuid::new_v4();
     let unpartitioned = write_metadata.default_partition_spec().is_unpartitioned();
-    let writers = if unpartitioned { parallel_writers() } else { 1 };
+    let writers = if unpartitioned {
+        options
+            .write
+            .writers
+            .unwrap_or_else(parallel_writers)
+            .clamp(1, 16)
+    } else {
+        1
+    };
     let mut sinks = Vec::new();
     for k in 0..writers {
         let prefix = if writers == 1 {

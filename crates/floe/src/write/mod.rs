@@ -62,6 +62,9 @@ pub struct WriteOptions {
     pub max_open_files: Option<usize>,
     /// Where sorts spill (default: the system temp directory).
     pub spill_dir: Option<std::path::PathBuf>,
+    /// Unpartitioned loads: writers encoding in parallel (default: one per core, at most 2).
+    /// Each writes its own files, interleaving the input between them.
+    pub writers: Option<usize>,
 }
 
 /// Default cap on open data files per load (partitioned tables).
