@@ -321,6 +321,11 @@ mod tests {
     use arrow_array::{Int32Array, StringArray};
     use arrow_schema::Schema as ArrowSchema;
 
+    fn conformer_for(fields: Vec<Field>) -> Conformer {
+        let schema = iceberg_schema_from_arrow(&ArrowSchema::new(fields), "x").unwrap();
+        Conformer::new("t.t", Arc::new(schema)).unwrap()
+    }
+
     fn batch(fields: Vec<Field>, cols: Vec<ArrayRef>) -> SourceBatch {
         SourceBatch {
             batch: RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), cols).unwrap(),
@@ -357,15 +362,10 @@ mod tests {
 
     #[test]
     fn conform_reorders_and_casts() {
-        let arrow = ArrowSchema::new(vec![
+        let conformer = conformer_for(vec![
             Field::new("a", DataType::Int32, true),
             Field::new("b", DataType::Utf8, true),
         ]);
-        let conformer = Conformer::new(
-            "t.t",
-            Arc::new(iceberg_schema_from_arrow(&arrow, "x").unwrap()),
-        )
-        .unwrap();
         let input = batch(
             vec![
                 Field::new("b", DataType::LargeUtf8, true),
@@ -390,12 +390,7 @@ mod tests {
 
     #[test]
     fn conform_rejects_type_changes_and_missing_columns() {
-        let arrow = ArrowSchema::new(vec![Field::new("a", DataType::Int64, true)]);
-        let conformer = Conformer::new(
-            "t.t",
-            Arc::new(iceberg_schema_from_arrow(&arrow, "x").unwrap()),
-        )
-        .unwrap();
+        let conformer = conformer_for(vec![Field::new("a", DataType::Int64, true)]);
         let wrong = batch(
             vec![Field::new("a", DataType::Utf8, true)],
             vec![Arc::new(StringArray::from(vec!["1"]))],
@@ -415,15 +410,10 @@ mod tests {
 
     #[test]
     fn missing_optional_columns_read_as_null() {
-        let arrow = ArrowSchema::new(vec![
+        let conformer = conformer_for(vec![
             Field::new("a", DataType::Int64, true),
             Field::new("b", DataType::Utf8, true),
         ]);
-        let conformer = Conformer::new(
-            "t.t",
-            Arc::new(iceberg_schema_from_arrow(&arrow, "x").unwrap()),
-        )
-        .unwrap();
         let input = batch(
             vec![Field::new("a", DataType::Int32, true)],
             vec![Arc::new(Int32Array::from(vec![1, 2, 3]))],

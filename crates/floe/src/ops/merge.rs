@@ -19,7 +19,7 @@ use roaring::RoaringTreemap;
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::pipeline::{Prepared, Ready, finish, prepare};
+use super::pipeline::{Prepared, Ready, delete_files, finish, prepare};
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::Catalog;
 use crate::commit::{FileChanges, SnapshotOperation, commit_load};
@@ -259,9 +259,7 @@ impl<'a> MergeBuilder<'a> {
             Ok(v) => v,
             Err(e) => {
                 writer.abort().await;
-                for f in &delete_files {
-                    let _ = base.file_io.delete(f.file_path()).await;
-                }
+                delete_files_of(&base.file_io, &delete_files).await;
                 return Err(e);
             }
         };
@@ -298,17 +296,13 @@ impl<'a> MergeBuilder<'a> {
             Ok(c) => c,
             Err(e) => {
                 writer.abort().await;
-                for f in &changes.added_deletes {
-                    let _ = base.file_io.delete(f.file_path()).await;
-                }
+                delete_files_of(&base.file_io, &changes.added_deletes).await;
                 return Err(e);
             }
         };
         if committed.already_committed {
             writer.abort().await;
-            for f in &changes.added_deletes {
-                let _ = base.file_io.delete(f.file_path()).await;
-            }
+            delete_files_of(&base.file_io, &changes.added_deletes).await;
             summary.skipped = true;
             summary.snapshot_id = Some(committed.snapshot_id);
             summary.rows_written = 0;
@@ -344,6 +338,11 @@ impl<'a> MergeBuilder<'a> {
         summary.merge = Some(counts);
         Ok(finish(summary, options, started))
     }
+}
+
+async fn delete_files_of(file_io: &iceberg::io::FileIO, files: &[DataFile]) {
+    let paths: Vec<String> = files.iter().map(|f| f.file_path().to_string()).collect();
+    delete_files(file_io, &paths).await;
 }
 
 #[allow(clippy::too_many_arguments)]
