@@ -98,9 +98,13 @@ pub struct LoadSummary {
     pub snapshot_id: Option<i64>,
     /// Snapshot operation: `append`, `overwrite`, or `None` when nothing was committed.
     pub operation: Option<String>,
+    /// Rows in the data files the load added (for a copy-on-write merge this includes the
+    /// unchanged rows copied out of rewritten files).
     pub rows_written: u64,
+    /// Data files added (delete files are counted in `merge.delete_files_added`).
     pub files_added: u64,
     pub files_removed: u64,
+    /// Rows in the data files the load removed (replace, replace-partitions, rewrites).
     pub rows_removed: u64,
     pub bytes_written: u64,
     pub input_files: u64,
