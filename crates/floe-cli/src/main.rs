@@ -197,22 +197,7 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{s}' is not a usable size"))
 }
 
-/// glibc gives every thread that allocates its own malloc arena; floe's reader, writer and
-/// runtime threads then fragment memory across up to 8 arenas per core (peak RSS measured
-/// 460 MiB instead of 335 MiB on a 10,000-partition load). Two arenas keep both cores fast.
-/// MALLOC_ARENA_MAX, when set, still wins.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: called first thing in main, before any other thread exists.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
-}
-
 fn main() -> std::process::ExitCode {
-    limit_malloc_arenas();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
