@@ -20,6 +20,7 @@
 //!        | conflict  -> delete this attempt's manifest list, reload the
 //!        |              table; if the load id landed meanwhile -> done
 //!        |              (idempotent); else re-plan, backoff, retry
+//!        |              (a merge fails instead: its key matches are stale)
 //!        v
 //!   RetriesExhausted / Conflict error: the table keeps its old state
 //! ```

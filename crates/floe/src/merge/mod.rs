@@ -269,11 +269,7 @@ struct TrackedField {
 }
 
 impl PartitionFilter {
-    pub fn new(
-        spec: &iceberg::spec::PartitionSpec,
-        schema: &Schema,
-        keys: &KeyColumns,
-    ) -> Result<Self> {
+    pub fn new(spec: &iceberg::spec::PartitionSpec, keys: &KeyColumns) -> Result<Self> {
         let mut fields = Vec::new();
         for (position, field) in spec.fields().iter().enumerate() {
             let Some(k) = keys.field_ids.iter().position(|id| *id == field.source_id) else {
@@ -294,7 +290,6 @@ impl PartitionFilter {
                 overflowed: false,
             });
         }
-        let _ = schema;
         Ok(Self {
             spec_id: spec.spec_id(),
             fields,
@@ -391,6 +386,11 @@ impl LoadSide {
 
     pub fn rows(&self) -> u64 {
         self.next_seq
+    }
+
+    /// The tagged rows' schema: the table's columns plus the sequence column.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
     }
 
     pub fn ranges(&self) -> &KeyRanges {

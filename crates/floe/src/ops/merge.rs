@@ -134,20 +134,16 @@ impl<'a> MergeBuilder<'a> {
         let budget = self.spec.memory_limit / 3;
 
         let mut delete_files: Vec<DataFile> = Vec::new();
-        let outcome: Result<(MergeCounts, FileChanges, u64)> = async {
+        let outcome: Result<(MergeCounts, FileChanges)> = async {
             // 1. The load, sorted by key.
             let mut load = LoadSide::new(conformer.arrow_schema(), keys.clone(), budget, spill_dir.as_deref())?;
-            load.track_partitions(PartitionFilter::new(write_metadata.default_partition_spec(), &schema, &keys)?);
+            load.track_partitions(PartitionFilter::new(write_metadata.default_partition_spec(), &keys)?);
             while let Some(item) = source.stream.next().await {
                 let input = item?;
                 let batch = conformer.conform(&input)?;
                 load.push(batch, &input.origin)?;
             }
-            let load_schema = {
-                let mut fields: Vec<Arc<Field>> = conformer.arrow_schema().fields().iter().cloned().collect();
-                fields.push(Arc::new(Field::new(crate::merge::SEQ_COLUMN, DataType::UInt64, false)));
-                Arc::new(ArrowSchema::new(fields))
-            };
+            let load_schema = load.schema().clone();
             let ranges = load.ranges().clone();
             let partition_filter = load.take_partition_filter();
             let load_rows = load.rows();
@@ -210,9 +206,8 @@ impl<'a> MergeBuilder<'a> {
             let deletes = sink.deletes;
             counts.spill_runs = spill_runs + deletes.spilled_runs() as u64;
 
-            // 4. Apply deletes file by file.
+            // 4. Apply deletes file by file (sorted by file): one file's positions at a time.
             let mut changes = FileChanges::default();
-            let mut rewritten_rows = 0u64;
             let delete_writer = match self.spec.mode {
                 MergeMode::MergeOnRead => Some(PositionDeleteWriter::new(
                     &table,
@@ -223,9 +218,17 @@ impl<'a> MergeBuilder<'a> {
                 )?),
                 MergeMode::CopyOnWrite => None,
             };
-            let mut removed = HashSet::new();
+            let mut apply = ApplyDeletes {
+                candidates: &candidates,
+                already_deleted: &live.deleted,
+                schema: &schema,
+                file_io: &base.file_io,
+                delete_writer: delete_writer.as_ref(),
+                removed: HashSet::new(),
+                delete_files: &mut delete_files,
+                counts: &mut counts,
+            };
             let mut current: Option<(u32, RoaringTreemap)> = None;
-            let mut groups = Vec::new();
             for batch in deletes.finish()? {
                 let batch = batch?;
                 let files = batch.column(0).as_any().downcast_ref::<UInt32Array>().expect("u32");
@@ -233,29 +236,25 @@ impl<'a> MergeBuilder<'a> {
                 for i in 0..batch.num_rows() {
                     let file = files.value(i);
                     if current.as_ref().is_none_or(|(f, _)| *f != file) {
-                        if let Some(done) = current.take() {
-                            groups.push(done);
+                        if let Some((done, positions)) = current.take() {
+                            apply.file(done, &positions, sink.writer).await?;
                         }
                         current = Some((file, RoaringTreemap::new()));
                     }
                     current.as_mut().expect("group").1.insert(positions.value(i));
                 }
-                // Apply finished groups now, so only one file's positions are held at a time.
-                for (file, positions) in groups.drain(..) {
-                    rewritten_rows += apply_deletes(&candidates[file as usize], &positions, &live.deleted, &schema, &base.file_io, delete_writer.as_ref(), sink.writer, &mut removed, &mut delete_files, &mut counts).await?;
-                }
             }
-            if let Some((file, positions)) = current.take() {
-                rewritten_rows += apply_deletes(&candidates[file as usize], &positions, &live.deleted, &schema, &base.file_io, delete_writer.as_ref(), sink.writer, &mut removed, &mut delete_files, &mut counts).await?;
+            if let Some((done, positions)) = current.take() {
+                apply.file(done, &positions, sink.writer).await?;
             }
+            changes.removed = std::mem::take(&mut apply.removed);
             changes.added = writer.close().await?;
             changes.added_deletes = delete_files.clone();
-            changes.removed = removed;
-            Ok((counts, changes, rewritten_rows))
+            Ok((counts, changes))
         }
         .await;
 
-        let (counts, changes, rewritten_rows) = match outcome {
+        let (counts, changes) = match outcome {
             Ok(v) => v,
             Err(e) => {
                 writer.abort().await;
@@ -274,7 +273,6 @@ impl<'a> MergeBuilder<'a> {
             .chain(&changes.added_deletes)
             .map(|f| f.file_size_in_bytes())
             .sum();
-        let _ = rewritten_rows;
         if changes.is_empty() {
             summary.table_created = false;
             summary.merge = Some(counts);
@@ -345,46 +343,53 @@ async fn delete_files_of(file_io: &iceberg::io::FileIO, files: &[DataFile]) {
     delete_files(file_io, &paths).await;
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn apply_deletes(
-    target: &LiveFile,
-    positions: &RoaringTreemap,
-    already_deleted: &std::collections::HashMap<String, RoaringTreemap>,
-    schema: &iceberg::spec::Schema,
-    file_io: &iceberg::io::FileIO,
-    delete_writer: Option<&PositionDeleteWriter>,
-    writer: &mut TableWriter,
-    removed: &mut HashSet<String>,
-    delete_files: &mut Vec<DataFile>,
-    counts: &mut MergeCounts,
-) -> Result<u64> {
-    let path = target.file.file_path();
-    if let Some(deletes) = delete_writer {
-        let files = deletes.write(target, positions).await?;
-        counts.delete_files_added += files.len() as u64;
-        delete_files.extend(files);
-        return Ok(0);
-    }
-    // Copy-on-write: the file again, without the deleted rows (old and new).
-    let old = already_deleted.get(path);
-    let mut kept_rows = 0;
-    let mut reader = DataFileReader::open(file_io, path, schema, None, READ_BATCH_ROWS).await?;
-    while let Some(item) = reader.next().await {
-        let (first, batch) = item?;
-        let keep = BooleanArray::from_iter(
-            (first..first + batch.num_rows() as u64)
-                .map(|p| Some(!positions.contains(p) && !old.is_some_and(|d| d.contains(p)))),
-        );
-        let kept =
-            filter_record_batch(&batch, &keep).context(|| format!("cannot rewrite {path}"))?;
-        if kept.num_rows() > 0 {
-            kept_rows += kept.num_rows() as u64;
-            writer.write(kept).await?;
+/// Applies the deletes of one data file at a time.
+struct ApplyDeletes<'a> {
+    candidates: &'a [LiveFile],
+    already_deleted: &'a std::collections::HashMap<String, RoaringTreemap>,
+    schema: &'a iceberg::spec::Schema,
+    file_io: &'a iceberg::io::FileIO,
+    delete_writer: Option<&'a PositionDeleteWriter>,
+    removed: HashSet<String>,
+    delete_files: &'a mut Vec<DataFile>,
+    counts: &'a mut MergeCounts,
+}
+
+impl ApplyDeletes<'_> {
+    async fn file(
+        &mut self,
+        file: u32,
+        positions: &RoaringTreemap,
+        writer: &mut TableWriter,
+    ) -> Result<()> {
+        let target = &self.candidates[file as usize];
+        let path = target.file.file_path();
+        if let Some(deletes) = self.delete_writer {
+            let files = deletes.write(target, positions).await?;
+            self.counts.delete_files_added += files.len() as u64;
+            self.delete_files.extend(files);
+            return Ok(());
         }
+        // Copy-on-write: the file again, without the deleted rows (old and new).
+        let old = self.already_deleted.get(path);
+        let mut reader =
+            DataFileReader::open(self.file_io, path, self.schema, None, READ_BATCH_ROWS).await?;
+        while let Some(item) = reader.next().await {
+            let (first, batch) = item?;
+            let keep = BooleanArray::from_iter(
+                (first..first + batch.num_rows() as u64)
+                    .map(|p| Some(!positions.contains(p) && !old.is_some_and(|d| d.contains(p)))),
+            );
+            let kept =
+                filter_record_batch(&batch, &keep).context(|| format!("cannot rewrite {path}"))?;
+            if kept.num_rows() > 0 {
+                writer.write(kept).await?;
+            }
+        }
+        self.removed.insert(path.to_string());
+        self.counts.files_rewritten += 1;
+        Ok(())
     }
-    removed.insert(path.to_string());
-    counts.files_rewritten += 1;
-    Ok(kept_rows)
 }
 
 struct Sink<'w> {

@@ -173,7 +173,6 @@ pub(crate) async fn prepare(
             (staged, None)
         }
     };
-    let base: TableState = base;
     // Writers and conform work against the schema the commit will install.
     let write_metadata = match &schema_change {
         None => base.metadata.clone(),
