@@ -385,6 +385,10 @@ def test_named_catalogs_from_yaml_and_env(tmp_path):
 
     env3 = {"HOME": str(tmp_path / "nohome"), "PYICEBERG_CATALOG__R__URI": "http://127.0.0.1:1"}
     proc = run_floe(["load", "ns.t", "x.parquet", "--catalog", "r"], tmp_path, env3)
+    assert proc.returncode == 1 and "catalog 'r'" in proc.stderr and "configuration" in proc.stderr, proc.stderr
+
+    env4 = {"HOME": str(tmp_path / "nohome"), "PYICEBERG_CATALOG__H__URI": "thrift://127.0.0.1:1"}
+    proc = run_floe(["load", "ns.t", "x.parquet", "--catalog", "h"], tmp_path, env4)
     assert proc.returncode != 0 and "not support" in proc.stderr
 
     proc = run_floe(["load", "ns.t", "x.parquet", "--catalog", "nope"], tmp_path, {"HOME": str(tmp_path / "nohome")})

@@ -226,7 +226,8 @@ fn main() -> std::process::ExitCode {
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        // Object-store retries are routine; they are reported only if they finally fail.
+        0 => "warn,opendal=error",
         1 => "info",
         _ => "debug",
     };

@@ -63,7 +63,7 @@ pub enum FloeError {
 
     /// A catalog type floe does not speak yet.
     #[error(
-        "catalog '{catalog}' has type '{kind}', which floe does not support yet (supported: sql with SQLite)"
+        "catalog '{catalog}' has type '{kind}', which floe does not support yet (supported: sql with SQLite, rest)"
     )]
     CatalogNotSupported { catalog: String, kind: String },
 
@@ -76,6 +76,17 @@ pub enum FloeError {
         "table {table}: gave up after {attempts} commit attempts, other writers kept committing first"
     )]
     RetriesExhausted { table: String, attempts: u32 },
+
+    /// The catalog may or may not have applied the commit, and could not be asked. The load's
+    /// files are kept (the table may reference them); a rerun with the same load id settles it.
+    #[error(
+        "table {table}: the commit's outcome is unknown ({reason}). The load may or may not have landed; rerun it with --load-id {load_id}: the rerun commits only if it did not"
+    )]
+    CommitStateUnknown {
+        table: String,
+        load_id: String,
+        reason: String,
+    },
 
     /// An error reported by the iceberg crate, with what floe was doing at the time.
     #[error("{context}: {source}")]
@@ -104,6 +115,13 @@ pub enum FloeError {
     /// The load was given an option it cannot honour.
     #[error("invalid option: {0}")]
     InvalidOption(String),
+}
+
+impl FloeError {
+    /// Whether the files a failed load wrote must stay: the table may reference them.
+    pub fn keeps_written_files(&self) -> bool {
+        matches!(self, FloeError::CommitStateUnknown { .. })
+    }
 }
 
 fn location_suffix(row_group: &Option<usize>) -> String {

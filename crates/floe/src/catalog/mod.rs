@@ -1,15 +1,22 @@
 //! Catalog access: open a configured catalog, load or stage a table, and commit new metadata.
 //!
-//! Reads (namespaces, table loading) go through the `iceberg` crate's catalog implementations.
-//! Commits do not: iceberg-rust 0.10.1 only accepts its own sealed `TableCommit`, so floe sends
-//! its own snapshot updates through a [`Committer`] per catalog kind (SQL compare-and-swap
-//! today). When upstream can take arbitrary updates, the committers shrink to a call.
+//! Two kinds of catalog, one face:
+//! - `sql` (SQLite, the embedded default): reads through `iceberg-catalog-sql`, commits as floe's
+//!   own compare-and-swap on `metadata_location` ([`sql`]);
+//! - `rest` (any Iceberg REST catalog): floe's own small client ([`rest`]) for configuration,
+//!   OAuth2 with token refresh, TLS, loads, staged creation and the commit call.
+//!
+//! Commits never go through iceberg-rust's `Catalog::update_table`: 0.10.1 only accepts its own
+//! sealed `TableCommit`, which cannot carry floe's snapshots. When upstream can take arbitrary
+//! updates, the commit paths shrink to a call. Table data and metadata files go through a
+//! `FileIO` per table ([`storage`]): local paths, or S3 with the pyiceberg property names.
 
 pub mod config;
+mod rest;
 mod sql;
+mod storage;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use iceberg::io::FileIO;
 use iceberg::spec::{
@@ -103,34 +110,41 @@ pub enum CommitOutcome {
     },
     /// Someone else committed first; nothing of this attempt is visible. Reload and retry.
     Conflict(String),
+    /// The catalog may or may not have applied the commit (a 5xx, a timeout, a dropped
+    /// connection after the request was sent). Nothing the attempt wrote may be deleted until
+    /// the table shows whether the load landed.
+    Unknown(String),
 }
 
-/// The commit path of one catalog kind.
+/// The catalog implementation behind a [`Catalog`].
 #[derive(Debug)]
-enum Committer {
-    Sql(sql::SqlCommitter),
+enum Backend {
+    Sql(sql::SqlCatalog),
+    Rest(rest::RestCatalog),
 }
 
 /// An opened catalog.
 #[derive(Debug)]
 pub struct Catalog {
     name: String,
-    inner: Arc<dyn iceberg::Catalog>,
-    committer: Committer,
-    file_io: FileIO,
-    warehouse: String,
+    backend: Backend,
 }
 
 impl Catalog {
     /// Opens the catalog a [`CatalogConfig`] describes.
     pub async fn open(config: CatalogConfig) -> Result<Self> {
-        match config.kind().as_str() {
-            "sql" => sql::open(config).await,
-            kind => Err(FloeError::CatalogNotSupported {
-                catalog: config.name.clone(),
-                kind: kind.to_string(),
-            }),
-        }
+        let name = config.name.clone();
+        let backend = match config.kind().as_str() {
+            "sql" => Backend::Sql(sql::SqlCatalog::open(config).await?),
+            "rest" => Backend::Rest(rest::RestCatalog::open(config).await?),
+            kind => {
+                return Err(FloeError::CatalogNotSupported {
+                    catalog: config.name.clone(),
+                    kind: kind.to_string(),
+                });
+            }
+        };
+        Ok(Self { name, backend })
     }
 
     /// The catalog's name.
@@ -138,30 +152,12 @@ impl Catalog {
         &self.name
     }
 
-    /// The FileIO for table data and metadata.
-    pub fn file_io(&self) -> &FileIO {
-        &self.file_io
-    }
-
     /// Loads a table, or `None` if it does not exist.
     pub async fn load_table(&self, ident: &TableIdent) -> Result<Option<TableState>> {
-        let ctx = || {
-            format!(
-                "catalog '{}': cannot load table {}",
-                self.name,
-                display_ident(ident)
-            )
-        };
-        if !self.inner.table_exists(ident).await.context(ctx)? {
-            return Ok(None);
+        match &self.backend {
+            Backend::Sql(c) => c.load_table(ident).await,
+            Backend::Rest(c) => c.load_table(ident).await,
         }
-        let table = self.inner.load_table(ident).await.context(ctx)?;
-        Ok(Some(TableState {
-            ident: ident.clone(),
-            metadata: table.metadata_ref(),
-            metadata_location: table.metadata_location().map(str::to_string),
-            file_io: self.file_io.clone(),
-        }))
     }
 
     /// Creates the namespace (and its parents) if missing.
@@ -169,21 +165,9 @@ impl Catalog {
         let parts = ns.clone().inner();
         for depth in 1..=parts.len() {
             let ns = NamespaceIdent::from_strs(&parts[..depth]).context(|| "namespace".into())?;
-            let ctx = || {
-                format!(
-                    "catalog '{}': cannot create namespace {}",
-                    self.name,
-                    ns.join(".")
-                )
-            };
-            if self.inner.namespace_exists(&ns).await.context(ctx)? {
-                continue;
-            }
-            if let Err(e) = self.inner.create_namespace(&ns, HashMap::new()).await {
-                // Another loader may have created it in between.
-                if !self.inner.namespace_exists(&ns).await.context(ctx)? {
-                    return Err(e).context(ctx);
-                }
+            match &self.backend {
+                Backend::Sql(c) => c.ensure_namespace(&ns).await?,
+                Backend::Rest(c) => c.ensure_namespace(&ns).await?,
             }
         }
         Ok(())
@@ -197,41 +181,16 @@ impl Catalog {
         partition_spec: Option<UnboundPartitionSpec>,
         properties: HashMap<String, String>,
     ) -> Result<TableState> {
-        let ctx = || format!("cannot prepare table {}", display_ident(ident));
-        let ns_location = self
-            .inner
-            .get_namespace(ident.namespace())
-            .await
-            .ok()
-            .and_then(|ns| ns.properties().get("location").cloned());
-        let location = match ns_location {
-            Some(loc) => format!("{}/{}", loc.trim_end_matches('/'), ident.name()),
-            None => format!(
-                "{}/{}/{}",
-                self.warehouse.trim_end_matches('/'),
-                ident.namespace().join("/"),
-                ident.name()
-            ),
-        };
-        let creation = TableCreation::builder()
-            .name(ident.name().to_string())
-            .location(location)
-            .schema(schema)
-            .partition_spec_opt(partition_spec)
-            .properties(properties)
-            .format_version(FormatVersion::V2)
-            .build();
-        let metadata: TableMetadata = TableMetadataBuilder::from_table_creation(creation)
-            .context(ctx)?
-            .build()
-            .context(ctx)?
-            .metadata;
-        Ok(TableState {
-            ident: ident.clone(),
-            metadata: Arc::new(metadata),
-            metadata_location: None,
-            file_io: self.file_io.clone(),
-        })
+        match &self.backend {
+            Backend::Sql(c) => {
+                c.stage_table(ident, schema, partition_spec, properties)
+                    .await
+            }
+            Backend::Rest(c) => {
+                c.stage_table(ident, schema, partition_spec, properties)
+                    .await
+            }
+        }
     }
 
     /// Atomically moves the table from `base` to `base` + `updates`, if `requirements` still hold.
@@ -243,10 +202,35 @@ impl Catalog {
         requirements: &[TableRequirement],
         updates: Vec<TableUpdate>,
     ) -> Result<CommitOutcome> {
-        match &self.committer {
-            Committer::Sql(c) => c.commit(base, requirements, updates).await,
+        match &self.backend {
+            Backend::Sql(c) => c.commit(base, requirements, updates).await,
+            Backend::Rest(c) => c.commit(base, requirements, updates).await,
         }
     }
+}
+
+/// The metadata of a table that does not exist yet, laid out as `TableCreation` would.
+pub(crate) fn staged_metadata(
+    ident: &TableIdent,
+    location: String,
+    schema: Schema,
+    partition_spec: Option<UnboundPartitionSpec>,
+    properties: HashMap<String, String>,
+) -> Result<TableMetadata> {
+    let ctx = || format!("cannot prepare table {}", display_ident(ident));
+    let creation = TableCreation::builder()
+        .name(ident.name().to_string())
+        .location(location)
+        .schema(schema)
+        .partition_spec_opt(partition_spec)
+        .properties(properties)
+        .format_version(FormatVersion::V2)
+        .build();
+    Ok(TableMetadataBuilder::from_table_creation(creation)
+        .context(ctx)?
+        .build()
+        .context(ctx)?
+        .metadata)
 }
 
 #[cfg(test)]

@@ -10,21 +10,29 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use iceberg::io::{FileIOBuilder, LocalFsStorageFactory};
-use iceberg::spec::TableMetadataBuilder;
-use iceberg::{CatalogBuilder, MetadataLocation, TableRequirement, TableUpdate};
+use iceberg::io::FileIO;
+use iceberg::spec::{Schema, TableMetadataBuilder, UnboundPartitionSpec};
+use iceberg::{
+    CatalogBuilder, MetadataLocation, NamespaceIdent, TableIdent, TableRequirement, TableUpdate,
+};
 use iceberg_catalog_sql::SqlCatalogBuilder;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
-use super::{Catalog, CatalogConfig, CommitOutcome, Committer, TableState};
+use super::{CatalogConfig, CommitOutcome, TableState, display_ident, staged_metadata, storage};
 use crate::error::{FloeError, Result, ResultExt};
 
 const CATALOG_TABLE: &str = "iceberg_tables";
 
+/// An opened SQL catalog.
 #[derive(Debug)]
-pub(super) struct SqlCommitter {
+pub(super) struct SqlCatalog {
     catalog_name: String,
+    /// iceberg-rust's catalog, for reads and namespaces.
+    inner: Arc<dyn iceberg::Catalog>,
+    /// floe's own connection, for the compare-and-swap commit.
     pool: SqlitePool,
+    file_io: FileIO,
+    warehouse: String,
 }
 
 /// A SQLAlchemy-style SQLite URL (`sqlite:////abs/path.db`, `sqlite:///rel.db`) as a file path.
@@ -44,78 +52,149 @@ fn sqlite_path(uri: &str) -> Option<PathBuf> {
     Some(PathBuf::from(path))
 }
 
-pub(super) async fn open(config: CatalogConfig) -> Result<Catalog> {
-    let name = config.name.clone();
-    let fail = |reason: String| FloeError::Catalog {
-        catalog: name.clone(),
-        reason,
-    };
-    let uri = config.props.get("uri").ok_or_else(|| {
-        fail("a sql catalog needs a 'uri' (for example sqlite:////data/catalog.db)".into())
-    })?;
-    let Some(db_path) = sqlite_path(uri) else {
-        return Err(FloeError::CatalogNotSupported {
+impl SqlCatalog {
+    pub(super) async fn open(config: CatalogConfig) -> Result<Self> {
+        let name = config.name.clone();
+        let fail = |reason: String| FloeError::Catalog {
             catalog: name.clone(),
-            kind: format!("sql ({})", uri.split(':').next().unwrap_or(uri)),
-        });
-    };
-    let warehouse = config
-        .props
-        .get("warehouse")
-        .ok_or_else(|| fail("a sql catalog needs a 'warehouse' location".into()))?
-        .trim_end_matches('/')
-        .to_string();
-    let warehouse_dir = if let Some(p) = warehouse.strip_prefix("file://") {
-        PathBuf::from(p)
-    } else if warehouse.contains("://") {
-        return Err(fail(format!(
-            "warehouse '{warehouse}': only local warehouses are supported yet (S3 comes with the REST catalog)"
-        )));
-    } else {
-        PathBuf::from(&warehouse)
-    };
-    for dir in [db_path.parent().map(PathBuf::from), Some(warehouse_dir)]
-        .into_iter()
-        .flatten()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| fail(format!("cannot create directory {}: {e}", dir.display())))?;
+            reason,
+        };
+        let uri = config.props.get("uri").ok_or_else(|| {
+            fail("a sql catalog needs a 'uri' (for example sqlite:////data/catalog.db)".into())
+        })?;
+        let Some(db_path) = sqlite_path(uri) else {
+            return Err(FloeError::CatalogNotSupported {
+                catalog: name.clone(),
+                kind: format!("sql ({})", uri.split(':').next().unwrap_or(uri)),
+            });
+        };
+        let warehouse = config
+            .props
+            .get("warehouse")
+            .ok_or_else(|| fail("a sql catalog needs a 'warehouse' location".into()))?
+            .trim_end_matches('/')
+            .to_string();
+        // A local warehouse directory is created; an object-store warehouse (s3://) is used as is.
+        let warehouse_dir = if let Some(p) = warehouse.strip_prefix("file://") {
+            Some(PathBuf::from(p))
+        } else if warehouse.contains("://") {
+            None
+        } else {
+            Some(PathBuf::from(&warehouse))
+        };
+        for dir in [db_path.parent().map(PathBuf::from), warehouse_dir]
+            .into_iter()
+            .flatten()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| fail(format!("cannot create directory {}: {e}", dir.display())))?;
+        }
+
+        let sqlx_url = format!("sqlite://{}?mode=rwc", db_path.display());
+        let mut props = HashMap::new();
+        props.insert("uri".to_string(), sqlx_url.clone());
+        props.insert("warehouse".to_string(), warehouse.clone());
+        props.insert("sql_bind_style".to_string(), "QMark".to_string());
+        let file_io = storage::file_io(&warehouse, &config.props)
+            .map_err(|e| fail(format!("cannot set up storage for '{warehouse}': {e}")))?;
+        let inner = SqlCatalogBuilder::default()
+            .with_storage_factory(storage::factory(&warehouse))
+            .load(name.clone(), props)
+            .await
+            .map_err(|e| fail(format!("cannot open {}: {e}", db_path.display())))?;
+
+        let options = SqliteConnectOptions::from_str(&sqlx_url)
+            .map_err(|e| fail(format!("bad uri '{uri}': {e}")))?
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .map_err(|e| fail(format!("cannot open {}: {e}", db_path.display())))?;
+
+        Ok(Self {
+            catalog_name: name,
+            inner: Arc::new(inner),
+            pool,
+            file_io,
+            warehouse,
+        })
     }
 
-    let sqlx_url = format!("sqlite://{}?mode=rwc", db_path.display());
-    let mut props = HashMap::new();
-    props.insert("uri".to_string(), sqlx_url.clone());
-    props.insert("warehouse".to_string(), warehouse.clone());
-    props.insert("sql_bind_style".to_string(), "QMark".to_string());
-    let inner = SqlCatalogBuilder::default()
-        .with_storage_factory(Arc::new(LocalFsStorageFactory))
-        .load(name.clone(), props)
-        .await
-        .map_err(|e| fail(format!("cannot open {}: {e}", db_path.display())))?;
+    pub(super) async fn load_table(&self, ident: &TableIdent) -> Result<Option<TableState>> {
+        let ctx = || {
+            format!(
+                "catalog '{}': cannot load table {}",
+                self.catalog_name,
+                display_ident(ident)
+            )
+        };
+        if !self.inner.table_exists(ident).await.context(ctx)? {
+            return Ok(None);
+        }
+        let table = self.inner.load_table(ident).await.context(ctx)?;
+        Ok(Some(TableState {
+            ident: ident.clone(),
+            metadata: table.metadata_ref(),
+            metadata_location: table.metadata_location().map(str::to_string),
+            file_io: self.file_io.clone(),
+        }))
+    }
 
-    let options = SqliteConnectOptions::from_str(&sqlx_url)
-        .map_err(|e| fail(format!("bad uri '{uri}': {e}")))?
-        .busy_timeout(Duration::from_secs(30));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(2)
-        .connect_with(options)
-        .await
-        .map_err(|e| fail(format!("cannot open {}: {e}", db_path.display())))?;
+    /// Creates one namespace level if it is missing.
+    pub(super) async fn ensure_namespace(&self, ns: &NamespaceIdent) -> Result<()> {
+        let ctx = || {
+            format!(
+                "catalog '{}': cannot create namespace {}",
+                self.catalog_name,
+                ns.join(".")
+            )
+        };
+        if self.inner.namespace_exists(ns).await.context(ctx)? {
+            return Ok(());
+        }
+        if let Err(e) = self.inner.create_namespace(ns, HashMap::new()).await {
+            // Another loader may have created it in between.
+            if !self.inner.namespace_exists(ns).await.context(ctx)? {
+                return Err(e).context(ctx);
+            }
+        }
+        Ok(())
+    }
 
-    Ok(Catalog {
-        name: name.clone(),
-        inner: Arc::new(inner),
-        committer: Committer::Sql(SqlCommitter {
-            catalog_name: name,
-            pool,
-        }),
-        file_io: FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build(),
-        warehouse,
-    })
-}
+    /// A new table's metadata under the namespace's location (or the warehouse), not registered.
+    pub(super) async fn stage_table(
+        &self,
+        ident: &TableIdent,
+        schema: Schema,
+        partition_spec: Option<UnboundPartitionSpec>,
+        properties: HashMap<String, String>,
+    ) -> Result<TableState> {
+        let ns_location = self
+            .inner
+            .get_namespace(ident.namespace())
+            .await
+            .ok()
+            .and_then(|ns| ns.properties().get("location").cloned());
+        let location = match ns_location {
+            Some(loc) => format!("{}/{}", loc.trim_end_matches('/'), ident.name()),
+            None => format!(
+                "{}/{}/{}",
+                self.warehouse.trim_end_matches('/'),
+                ident.namespace().join("/"),
+                ident.name()
+            ),
+        };
+        let metadata = staged_metadata(ident, location, schema, partition_spec, properties)?;
+        Ok(TableState {
+            ident: ident.clone(),
+            metadata: Arc::new(metadata),
+            metadata_location: None,
+            file_io: self.file_io.clone(),
+        })
+    }
 
-impl SqlCommitter {
     pub(super) async fn commit(
         &self,
         base: &TableState,

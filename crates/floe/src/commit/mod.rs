@@ -132,6 +132,37 @@ pub async fn commit_load(
                     });
                 }
             }
+            Ok(CommitOutcome::Unknown(reason)) => {
+                // The attempt may have landed: nothing it references may be deleted. The table
+                // itself tells: our snapshot id in its history means committed, else retry.
+                tracing::warn!(table = %table, attempt, %reason, "commit outcome unknown, checking the table");
+                let planned_on = base.metadata.current_snapshot().map(|s| s.snapshot_id());
+                let now = reload_after_unknown(catalog, &base, load_id, &reason).await?;
+                if find_load(&now.metadata, load_id) == Some(staged.snapshot_id) {
+                    tracing::info!(table = %table, snapshot_id = staged.snapshot_id, "the commit had landed");
+                    return Ok(Committed {
+                        snapshot_id: staged.snapshot_id,
+                        already_committed: false,
+                        attempts: attempt,
+                        files_removed: staged.files_removed,
+                        rows_removed: staged.rows_removed,
+                        metadata_location: now.metadata_location.clone().unwrap_or_default(),
+                        schema_id: staged.schema_id,
+                        operation: staged.operation.clone(),
+                    });
+                }
+                if operation == SnapshotOperation::RowDelta
+                    && now.metadata.current_snapshot().map(|s| s.snapshot_id()) != planned_on
+                {
+                    producer.discard_all(&base).await;
+                    return Err(FloeError::Conflict {
+                        table,
+                        reason: format!(
+                            "the commit failed ({reason}) and another writer committed since; nothing was changed, rerun the load"
+                        ),
+                    });
+                }
+            }
             Err(e) => {
                 producer.discard_attempt(&base, &staged).await;
                 producer.discard_all(&base).await;
@@ -143,6 +174,7 @@ pub async fn commit_load(
         tokio::time::sleep(Duration::from_millis((20u64 << attempt.min(6)) + jitter)).await;
         base = match catalog.load_table(&base.ident).await? {
             Some(state) => state,
+            None if base.is_staged() => base,
             None => {
                 producer.discard_all(&base).await;
                 return Err(FloeError::Conflict {
@@ -195,5 +227,43 @@ pub async fn commit_load(
     Err(FloeError::RetriesExhausted {
         table,
         attempts: max_attempts,
+    })
+}
+
+/// How often the table is looked at after a commit with an unknown outcome, and how long apart.
+const UNKNOWN_CHECKS: u32 = 6;
+const UNKNOWN_CHECK_PAUSE: Duration = Duration::from_secs(2);
+
+/// The table as it is after a commit whose outcome is unknown (a staged table that still does
+/// not exist comes back staged). If the catalog cannot be asked, the outcome stays unknown and
+/// the load fails saying so, keeping every file it wrote.
+async fn reload_after_unknown(
+    catalog: &Catalog,
+    base: &TableState,
+    load_id: &str,
+    reason: &str,
+) -> Result<TableState> {
+    let mut last_error = String::new();
+    for check in 1..=UNKNOWN_CHECKS {
+        match catalog.load_table(&base.ident).await {
+            Ok(Some(state)) => return Ok(state),
+            Ok(None) if base.is_staged() => return Ok(base.clone()),
+            Ok(None) => {
+                return Err(FloeError::Conflict {
+                    table: base.name(),
+                    reason: "the table was dropped during the load".into(),
+                });
+            }
+            Err(e) => {
+                tracing::warn!(table = %base.name(), check, error = %e, "cannot check the table yet");
+                last_error = e.to_string();
+                tokio::time::sleep(UNKNOWN_CHECK_PAUSE).await;
+            }
+        }
+    }
+    Err(FloeError::CommitStateUnknown {
+        table: base.name(),
+        load_id: load_id.to_string(),
+        reason: format!("{reason}; then: {last_error}"),
     })
 }

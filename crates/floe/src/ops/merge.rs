@@ -293,8 +293,10 @@ impl<'a> MergeBuilder<'a> {
         {
             Ok(c) => c,
             Err(e) => {
-                writer.abort().await;
-                delete_files_of(&base.file_io, &changes.added_deletes).await;
+                if !e.keeps_written_files() {
+                    writer.abort().await;
+                    delete_files_of(&base.file_io, &changes.added_deletes).await;
+                }
                 return Err(e);
             }
         };

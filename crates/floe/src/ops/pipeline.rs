@@ -301,7 +301,9 @@ pub(crate) async fn run(
     {
         Ok(c) => c,
         Err(e) => {
-            delete_files(&file_io, &paths).await;
+            if !e.keeps_written_files() {
+                delete_files(&file_io, &paths).await;
+            }
             return Err(e);
         }
     };

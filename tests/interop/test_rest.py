@@ -1,0 +1,413 @@
+"""floe against a live Iceberg REST catalog and S3 (SeaweedFS `weed mini` on 127.0.0.1).
+
+Every mode runs the way a user runs it (`floe load --catalog lake ...` configured by
+PYICEBERG_CATALOG__LAKE__* or .pyiceberg.yaml); pyiceberg and DuckDB read the tables back through
+the same catalog and S3. A small proxy in front of the catalog injects the faults a real network
+has: a commit that lands but whose answer is lost, a commit that never lands, a refused token.
+"""
+
+import http.server
+import json
+import os
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+import uuid
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import FLOE_BIN, sort_rows
+from seaweed import SeaweedServer
+
+
+@pytest.fixture(scope="module")
+def seaweed():
+    with SeaweedServer() as server:
+        yield server
+
+
+def env_for(props, name="lake"):
+    """pyiceberg's environment-variable form of a catalog's properties."""
+    env = {}
+    for key, value in props.items():
+        env[f"PYICEBERG_CATALOG__{name.upper()}__" + key.upper().replace(".", "__").replace("-", "_")] = value
+    return env
+
+
+class Lake:
+    """One namespace of its own on the shared server, and helpers to load and read."""
+
+    def __init__(self, server, root, props=None):
+        self.server = server
+        self.root = root
+        self.ns = "t" + uuid.uuid4().hex[:10]
+        self.props = props or server.catalog_props()
+
+    def floe(self, *args, ok=True, props=None, extra_env=None):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYICEBERG_")}
+        env["PYICEBERG_HOME"] = str(self.root)  # no stray .pyiceberg.yaml from $HOME
+        env.update(env_for(self.props if props is None else props))
+        env.update(extra_env or {})
+        cmd = [FLOE_BIN, *map(str, args), "--catalog", "lake", "--json", "--no-progress"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.root, env=env, timeout=300)
+        if not ok:
+            return proc
+        assert proc.returncode == 0, f"floe failed ({proc.returncode}): {proc.stderr}"
+        return json.loads(proc.stdout)
+
+    def name(self, table):
+        return f"{self.ns}.{table}"
+
+    def table(self, table):
+        return self.server.pyiceberg_catalog().load_table(self.name(table))
+
+    def rows(self, table, key="id"):
+        return sort_rows(self.table(table).scan().to_arrow().to_pylist(), key)
+
+    def duckdb_rows(self, table, key="id"):
+        loc = self.table(table).metadata_location
+        assert loc.startswith("s3://"), loc
+        con = self.server.duckdb_connection(extension_dir=str(self.root / "duckdb_ext"))
+        got = con.execute(f"SELECT * FROM iceberg_scan('{loc}')").arrow()
+        if hasattr(got, "read_all"):
+            got = got.read_all()
+        return sort_rows(got.to_pylist(), key)
+
+
+@pytest.fixture
+def lake(seaweed, tmp_path):
+    return Lake(seaweed, tmp_path)
+
+
+def write(path, rows, schema):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
+
+
+SCHEMA = pa.schema([("id", pa.int64()), ("tenant", pa.string()), ("v", pa.string())])
+
+
+def rows_for(ids, tag, tenants=("a", "b", "c")):
+    return [{"id": i, "tenant": tenants[i % len(tenants)], "v": f"{tag}{i}"} for i in ids]
+
+
+def test_append_replace_and_readers(lake):
+    first = rows_for(range(0, 500), "x")
+    second = rows_for(range(500, 800), "y")
+    write(lake.root / "a" / "0.parquet", first[:250], SCHEMA)
+    write(lake.root / "a" / "1.parquet", first[250:], SCHEMA)
+    out = lake.floe("load", lake.name("t"), lake.root / "a")
+    assert out["table_created"] and out["rows_written"] == 500
+    assert out["metadata_location"].startswith("s3://")
+    write(lake.root / "b.parquet", second, SCHEMA)
+    lake.floe("load", lake.name("t"), lake.root / "b.parquet")
+    assert lake.rows("t") == sort_rows(first + second, "id")
+    assert lake.duckdb_rows("t") == sort_rows(first + second, "id")
+
+    out = lake.floe("load", lake.name("t"), lake.root / "b.parquet", "--mode", "replace")
+    assert out["operation"] == "overwrite" and out["files_removed"] >= 2
+    table = lake.table("t")
+    assert len(table.snapshots()) == 3, "one snapshot per load"
+    assert lake.rows("t") == sort_rows(second, "id")
+    assert lake.duckdb_rows("t") == sort_rows(second, "id")
+    # Data and metadata live in the catalog's bucket, under the table location it chose.
+    files = table.inspect.files().to_pylist()
+    assert files and all(f["file_path"].startswith(table.location() + "/data/") for f in files)
+
+
+def test_rerun_with_same_load_id_is_a_noop(lake):
+    write(lake.root / "a.parquet", rows_for(range(100), "x"), SCHEMA)
+    lake.floe("load", lake.name("t"), lake.root / "a.parquet", "--load-id", "job-1")
+    out = lake.floe("load", lake.name("t"), lake.root / "a.parquet", "--load-id", "job-1")
+    assert out["skipped"]
+    assert len(lake.rows("t")) == 100
+
+
+def test_partitioned_table_and_replace_partitions(lake):
+    rows = rows_for(range(300), "x")
+    write(lake.root / "a.parquet", rows, SCHEMA)
+    lake.floe("load", lake.name("p"), lake.root / "a.parquet", "--partition-by", "identity(tenant), bucket(4, id)")
+    table = lake.table("p")
+    assert [f.name for f in table.spec().fields] == ["tenant", "id_bucket"]
+    files = table.inspect.files().to_pylist()
+    assert len(files) == 12, "one file per (tenant, bucket) value"
+
+    # Replace only tenant 'a': the other partitions keep their rows.
+    fresh = [{"id": i, "tenant": "a", "v": f"new{i}"} for i in range(1000, 1010)]
+    write(lake.root / "fix.parquet", fresh, SCHEMA)
+    out = lake.floe("load", lake.name("p"), lake.root / "fix.parquet", "--mode", "replace", "--replace-partitions")
+    assert out["operation"] == "overwrite"
+    expected = [r for r in rows if r["tenant"] != "a"] + fresh
+    assert lake.rows("p") == sort_rows(expected, "id")
+    assert lake.duckdb_rows("p") == sort_rows(expected, "id")
+    # A partition filter prunes files in pyiceberg's planning.
+    planned = list(lake.table("p").scan(row_filter="tenant == 'b'").plan_files())
+    assert 0 < len(planned) <= 4
+
+
+@pytest.mark.parametrize("mode", ["copy-on-write", "merge-on-read"])
+def test_merge_upsert_and_hard_deletes(lake, mode):
+    schema = pa.schema([("id", pa.int64()), ("v", pa.string()), ("deleted", pa.bool_())])
+    base = [{"id": i, "v": f"old{i}", "deleted": None} for i in range(200)]
+    write(lake.root / "base.parquet", base, schema)
+    lake.floe("load", lake.name("m"), lake.root / "base.parquet")
+    load = [{"id": i, "v": f"new{i}", "deleted": None} for i in range(150, 250)]
+    load += [{"id": i, "v": "gone", "deleted": True} for i in range(0, 20)]
+    write(lake.root / "load.parquet", load, schema)
+    out = lake.floe(
+        "load", lake.name("m"), lake.root / "load.parquet", "--mode", "merge", "--key", "id",
+        "--merge-mode", mode, "--hard-delete-column", "deleted",
+    )
+    assert out["rows_updated"] == 50 and out["rows_inserted"] == 50 and out["rows_deleted"] == 20
+    expected = {r["id"]: r["v"] for r in base}
+    for r in load:
+        if r["deleted"]:
+            expected.pop(r["id"], None)
+        else:
+            expected[r["id"]] = r["v"]
+    got = {r["id"]: r["v"] for r in lake.rows("m")}
+    assert got == expected
+    assert {r["id"]: r["v"] for r in lake.duckdb_rows("m")} == expected
+    assert len(lake.table("m").snapshots()) == 2
+
+
+def test_schema_evolution_adds_a_column(lake):
+    write(lake.root / "a.parquet", rows_for(range(10), "x"), SCHEMA)
+    lake.floe("load", lake.name("e"), lake.root / "a.parquet")
+    wider = pa.schema([*SCHEMA, ("score", pa.float64())])
+    more = [{**r, "score": r["id"] / 2} for r in rows_for(range(10, 20), "y")]
+    write(lake.root / "b.parquet", more, wider)
+    out = lake.floe("load", lake.name("e"), lake.root / "b.parquet")
+    assert out["schema_changes"], out
+    rows = lake.rows("e")
+    assert [r["score"] for r in rows] == [None] * 10 + [i / 2 for i in range(10, 20)]
+    assert [r["score"] for r in lake.duckdb_rows("e")] == [None] * 10 + [i / 2 for i in range(10, 20)]
+
+
+def test_pyiceberg_yaml_configuration(lake):
+    """The README's configuration: a .pyiceberg.yaml, nothing in the environment."""
+    lines = ["catalog:", "  lake:", "    type: rest"]
+    lines += [f"    {k}: '{v}'" for k, v in lake.props.items()]
+    (lake.root / ".pyiceberg.yaml").write_text("\n".join(lines) + "\n")
+    write(lake.root / "a.parquet", rows_for(range(5), "x"), SCHEMA)
+    proc = lake.floe("load", lake.name("y"), lake.root / "a.parquet", ok=False, props={})
+    assert proc.returncode == 0, proc.stderr
+    assert len(lake.rows("y")) == 5
+
+
+def test_four_concurrent_loaders_all_land(lake):
+    for n in range(4):
+        write(lake.root / f"in{n}.parquet", rows_for(range(n * 1000, n * 1000 + 1000), f"w{n}"), SCHEMA)
+    write(lake.root / "seed.parquet", rows_for(range(100000, 100010), "s"), SCHEMA)
+    lake.floe("load", lake.name("c"), lake.root / "seed.parquet")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYICEBERG_")}
+    env["PYICEBERG_HOME"] = str(lake.root)
+    env.update(env_for(lake.props))
+    procs = [
+        subprocess.Popen(
+            [FLOE_BIN, "load", lake.name("c"), str(lake.root / f"in{n}.parquet"), "--catalog", "lake", "--json", "--no-progress"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=lake.root,
+        )
+        for n in range(4)
+    ]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    for out, err, code in results:
+        assert code == 0, err
+    attempts = [json.loads(out)["commit_attempts"] for out, _, _ in results]
+    ids = [r["id"] for r in lake.rows("c")]
+    assert len(ids) == 4010 and len(set(ids)) == 4010, "every row exactly once"
+    assert len(lake.table("c").snapshots()) == 5
+    print("commit attempts per loader:", attempts)
+
+
+def test_wrong_catalog_credentials_fail_clearly(lake):
+    write(lake.root / "a.parquet", rows_for(range(5), "x"), SCHEMA)
+    props = {**lake.props, "credential": "admin:not-the-password"}
+    proc = lake.floe("load", lake.name("w"), lake.root / "a.parquet", ok=False, props=props)
+    assert proc.returncode == 1
+    assert "authentication failed" in proc.stderr, proc.stderr
+    assert "not-the-password" not in proc.stderr + proc.stdout
+    with pytest.raises(Exception):
+        lake.table("w")
+
+
+def test_wrong_storage_credentials_leave_the_table_untouched(lake):
+    write(lake.root / "a.parquet", rows_for(range(5), "x"), SCHEMA)
+    lake.floe("load", lake.name("s"), lake.root / "a.parquet")
+    before = lake.table("s").metadata_location
+    props = {**lake.props, "s3.secret-access-key": "wrong-s3-secret"}
+    proc = lake.floe("load", lake.name("s"), lake.root / "a.parquet", ok=False, props=props)
+    assert proc.returncode == 1
+    assert "wrong-s3-secret" not in proc.stderr + proc.stdout
+    assert lake.table("s").metadata_location == before
+    assert len(lake.rows("s")) == 5
+
+
+class FaultProxy:
+    """An HTTP proxy in front of the REST catalog that can misbehave on purpose."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.commit_fault = None  # "lose-answer": forward, then answer 503; "drop": answer 503
+        self.token_lifetime = None  # rewrite expires_in of token responses
+        self.reject_next_request = False  # answer 401 once, as for an expired token
+        self.token_requests = 0
+        self.commits = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.relay("GET")
+
+            def do_POST(self):
+                self.relay("POST")
+
+            def do_HEAD(self):
+                self.relay("HEAD")
+
+            def do_DELETE(self):
+                self.relay("DELETE")
+
+            def relay(self, method):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                is_token = self.path.endswith("/oauth/tokens")
+                is_commit = method == "POST" and "/tables/" in self.path
+                if is_token:
+                    proxy.token_requests += 1
+                elif proxy.reject_next_request:
+                    proxy.reject_next_request = False
+                    return self.answer(401, b'{"error":{"message":"expired","type":"NotAuthorizedException","code":401}}')
+                if is_commit:
+                    proxy.commits += 1
+                    fault, proxy.commit_fault = proxy.commit_fault, None
+                    if fault == "drop":
+                        return self.answer(503, b'{"error":{"message":"unavailable","type":"ServiceUnavailable","code":503}}')
+                status, data = self.forward(method, body)
+                if is_commit and fault == "lose-answer":
+                    return self.answer(502, b"bad gateway")
+                if is_token and status == 200 and proxy.token_lifetime is not None:
+                    doc = json.loads(data)
+                    doc["expires_in"] = proxy.token_lifetime
+                    data = json.dumps(doc).encode()
+                self.answer(status, data)
+
+            def forward(self, method, body):
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                req = urllib.request.Request(proxy.upstream + self.path, data=body, method=method, headers=headers)
+                try:
+                    with urllib.request.urlopen(req, timeout=60) as r:
+                        return r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    return e.code, e.read()
+
+            def answer(self, status, data):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def uri(self):
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy(seaweed):
+    p = FaultProxy(seaweed.rest_uri)
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize("fault", ["lose-answer", "drop"])
+def test_commit_with_unknown_outcome_is_neither_lost_nor_doubled(lake, proxy, fault):
+    props = {**lake.props, "uri": proxy.uri}
+    write(lake.root / "seed.parquet", rows_for(range(10), "s"), SCHEMA)
+    lake.floe("load", lake.name("u"), lake.root / "seed.parquet", props=props)
+    write(lake.root / "a.parquet", rows_for(range(100, 200), "x"), SCHEMA)
+    proxy.commit_fault = fault
+    out = lake.floe("load", lake.name("u"), lake.root / "a.parquet", props=props)
+    assert not out["skipped"]
+    # "lose-answer": the first commit landed, floe found it; "drop": it did not, floe retried.
+    assert out["commit_attempts"] == (1 if fault == "lose-answer" else 2), out
+    ids = [r["id"] for r in lake.rows("u")]
+    assert sorted(ids) == list(range(10)) + list(range(100, 200))
+    assert len(lake.table("u").snapshots()) == 2
+    # Every data file the table references exists (none was cleaned up by mistake).
+    assert len(lake.duckdb_rows("u")) == 110
+
+
+def noise_table(first_id, count, seed):
+    """Rows with random text: slow to encode, so a load takes a while even in a fast build."""
+    import pyarrow.compute as pc
+
+    ids = pa.array(range(first_id, first_id + count), pa.int64())
+    tenant = pc.take(pa.array(["a", "b", "c"]), pc.remainder(ids, 3))
+    noise = pc.cast(pc.random(count, initializer=seed), pa.string())
+    return pa.table({"id": ids, "tenant": tenant, "v": noise})
+
+
+def test_tokens_are_refreshed(lake, proxy):
+    props = {**lake.props, "uri": proxy.uri}
+    # A token that lives 1 s is renewed after 0.5 s: a load of a few seconds needs a second one
+    # for its commit.
+    proxy.token_lifetime = 1
+    pq.write_table(noise_table(0, 2_000_000, 1), lake.root / "a.parquet")
+    lake.floe("load", lake.name("r"), lake.root / "a.parquet", props=props)
+    assert proxy.token_requests >= 2, proxy.token_requests
+    # The catalog revokes the token (401): floe asks for a new one and sends the request again.
+    proxy.token_lifetime = None
+    before = proxy.token_requests
+    proxy.reject_next_request = True
+    write(lake.root / "b.parquet", rows_for(range(10), "x"), SCHEMA)
+    lake.floe("load", lake.name("r"), lake.root / "b.parquet", props=props)
+    assert proxy.token_requests == before + 2, (before, proxy.token_requests)
+    assert len(lake.rows("r")) == 2_000_010
+
+
+def test_server_restart_mid_load_then_rerun_completes(lake, seaweed):
+    total = 6_000_000
+    (lake.root / "big").mkdir()
+    for n in range(6):
+        pq.write_table(noise_table(n * 1_000_000, 1_000_000, n), lake.root / "big" / f"{n}.parquet")
+    write(lake.root / "seed.parquet", rows_for(range(10_000_000, 10_000_010), "s"), SCHEMA)
+    lake.floe("load", lake.name("k"), lake.root / "seed.parquet")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYICEBERG_")}
+    env["PYICEBERG_HOME"] = str(lake.root)
+    env.update(env_for(lake.props))
+    cmd = [FLOE_BIN, "load", lake.name("k"), str(lake.root / "big"), "--catalog", "lake", "--json",
+           "--no-progress", "--load-id", "restart-1", "--target-file-size", "4MiB"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=lake.root)
+    threading.Event().wait(0.7)
+    assert proc.poll() is None, f"the load ended before the server went down: {proc.communicate()}"
+    seaweed.restart(kill=True)
+    out, err = proc.communicate(timeout=300)
+    # Either outcome is fine, as long as it is clean: success, or exit 1 with a message.
+    assert proc.returncode in (0, 1), err
+    if proc.returncode == 1:
+        assert "error" in err.lower() and "panicked" not in err, err
+    count = len(lake.rows("k"))
+    assert count in (10, total + 10), f"table inconsistent after the restart: {count} rows"
+
+    rerun = lake.floe(*cmd[1:4], "--load-id", "restart-1", "--target-file-size", "4MiB")
+    assert rerun["skipped"] == (proc.returncode == 0)
+    ids = [r["id"] for r in lake.rows("k")]
+    assert len(ids) == total + 10 and len(set(ids)) == total + 10, "every row exactly once"
+    print("first run:", proc.returncode, err)
