@@ -20,6 +20,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,16 +28,21 @@ REPO = Path(__file__).resolve().parents[1]
 ROWS_PER_FILE = 1_000_000
 
 
-def measure_rusage(cmd, cwd=None):
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # wait4 gives this child's own rusage (peak RSS of the process, not of earlier children).
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    out = proc.stdout.read().decode()
-    err = proc.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"command failed: {' '.join(map(str, cmd))}\n{err}")
+def measure_rusage(cmd, cwd=None, env=None):
+    # Output goes to files, not pipes: a chatty child cannot fill a pipe and stall while we wait.
+    with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out_f, stderr=err_f)
+        # wait4 gives this child's own rusage (peak RSS of the process, not of earlier children).
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out_f.seek(0)
+        err_f.seek(0)
+        out = out_f.read().decode()
+        err = err_f.read().decode()
+    if proc.returncode != 0:
+        sys.exit(f"command failed: {' '.join(map(str, cmd))}\n{err[-4000:]}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, out
 
 

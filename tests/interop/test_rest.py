@@ -9,6 +9,7 @@ has: a commit that lands but whose answer is lost, a commit that never lands, a 
 import http.server
 import json
 import os
+import re
 import subprocess
 import threading
 import urllib.error
@@ -250,13 +251,15 @@ def test_wrong_storage_credentials_leave_the_table_untouched(lake):
 class FaultProxy:
     """An HTTP proxy in front of the REST catalog that can misbehave on purpose."""
 
-    def __init__(self, upstream):
+    def __init__(self, upstream, tls=None):
         self.upstream = upstream
         self.commit_fault = None  # "lose-answer": forward, then answer 503; "drop": answer 503
         self.token_lifetime = None  # rewrite expires_in of token responses
         self.reject_next_request = False  # answer 401 once, as for an expired token
         self.token_requests = 0
         self.commits = 0
+        self.headers_seen = []  # request headers of every non-token request
+        self.vend = None  # a `config` to hand out with every table response (vended credentials)
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -279,10 +282,12 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 is_token = self.path.endswith("/oauth/tokens")
-                is_commit = method == "POST" and "/tables/" in self.path
+                is_commit = method == "POST" and re.search(r"/namespaces/[^/]+/tables/[^/?]+$", self.path) is not None
                 if is_token:
                     proxy.token_requests += 1
-                elif proxy.reject_next_request:
+                else:
+                    proxy.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
+                if not is_token and proxy.reject_next_request:
                     proxy.reject_next_request = False
                     return self.answer(401, b'{"error":{"message":"expired","type":"NotAuthorizedException","code":401}}')
                 if is_commit:
@@ -293,6 +298,11 @@ class FaultProxy:
                 status, data = self.forward(method, body)
                 if is_commit and fault == "lose-answer":
                     return self.answer(502, b"bad gateway")
+                if proxy.vend is not None and status == 200 and "/tables" in self.path and not is_commit:
+                    doc = json.loads(data)
+                    if isinstance(doc, dict) and "metadata" in doc:
+                        doc["config"] = {**doc.get("config", {}), **proxy.vend}
+                        data = json.dumps(doc).encode()
                 if is_token and status == 200 and proxy.token_lifetime is not None:
                     doc = json.loads(data)
                     doc["expires_in"] = proxy.token_lifetime
@@ -316,12 +326,20 @@ class FaultProxy:
                 self.wfile.write(data)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def uri(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self):
         self.server.shutdown()
@@ -365,12 +383,12 @@ def noise_table(first_id, count, seed):
 
 def test_tokens_are_refreshed(lake, proxy):
     props = {**lake.props, "uri": proxy.uri}
-    # A token that lives 1 s is renewed after 0.5 s: a load of a few seconds needs a second one
-    # for its commit.
-    proxy.token_lifetime = 1
+    # A token that expires at once is due for renewal before every request (a real one is
+    # renewed a minute before expiry, or half-way through a short life).
+    proxy.token_lifetime = 0
     pq.write_table(noise_table(0, 2_000_000, 1), lake.root / "a.parquet")
     lake.floe("load", lake.name("r"), lake.root / "a.parquet", props=props)
-    assert proxy.token_requests >= 2, proxy.token_requests
+    assert proxy.token_requests >= 3, proxy.token_requests
     # The catalog revokes the token (401): floe asks for a new one and sends the request again.
     proxy.token_lifetime = None
     before = proxy.token_requests
@@ -411,3 +429,54 @@ def test_server_restart_mid_load_then_rerun_completes(lake, seaweed):
     ids = [r["id"] for r in lake.rows("k")]
     assert len(ids) == total + 10 and len(set(ids)) == total + 10, "every row exactly once"
     print("first run:", proc.returncode, err)
+
+
+def test_bearer_token_and_extra_headers(lake, proxy):
+    props = {k: v for k, v in lake.props.items() if k != "credential"}
+    props.update({"uri": proxy.uri, "token": lake.server.token(), "header.X-Floe-Test": "hello"})
+    write(lake.root / "a.parquet", rows_for(range(20), "x"), SCHEMA)
+    lake.floe("load", lake.name("b"), lake.root / "a.parquet", props=props)
+    assert proxy.token_requests == 0, "a fixed token needs no OAuth2 exchange"
+    assert proxy.headers_seen and all(h.get("x-floe-test") == "hello" for h in proxy.headers_seen)
+    assert all(h.get("authorization", "").startswith("Bearer ") for h in proxy.headers_seen)
+    assert len(lake.rows("b")) == 20
+
+
+def test_vended_credentials_are_used_for_storage(lake, proxy):
+    """The catalog hands out S3 credentials with each table; floe's own config has none."""
+    props = {k: v for k, v in lake.props.items() if k not in ("s3.access-key-id", "s3.secret-access-key")}
+    props["uri"] = proxy.uri
+    proxy.vend = {"s3.access-key-id": lake.server.access_key, "s3.secret-access-key": lake.server.secret_key}
+    write(lake.root / "a.parquet", rows_for(range(30), "x"), SCHEMA)
+    lake.floe("load", lake.name("v"), lake.root / "a.parquet", props=props)
+    lake.floe("load", lake.name("v"), lake.root / "a.parquet", props=props)
+    assert len(lake.rows("v")) == 60
+    # Without them, the same configuration cannot write: the credentials really came vended.
+    proxy.vend = None
+    proc = lake.floe("load", lake.name("v"), lake.root / "a.parquet", props=props, ok=False)
+    assert proc.returncode == 1
+    assert len(lake.rows("v")) == 60
+
+
+def test_https_catalog_with_a_private_ca(lake, seaweed, tmp_path):
+    # A private CA, and a server certificate for 127.0.0.1 signed by it.
+    ca, ca_key = tmp_path / "ca.pem", tmp_path / "ca.key"
+    cert, key, csr, ext = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "srv.csr", tmp_path / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    for cmd in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1", "-subj", "/CN=floe test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "1", "-extfile", ext],
+    ):
+        subprocess.run(["openssl", *map(str, cmd)], check=True, capture_output=True)
+    proxy = FaultProxy(seaweed.rest_uri, tls=(str(cert), str(key)))
+    try:
+        write(lake.root / "a.parquet", rows_for(range(10), "x"), SCHEMA)
+        props = {**lake.props, "uri": proxy.uri}
+        # An untrusted certificate is refused, clearly.
+        proc = lake.floe("load", lake.name("h"), lake.root / "a.parquet", props=props, ok=False)
+        assert proc.returncode == 1 and "certificate" in proc.stderr.lower(), proc.stderr
+        lake.floe("load", lake.name("h"), lake.root / "a.parquet", props={**props, "ssl.cabundle": str(ca)})
+        assert len(lake.rows("h")) == 10
+    finally:
+        proxy.close()

@@ -218,10 +218,27 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line. floe's errors (and iceberg's) already print their
+/// sources, so a cause whose text is already there is not repeated.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn init_logging(verbose: u8) {
@@ -419,6 +436,19 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let e = anyhow::Error::new(floe::FloeError::Io {
+            context: "cannot write x".into(),
+            source: std::io::Error::other("disk full"),
+        })
+        .context("load into a.b failed");
+        assert_eq!(
+            report(&e),
+            "load into a.b failed: cannot write x: disk full"
+        );
+    }
 
     #[test]
     fn sizes_parse() {

@@ -182,7 +182,7 @@ async fn stale_replace_replans_against_the_new_state() {
         stale,
         "replace-1",
         SnapshotOperation::ReplaceAll,
-        FileChanges::added(vec![file]),
+        FileChanges::added(file),
         None,
         5,
     )
@@ -196,24 +196,27 @@ async fn stale_replace_replans_against_the_new_state() {
     );
 }
 
-/// Writes one data file for `table` without committing it.
+/// Writes one data file (and its manifest) for `table` without committing it.
 async fn write_data_file(
     cat: &Catalog,
     table: &iceberg::TableIdent,
     rows: RecordBatch,
-) -> iceberg::spec::DataFile {
+) -> floe::commit::AddedManifests {
     use floe::write::{FileSettings, TableWriter, WriteOptions};
     let state = cat.load_table(table).await.unwrap().unwrap();
     let settings =
         FileSettings::resolve(state.metadata.properties(), &WriteOptions::default()).unwrap();
     let conformer =
         floe::conform::Conformer::new("t", state.metadata.current_schema().clone()).unwrap();
+    let added =
+        floe::commit::AddedFiles::new("t", &state.metadata, state.file_io.clone()).into_sink();
     let mut writer = TableWriter::new(
         "t",
         state.metadata.clone(),
         state.file_io.clone(),
         &uuid::Uuid::new_v4().to_string(),
         &settings,
+        added.clone(),
     )
     .unwrap();
     let conformed = conformer
@@ -223,7 +226,10 @@ async fn write_data_file(
         })
         .unwrap();
     writer.write(conformed).await.unwrap();
-    writer.close().await.unwrap().pop().unwrap()
+    writer.close().await.unwrap();
+    let manifests = added.lock().await.finish().await.unwrap();
+    assert_eq!(manifests.files(), 1);
+    manifests
 }
 
 #[tokio::test]
@@ -247,7 +253,7 @@ async fn commit_finds_a_load_id_that_landed_meanwhile() {
         stale,
         "run-7",
         SnapshotOperation::Append,
-        FileChanges::added(vec![file]),
+        FileChanges::added(file),
         None,
         5,
     )
@@ -400,7 +406,7 @@ async fn data_is_never_committed_against_a_schema_that_changed_under_it() {
         stale,
         "late",
         SnapshotOperation::Append,
-        FileChanges::added(vec![file]),
+        FileChanges::added(file),
         None,
         5,
     )
@@ -412,4 +418,47 @@ async fn data_is_never_committed_against_a_schema_that_changed_under_it() {
         ids(&cat, "ns.schema_race").await,
         (0..10).chain(100..101).collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn files_past_one_manifest_roll_into_several_in_one_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let table = parse_table_ident("ns.many").unwrap();
+    // Identity on the key: one file per row, more files than one manifest takes.
+    let rows = floe::commit::MANIFEST_ENTRIES as i64 + 200;
+    let out = AppendBuilder::new(&cat, table.clone())
+        .with_options(LoadOptions::default().with_partition_by("identity(id)"))
+        .execute(source(vec![batch(0..rows / 2), batch(rows / 2..rows)]))
+        .await
+        .unwrap();
+    assert_eq!(out.files_added, rows as u64);
+    let state = cat.load_table(&table).await.unwrap().unwrap();
+    let snapshot = state.metadata.current_snapshot().unwrap();
+    assert_eq!(state.metadata.snapshots().count(), 1);
+    let summary = &snapshot.summary().additional_properties;
+    assert_eq!(summary["added-data-files"], rows.to_string());
+    assert_eq!(summary["changed-partition-count"], rows.to_string());
+    let list = state
+        .table()
+        .unwrap()
+        .manifest_list_reader(snapshot)
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(
+        list.entries().len(),
+        2,
+        "two manifests: a full one and the rest"
+    );
+    assert_eq!(ids(&cat, "ns.many").await, (0..rows).collect::<Vec<_>>());
+
+    // Replacing two partitions removes exactly their files, wherever their manifest is.
+    let out = ReplaceBuilder::new(&cat, table.clone())
+        .only_partitions_in_load(true)
+        .execute(source(vec![batch(5..6), batch(rows - 1..rows)]))
+        .await
+        .unwrap();
+    assert_eq!((out.files_added, out.files_removed), (2, 2));
+    assert_eq!(ids(&cat, "ns.many").await, (0..rows).collect::<Vec<_>>());
 }

@@ -1,12 +1,13 @@
 //! Commit: publish one load as exactly one snapshot, atomically, or nothing.
 //!
 //! ```text
-//!            data files written by the load (never rewritten on retry)
+//!   data files, handed to AddedFiles as each one is finished: rolling
+//!   manifests of 1,000 entries (never rewritten on retry; the entries
+//!   inherit their sequence number, so they fit whatever base they land on)
 //!                                |
 //!                                v
 //!   +--------------------- SnapshotProducer -------------------------+
-//!   | added manifest: written once per load (entries inherit their   |
-//!   |   sequence number, so it stays valid whatever base it lands on)|
+//!   | the added manifests and a delete-files manifest (merge)        |
 //!   | per attempt, against the base metadata:                        |
 //!   |   append  -> carry every existing manifest over untouched      |
 //!   |   replace -> rewrite each existing manifest as DELETED entries |
@@ -28,6 +29,7 @@
 //! A crash before the catalog swap leaves only unreferenced files; after it, the new state.
 //! Rerunning a load id that is in the table's history is a no-op (see [`find_load`]).
 
+mod added;
 mod producer;
 mod summary;
 
@@ -35,6 +37,7 @@ use std::time::Duration;
 
 use iceberg::spec::{Schema, TableMetadata};
 
+pub use added::{AddedFiles, AddedFilesSink, AddedManifests, MANIFEST_ENTRIES};
 pub use producer::{FileChanges, SnapshotOperation, SnapshotProducer};
 
 use crate::catalog::{Catalog, CommitOutcome, TableState};

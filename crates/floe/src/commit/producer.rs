@@ -17,6 +17,7 @@ use iceberg::{TableRequirement, TableUpdate};
 use uuid::Uuid;
 
 use super::LOAD_ID_PROPERTY;
+use super::added::AddedManifests;
 use super::summary::with_totals;
 use crate::catalog::TableState;
 use crate::error::{FloeError, Result, ResultExt};
@@ -38,9 +39,10 @@ pub enum SnapshotOperation {
 }
 
 /// The files one load adds and removes.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct FileChanges {
-    pub added: Vec<DataFile>,
+    /// Data files, already in manifests (see [`AddedFiles`](super::AddedFiles)).
+    pub added: AddedManifests,
     /// Position-delete files (merge-on-read).
     pub added_deletes: Vec<DataFile>,
     /// Paths of live data files the load replaces (copy-on-write).
@@ -48,10 +50,11 @@ pub struct FileChanges {
 }
 
 impl FileChanges {
-    pub fn added(files: Vec<DataFile>) -> Self {
+    pub fn added(added: AddedManifests) -> Self {
         Self {
-            added: files,
-            ..Self::default()
+            added,
+            added_deletes: Vec::new(),
+            removed: HashSet::new(),
         }
     }
 
@@ -99,13 +102,17 @@ pub struct SnapshotProducer {
     /// A new schema the load's data was conformed to, committed with the snapshot.
     schema_change: Option<Schema>,
     spec: PartitionSpecRef,
-    added: Vec<DataFile>,
+    /// The manifests of added data files, written once by the writers' sink: their entries
+    /// inherit sequence numbers, so they stay valid whatever base the snapshot lands on.
+    added: AddedManifests,
     added_deletes: Vec<DataFile>,
     removed: HashSet<String>,
-    /// The manifest of added files, written once: its entries inherit sequence numbers.
-    added_manifest: Option<ManifestFile>,
     /// Likewise for added delete files.
     deletes_manifest: Option<ManifestFile>,
+    /// Summary properties of everything added (data and delete files).
+    added_summary: HashMap<String, String>,
+    /// Partition values of everything added.
+    added_partitions: HashSet<Struct>,
     manifest_counter: u64,
 }
 
@@ -127,46 +134,28 @@ impl SnapshotProducer {
             load_id: load_id.to_string(),
             operation,
             commit_uuid: Uuid::new_v4(),
-            snapshot_id: 0,
+            snapshot_id: changes.added.snapshot_id,
             schema: match &schema_change {
                 Some(schema) => Arc::new(schema.clone()),
                 None => base.metadata.current_schema().clone(),
             },
             schema_change,
             spec: base.metadata.default_partition_spec().clone(),
+            added_summary: changes.added.summary.clone(),
+            added_partitions: changes.added.partitions.clone(),
             added: changes.added,
             added_deletes: changes.added_deletes,
             removed: changes.removed,
-            added_manifest: None,
             deletes_manifest: None,
             manifest_counter: 0,
         };
-        producer.snapshot_id = producer.fresh_snapshot_id(base);
-        if !producer.added.is_empty() {
-            let mut writer = producer.manifest_writer(
-                base,
-                ManifestContentType::Data,
-                producer.schema.clone(),
-                producer.spec.as_ref().clone(),
-            )?;
-            for file in &producer.added {
-                // A negative sequence number leaves it unassigned: inherited at commit time.
-                writer.add_file(file.clone(), -1).context(|| {
-                    format!(
-                        "table {}: cannot add {} to a manifest",
-                        base.name(),
-                        file.file_path()
-                    )
-                })?;
-            }
-            producer.added_manifest = Some(writer.write_manifest_file().await.context(|| {
-                format!(
-                    "table {}: cannot write the added-files manifest",
-                    base.name()
-                )
-            })?);
-        }
         if !producer.added_deletes.is_empty() {
+            let mut collector = SnapshotSummaryCollector::default();
+            for file in &producer.added_deletes {
+                collector.add_file(file, producer.schema.clone(), producer.spec.clone());
+                producer.added_partitions.insert(file.partition().clone());
+            }
+            producer.added_summary = sum_counts(&producer.added_summary, &collector.build());
             let mut writer = producer.manifest_writer(
                 base,
                 ManifestContentType::Deletes,
@@ -201,16 +190,6 @@ impl SnapshotProducer {
         &self.spec
     }
 
-    fn fresh_snapshot_id(&self, base: &TableState) -> i64 {
-        loop {
-            let (a, b) = Uuid::new_v4().as_u64_pair();
-            let id = ((a ^ b) & (i64::MAX as u64)) as i64;
-            if id != 0 && base.metadata.snapshot_by_id(id).is_none() {
-                return id;
-            }
-        }
-    }
-
     fn manifest_writer(
         &mut self,
         base: &TableState,
@@ -242,13 +221,17 @@ impl SnapshotProducer {
         let table = base.name();
         let metadata = &base.metadata;
         if metadata.snapshot_by_id(self.snapshot_id).is_some() {
-            self.snapshot_id = self.fresh_snapshot_id(base);
+            // The added manifests carry this id; only our own landed snapshot can hold it,
+            // and the caller checks the load id before re-staging.
+            return Err(FloeError::Conflict {
+                table,
+                reason: format!("snapshot id {} is already taken", self.snapshot_id),
+            });
         }
         let mut attempt_files = Vec::new();
+        // What this attempt removes; the added side is fixed for the load.
         let mut collector = SnapshotSummaryCollector::default();
-        for file in self.added.iter().chain(&self.added_deletes) {
-            collector.add_file(file, self.schema.clone(), self.spec.clone());
-        }
+        let mut removed_partitions: HashSet<Struct> = HashSet::new();
 
         let mut manifests: Vec<ManifestFile> = Vec::new();
         let mut files_removed = 0;
@@ -267,8 +250,7 @@ impl SnapshotProducer {
                 })?;
             let spec_id = self.spec.spec_id();
             let unpartitioned = self.spec.is_unpartitioned();
-            let targets: HashSet<Struct> =
-                self.added.iter().map(|f| f.partition().clone()).collect();
+            let targets = self.added.partitions.clone();
             let operation = self.operation;
             let removed = std::mem::take(&mut self.removed);
             let mut found = 0usize;
@@ -301,7 +283,13 @@ impl SnapshotProducer {
                     continue;
                 }
                 match self
-                    .rewrite_manifest(base, manifest, removes, &mut collector)
+                    .rewrite_manifest(
+                        base,
+                        manifest,
+                        removes,
+                        &mut collector,
+                        &mut removed_partitions,
+                    )
                     .await?
                 {
                     Rewrite::Untouched => manifests.push(manifest.clone()),
@@ -341,11 +329,20 @@ impl SnapshotProducer {
         if let Some(deletes) = &self.deletes_manifest {
             manifests.insert(0, deletes.clone());
         }
-        if let Some(added) = &self.added_manifest {
-            manifests.insert(0, added.clone());
+        for (i, added) in self.added.manifests.iter().enumerate() {
+            manifests.insert(i, added.clone());
         }
 
-        let mut properties: HashMap<String, String> = collector.build();
+        let mut properties = sum_counts(&self.added_summary, &collector.build());
+        removed_partitions.extend(self.added_partitions.iter().cloned());
+        removed_partitions.retain(|p| !p.fields().is_empty());
+        properties.remove("changed-partition-count");
+        if !removed_partitions.is_empty() {
+            properties.insert(
+                "changed-partition-count".to_string(),
+                removed_partitions.len().to_string(),
+            );
+        }
         properties.insert(LOAD_ID_PROPERTY.to_string(), self.load_id.clone());
         let operation = match self.operation {
             SnapshotOperation::Append => Operation::Append,
@@ -476,6 +473,7 @@ impl SnapshotProducer {
         manifest: &ManifestFile,
         removes: impl Fn(&DataFile) -> bool,
         collector: &mut SnapshotSummaryCollector,
+        removed_partitions: &mut HashSet<Struct>,
     ) -> Result<Rewrite> {
         let table = base.name();
         let loaded = manifest.load_manifest(&base.file_io).await.context(|| {
@@ -526,6 +524,7 @@ impl SnapshotProducer {
                     rows += file.record_count();
                 }
                 collector.remove_file(&file, schema.clone(), spec.clone());
+                removed_partitions.insert(file.partition().clone());
                 writer.add_delete_file(file, seq, file_seq).context(ctx)?;
             } else {
                 let added_by = entry.snapshot_id().unwrap_or(manifest.added_snapshot_id);
@@ -554,15 +553,24 @@ impl SnapshotProducer {
         if let Some(m) = self.deletes_manifest.take() {
             let _ = base.file_io.delete(&m.manifest_path).await;
         }
-        if let Some(m) = self.added_manifest.take() {
-            let _ = base.file_io.delete(&m.manifest_path).await;
-        }
+        self.added.discard(&base.file_io).await;
     }
+}
 
-    /// The data files this snapshot adds.
-    pub fn added(&self) -> &[DataFile] {
-        &self.added
+/// Two summaries' counts added up key by key (the keys are all counters).
+fn sum_counts(a: &HashMap<String, String>, b: &HashMap<String, String>) -> HashMap<String, String> {
+    let mut out = a.clone();
+    for (k, v) in b {
+        let sum = match (
+            out.get(k).and_then(|x| x.parse::<u64>().ok()),
+            v.parse::<u64>(),
+        ) {
+            (Some(x), Ok(y)) => (x + y).to_string(),
+            _ => v.clone(),
+        };
+        out.insert(k.clone(), sum);
     }
+    out
 }
 
 fn now_ms() -> i64 {

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::pipeline::{Prepared, Ready, delete_files, finish, prepare};
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::Catalog;
-use crate::commit::{FileChanges, SnapshotOperation, commit_load};
+use crate::commit::{AddedFiles, AddedManifests, FileChanges, SnapshotOperation, commit_load};
 use crate::conform::Conformer;
 use crate::error::{FloeError, Result, ResultExt};
 use crate::merge::position_deletes::PositionDeleteWriter;
@@ -123,12 +123,14 @@ impl<'a> MergeBuilder<'a> {
         let settings = FileSettings::resolve(base.metadata.properties(), &options.write)?;
         let conformer = Conformer::new(&table, schema.clone())?;
         let load_uuid = Uuid::new_v4();
+        let added = AddedFiles::new(&table, &write_metadata, base.file_io.clone()).into_sink();
         let mut writer = TableWriter::new(
             &table,
             write_metadata.clone(),
             base.file_io.clone(),
             &load_uuid.to_string(),
             &settings,
+            added.clone(),
         )?;
         let spill_dir = options.write.spill_dir.clone();
         let budget = self.spec.memory_limit / 3;
@@ -207,7 +209,7 @@ impl<'a> MergeBuilder<'a> {
             counts.spill_runs = spill_runs + deletes.spilled_runs() as u64;
 
             // 4. Apply deletes file by file (sorted by file): one file's positions at a time.
-            let mut changes = FileChanges::default();
+            let mut changes = FileChanges::added(AddedManifests::none(0));
             let delete_writer = match self.spec.mode {
                 MergeMode::MergeOnRead => Some(PositionDeleteWriter::new(
                     &table,
@@ -248,7 +250,8 @@ impl<'a> MergeBuilder<'a> {
                 apply.file(done, &positions, sink.writer).await?;
             }
             changes.removed = std::mem::take(&mut apply.removed);
-            changes.added = writer.close().await?;
+            writer.close().await?;
+            changes.added = added.lock().await.finish().await?;
             changes.added_deletes = delete_files.clone();
             Ok((counts, changes))
         }
@@ -258,21 +261,22 @@ impl<'a> MergeBuilder<'a> {
             Ok(v) => v,
             Err(e) => {
                 writer.abort().await;
+                added.lock().await.discard().await;
                 delete_files_of(&base.file_io, &delete_files).await;
                 return Err(e);
             }
         };
         options
             .progress
-            .add_files_written((changes.added.len() + changes.added_deletes.len()) as u64);
-        summary.rows_written = changes.added.iter().map(|f| f.record_count()).sum();
-        summary.files_added = changes.added.len() as u64;
-        summary.bytes_written = changes
-            .added
-            .iter()
-            .chain(&changes.added_deletes)
-            .map(|f| f.file_size_in_bytes())
-            .sum();
+            .add_files_written(changes.added.files() + changes.added_deletes.len() as u64);
+        summary.rows_written = changes.added.rows;
+        summary.files_added = changes.added.files();
+        summary.bytes_written = changes.added.bytes
+            + changes
+                .added_deletes
+                .iter()
+                .map(|f| f.file_size_in_bytes())
+                .sum::<u64>();
         if changes.is_empty() {
             summary.table_created = false;
             summary.merge = Some(counts);

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::{Catalog, TableState, display_ident};
-use crate::commit::{FileChanges, SnapshotOperation, commit_load, find_load};
+use crate::commit::{AddedFiles, FileChanges, SnapshotOperation, commit_load, find_load};
 use crate::conform::evolve::{Evolution, SchemaEvolution, evolve};
 use crate::conform::{Conformer, iceberg_schema_from_arrow};
 use crate::error::{Result, ResultExt};
@@ -229,6 +229,7 @@ pub(crate) async fn run(
     } else {
         1
     };
+    let added = AddedFiles::new(&table, &write_metadata, base.file_io.clone()).into_sink();
     let mut sinks = Vec::new();
     for k in 0..writers {
         let prefix = if writers == 1 {
@@ -242,6 +243,7 @@ pub(crate) async fn run(
             base.file_io.clone(),
             &prefix,
             &settings,
+            added.clone(),
         )?);
     }
     let mut writer = ParallelWriter::new(sinks);
@@ -268,13 +270,27 @@ pub(crate) async fn run(
     drop(source);
     if let Some(e) = failure {
         writer.abort().await;
+        added.lock().await.discard().await;
         return Err(e);
     }
-    let files = writer.close().await?;
-    options.progress.add_files_written(files.len() as u64);
+    let closed = writer.close().await;
+    let files = match closed {
+        Ok(()) => added.lock().await.finish().await,
+        Err(e) => Err(e),
+    };
+    let files = match files {
+        Ok(files) => files,
+        Err(e) => {
+            let mut added = added.lock().await;
+            delete_files(&base.file_io, added.paths()).await;
+            added.discard().await;
+            return Err(e);
+        }
+    };
+    options.progress.add_files_written(files.files());
     summary.rows_written = rows;
-    summary.files_added = files.len() as u64;
-    summary.bytes_written = files.iter().map(|f| f.file_size_in_bytes()).sum();
+    summary.files_added = files.files();
+    summary.bytes_written = files.bytes;
 
     if files.is_empty() && (kind != Kind::Replace || base.is_staged()) {
         summary.table_created = false;
@@ -287,7 +303,7 @@ pub(crate) async fn run(
     }
 
     let file_io = base.file_io.clone();
-    let paths: Vec<String> = files.iter().map(|f| f.file_path().to_string()).collect();
+    let paths = files.paths.clone();
     let committed = match commit_load(
         catalog,
         base,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
 use iceberg::io::FileIO;
-use iceberg::spec::{DataFile, DataFileFormat, PartitionKey, TableMetadata};
+use iceberg::spec::{DataFileFormat, PartitionKey, TableMetadata};
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
@@ -24,6 +24,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use crate::commit::AddedFilesSink;
 use crate::error::{FloeError, Result, ResultExt};
 
 mod parallel;
@@ -198,6 +199,8 @@ pub struct TableWriter {
     mode: Mode,
     started: Arc<Mutex<Vec<String>>>,
     file_io: FileIO,
+    /// Where finished data files go (into manifests, not memory).
+    sink: AddedFilesSink,
 }
 
 enum Mode {
@@ -212,6 +215,7 @@ impl TableWriter {
         file_io: FileIO,
         file_prefix: &str,
         settings: &FileSettings,
+        sink: AddedFilesSink,
     ) -> Result<Self> {
         let ctx = || format!("table {table}: cannot set up data file writers");
         let schema = metadata.current_schema().clone();
@@ -251,6 +255,7 @@ impl TableWriter {
             mode,
             started,
             file_io,
+            sink,
         })
     }
 
@@ -282,26 +287,29 @@ impl TableWriter {
                     .await
                     .context(ctx)
             }
-            Mode::Partitioned(writer) => writer.write(&self.builder, batch).await.context(ctx),
+            Mode::Partitioned(writer) => writer
+                .write(&self.builder, &self.sink, batch)
+                .await
+                .context(ctx),
         }
     }
 
-    /// Finishes every open file and returns the data files written.
-    pub async fn close(&mut self) -> Result<Vec<DataFile>> {
+    /// Finishes every open file; the data files go to the sink.
+    pub async fn close(&mut self) -> Result<()> {
         let table = self.table.clone();
         let ctx = || format!("table {table}: finishing data files failed");
-        let mut files = Vec::new();
         match &mut self.mode {
             Mode::Unpartitioned(writer) => {
                 if let Some(mut w) = writer.take() {
-                    files.extend(w.close().await.context(ctx)?);
+                    let files = w.close().await.context(ctx)?;
+                    self.sink.lock().await.add_all(files).await?;
                 }
             }
             Mode::Partitioned(writer) => {
-                files.extend(writer.close(&self.builder).await.context(ctx)?)
+                writer.close(&self.builder, &self.sink).await.context(ctx)?
             }
         }
-        Ok(files)
+        Ok(())
     }
 
     /// Deletes every file this writer started (best effort): used when a load fails.

@@ -6,7 +6,6 @@
 //! Each writer buffers its own row group, so memory grows by one row group per writer.
 
 use arrow_array::RecordBatch;
-use iceberg::spec::DataFile;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -67,8 +66,9 @@ impl ParallelWriter {
         out
     }
 
-    /// Finishes every writer; on any failure every file of the load is deleted.
-    pub async fn close(mut self) -> Result<Vec<DataFile>> {
+    /// Finishes every writer (their files go to the writers' sink); on any failure every file
+    /// of the load is deleted.
+    pub async fn close(mut self) -> Result<()> {
         let outcomes = self.join().await;
         let mut writers = Vec::new();
         let mut error = None;
@@ -87,20 +87,16 @@ impl ParallelWriter {
                 }
             }
         }
-        let mut files = Vec::new();
         if error.is_none() {
             for writer in writers.iter_mut() {
-                match writer.close().await {
-                    Ok(f) => files.extend(f),
-                    Err(e) => {
-                        error = Some(e);
-                        break;
-                    }
+                if let Err(e) = writer.close().await {
+                    error = Some(e);
+                    break;
                 }
             }
         }
         match error {
-            None => Ok(files),
+            None => Ok(()),
             Some(e) => {
                 for writer in writers.iter_mut() {
                     writer.abort().await;

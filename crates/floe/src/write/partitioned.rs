@@ -18,6 +18,7 @@ use iceberg::spec::{DataFile, PartitionKey, PartitionSpecRef, SchemaRef, Struct}
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 
 use super::{FileSettings, PartitionWriter, PartitionWriterBuilder};
+use crate::commit::AddedFilesSink;
 use crate::spill::ExternalSorter;
 
 const PARTITION_COLUMN: &str = "__floe_partition";
@@ -41,7 +42,6 @@ pub(super) struct PartitionedWriter {
     partition_fields: usize,
     max_open: usize,
     writers: HashMap<Struct, PartitionWriter>,
-    finished: Vec<DataFile>,
     sorter: Option<ExternalSorter>,
     spill_dir: Option<std::path::PathBuf>,
 }
@@ -61,7 +61,6 @@ impl PartitionedWriter {
             partition_fields: spec.fields().len(),
             max_open: settings.max_open_files,
             writers: HashMap::new(),
-            finished: Vec::new(),
             sorter: None,
             spill_dir: settings.spill_dir.clone(),
         })
@@ -109,6 +108,7 @@ impl PartitionedWriter {
     pub(super) async fn write(
         &mut self,
         builder: &PartitionWriterBuilder,
+        sink: &AddedFilesSink,
         batch: RecordBatch,
     ) -> iceberg::Result<()> {
         if self.sorter.is_some() {
@@ -126,7 +126,7 @@ impl PartitionedWriter {
                 "the load touches more partitions than --max-open-files; clustering through a bounded sort"
             );
             for (_, mut w) in self.writers.drain() {
-                self.finished.extend(w.close().await?);
+                hand_over(sink, w.close().await?).await?;
             }
             return self.push_to_sorter(batch);
         }
@@ -145,16 +145,17 @@ impl PartitionedWriter {
         Ok(())
     }
 
+    /// Finishes every file; each finished file goes to `sink` as soon as it is closed.
     pub(super) async fn close(
         &mut self,
         builder: &PartitionWriterBuilder,
-    ) -> iceberg::Result<Vec<DataFile>> {
-        let mut files = std::mem::take(&mut self.finished);
+        sink: &AddedFilesSink,
+    ) -> iceberg::Result<()> {
         for (_, mut w) in self.writers.drain() {
-            files.extend(w.close().await?);
+            hand_over(sink, w.close().await?).await?;
         }
         let Some(sorter) = self.sorter.take() else {
-            return Ok(files);
+            return Ok(());
         };
         let to_iceberg = |e: crate::error::FloeError| {
             iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string())
@@ -191,7 +192,7 @@ impl PartitionedWriter {
                 for (key, part) in self.split(&run)? {
                     if current.as_ref().is_none_or(|(k, _)| k != key.data()) {
                         if let Some((_, mut w)) = current.take() {
-                            files.extend(w.close().await?);
+                            hand_over(sink, w.close().await?).await?;
                         }
                         let data = key.data().clone();
                         current = Some((data, builder.build(Some(key)).await?));
@@ -201,8 +202,17 @@ impl PartitionedWriter {
             }
         }
         if let Some((_, mut w)) = current.take() {
-            files.extend(w.close().await?);
+            hand_over(sink, w.close().await?).await?;
         }
-        Ok(files)
+        Ok(())
     }
+}
+
+/// Passes finished files on to the manifest sink.
+async fn hand_over(sink: &AddedFilesSink, files: Vec<DataFile>) -> iceberg::Result<()> {
+    sink.lock()
+        .await
+        .add_all(files)
+        .await
+        .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))
 }

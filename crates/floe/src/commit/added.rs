@@ -1,0 +1,231 @@
+//! The data files a load adds, streamed into manifests as the writers finish them.
+//!
+//! A load into 10,000 partitions finishes 10,000 data files; holding every `DataFile` (bounds
+//! and counts per column) until the commit would make memory grow with the number of files.
+//! Instead each finished file goes straight into a manifest, and a manifest is written out every
+//! [`MANIFEST_ENTRIES`] files. What stays in memory per file is its path (to delete it if the
+//! load fails) and its partition value (for replace-partitions), plus the summary counts.
+//!
+//! The manifests are written once per load, before the commit: their entries carry the load's
+//! snapshot id, chosen here, and inherit their sequence number when the snapshot lands.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use iceberg::io::FileIO;
+use iceberg::spec::{
+    DataFile, FormatVersion, ManifestFile, ManifestWriter, ManifestWriterBuilder, PartitionSpecRef,
+    SchemaRef, SnapshotSummaryCollector, Struct, TableMetadata,
+};
+use uuid::Uuid;
+
+use crate::error::{Result, ResultExt};
+
+/// Entries per manifest: bounds the `DataFile`s held in memory at once.
+pub const MANIFEST_ENTRIES: usize = 1000;
+
+/// A shared handle writers push finished files into.
+pub type AddedFilesSink = Arc<tokio::sync::Mutex<AddedFiles>>;
+
+/// Collects the files a load adds into rolling manifests.
+pub struct AddedFiles {
+    table: String,
+    file_io: FileIO,
+    metadata_dir: String,
+    format_version: FormatVersion,
+    schema: SchemaRef,
+    spec: PartitionSpecRef,
+    snapshot_id: i64,
+    commit_uuid: Uuid,
+    writer: Option<ManifestWriter>,
+    in_writer: usize,
+    manifests: Vec<ManifestFile>,
+    collector: SnapshotSummaryCollector,
+    partitions: HashSet<Struct>,
+    paths: Vec<String>,
+    rows: u64,
+    bytes: u64,
+}
+
+/// The finished result: manifests and what the snapshot summary needs to know about them.
+#[derive(Clone, Debug)]
+pub struct AddedManifests {
+    /// The snapshot id the manifests' entries carry: the load's snapshot must use it.
+    pub snapshot_id: i64,
+    pub manifests: Vec<ManifestFile>,
+    /// Summary properties of the added files (`added-*`).
+    pub summary: HashMap<String, String>,
+    /// The distinct partition values of the added files.
+    pub partitions: HashSet<Struct>,
+    /// Every added data file's path.
+    pub paths: Vec<String>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl AddedManifests {
+    /// Nothing added (for operations that only delete).
+    pub fn none(snapshot_id: i64) -> Self {
+        Self {
+            snapshot_id,
+            manifests: Vec::new(),
+            summary: HashMap::new(),
+            partitions: HashSet::new(),
+            paths: Vec::new(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn files(&self) -> u64 {
+        self.paths.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Deletes the manifests (the data files are the caller's).
+    pub async fn discard(&mut self, file_io: &FileIO) {
+        for m in self.manifests.drain(..) {
+            let _ = file_io.delete(&m.manifest_path).await;
+        }
+    }
+}
+
+/// A snapshot id that `metadata` does not use yet.
+pub fn fresh_snapshot_id(metadata: &TableMetadata) -> i64 {
+    loop {
+        let (a, b) = Uuid::new_v4().as_u64_pair();
+        let id = ((a ^ b) & (i64::MAX as u64)) as i64;
+        if id != 0 && metadata.snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+impl AddedFiles {
+    /// Files of `metadata`'s current schema and default spec (the metadata writers write with).
+    pub fn new(table: &str, metadata: &TableMetadata, file_io: FileIO) -> Self {
+        Self {
+            table: table.to_string(),
+            file_io,
+            metadata_dir: format!("{}/metadata", metadata.location().trim_end_matches('/')),
+            format_version: metadata.format_version(),
+            schema: metadata.current_schema().clone(),
+            spec: metadata.default_partition_spec().clone(),
+            snapshot_id: fresh_snapshot_id(metadata),
+            commit_uuid: Uuid::new_v4(),
+            writer: None,
+            in_writer: 0,
+            manifests: Vec::new(),
+            collector: SnapshotSummaryCollector::default(),
+            partitions: HashSet::new(),
+            paths: Vec::new(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    /// A sink for writers running on other tasks.
+    pub fn into_sink(self) -> AddedFilesSink {
+        Arc::new(tokio::sync::Mutex::new(self))
+    }
+
+    /// Adds one finished data file.
+    pub async fn add(&mut self, file: DataFile) -> Result<()> {
+        self.collector
+            .add_file(&file, self.schema.clone(), self.spec.clone());
+        self.partitions.insert(file.partition().clone());
+        self.paths.push(file.file_path().to_string());
+        self.rows += file.record_count();
+        self.bytes += file.file_size_in_bytes();
+        if self.writer.is_none() {
+            self.writer = Some(self.new_writer()?);
+        }
+        let table = &self.table;
+        let path = file.file_path().to_string();
+        // A negative sequence number leaves it unassigned: inherited at commit time.
+        self.writer
+            .as_mut()
+            .expect("manifest writer")
+            .add_file(file, -1)
+            .context(|| format!("table {table}: cannot add {path} to a manifest"))?;
+        self.in_writer += 1;
+        if self.in_writer >= MANIFEST_ENTRIES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Adds several finished data files.
+    pub async fn add_all(&mut self, files: impl IntoIterator<Item = DataFile>) -> Result<()> {
+        for file in files {
+            self.add(file).await?;
+        }
+        Ok(())
+    }
+
+    fn new_writer(&self) -> Result<ManifestWriter> {
+        let path = format!(
+            "{}/{}-m{}.avro",
+            self.metadata_dir,
+            self.commit_uuid,
+            self.manifests.len()
+        );
+        let output = self
+            .file_io
+            .new_output(&path)
+            .context(|| format!("cannot create manifest {path}"))?;
+        let builder = ManifestWriterBuilder::new(
+            output,
+            Some(self.snapshot_id),
+            self.schema.clone(),
+            self.spec.as_ref().clone(),
+        );
+        Ok(match self.format_version {
+            FormatVersion::V1 => builder.build_v1(),
+            _ => builder.build_v2_data(),
+        })
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if let Some(writer) = self.writer.take() {
+            let table = &self.table;
+            let manifest = writer
+                .write_manifest_file()
+                .await
+                .context(|| format!("table {table}: cannot write the added-files manifest"))?;
+            self.manifests.push(manifest);
+            self.in_writer = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes the last manifest and hands everything over for the commit.
+    pub async fn finish(&mut self) -> Result<AddedManifests> {
+        self.flush().await?;
+        Ok(AddedManifests {
+            snapshot_id: self.snapshot_id,
+            manifests: std::mem::take(&mut self.manifests),
+            summary: std::mem::take(&mut self.collector).build(),
+            partitions: std::mem::take(&mut self.partitions),
+            paths: std::mem::take(&mut self.paths),
+            rows: std::mem::take(&mut self.rows),
+            bytes: std::mem::take(&mut self.bytes),
+        })
+    }
+
+    /// The paths of the data files added so far.
+    pub fn paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// Deletes the manifests written so far (a failed load).
+    pub async fn discard(&mut self) {
+        self.writer = None;
+        for m in self.manifests.drain(..) {
+            let _ = self.file_io.delete(&m.manifest_path).await;
+        }
+    }
+}
