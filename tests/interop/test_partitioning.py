@@ -52,6 +52,7 @@ TRANSFORMS = [
     ("truncate(100, id)", "id", "truncate[100]"),
     ("truncate(7, name)", "name", "truncate[7]"),
     ("truncate(50, dec)", "dec", "truncate[50]"),
+    ("truncate(1, bin)", "bin", "truncate[1]"),
     ("void(cat)", "cat", "void"),
 ]
 
@@ -208,7 +209,7 @@ def test_many_partitions_with_an_open_file_cap(wh):
 
 def test_bad_partition_specs_are_clear_errors(wh):
     write(wh.root / "in.parquet", mixed_table(5))
-    for spec, message in [("day(nope)", "no column 'nope'"), ("day(name)", "cannot partition column 'name'"), ("bucket(x, id)", "not a positive number"), ("truncate(2, bin)", "not supported yet")]:
+    for spec, message in [("day(nope)", "no column 'nope'"), ("day(name)", "cannot partition column 'name'"), ("bucket(x, id)", "not a positive number"), ("year(id)", "cannot partition column 'id'")]:
         proc = wh.floe("load", "part.bad", wh.root / "in.parquet", "--partition-by", spec, ok=False)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr
     assert not (wh.dir / "part" / "bad").exists()

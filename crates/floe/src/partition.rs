@@ -5,7 +5,7 @@
 //! work too. Columns may be nested (`a.b`). Partition field names follow Iceberg's Java
 //! convention (`c`, `c_day`, `c_bucket`, `c_trunc`, `c_null`, ...).
 
-use iceberg::spec::{PartitionSpec, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec};
+use iceberg::spec::{PartitionSpec, Schema, Transform, Type, UnboundPartitionSpec};
 
 use crate::error::{FloeError, Result};
 
@@ -124,18 +124,6 @@ pub fn parse_partition_spec(text: &str, schema: &Schema) -> Result<UnboundPartit
                     "column '{column}' is {}, not a primitive type",
                     field.field_type
                 ),
-            ));
-        }
-        if matches!(transform, Transform::Truncate(_))
-            && matches!(
-                field.field_type.as_ref(),
-                Type::Primitive(PrimitiveType::Binary)
-            )
-        {
-            // iceberg-rust 0.10.1 cannot compute it on the Arrow type binary columns use.
-            return Err(bad(
-                text,
-                format!("truncate on binary column '{column}' is not supported yet"),
             ));
         }
         transform.result_type(&field.field_type).map_err(|_| {

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{Field, Schema as ArrowSchema};
-use iceberg::arrow::{PartitionValueCalculator, RecordBatchPartitionSplitter};
+use iceberg::arrow::{PROJECTED_PARTITION_VALUE_COLUMN, RecordBatchPartitionSplitter};
 use iceberg::spec::{DataFile, PartitionKey, PartitionSpecRef, SchemaRef, Struct};
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 
+use super::partition_values::PartitionValues;
 use super::{FileSettings, PartitionWriter, PartitionWriterBuilder};
 use crate::commit::AddedFilesSink;
 use crate::spill::ExternalSorter;
@@ -38,7 +39,7 @@ pub(super) fn complete_partition_key(key: PartitionKey, fields: usize) -> Partit
 
 pub(super) struct PartitionedWriter {
     splitter: RecordBatchPartitionSplitter,
-    calculator: PartitionValueCalculator,
+    values: PartitionValues,
     partition_fields: usize,
     max_open: usize,
     writers: HashMap<Struct, PartitionWriter>,
@@ -53,11 +54,11 @@ impl PartitionedWriter {
         settings: &FileSettings,
     ) -> iceberg::Result<Self> {
         Ok(Self {
-            splitter: RecordBatchPartitionSplitter::try_new_with_computed_values(
+            splitter: RecordBatchPartitionSplitter::try_new_with_precomputed_values(
                 schema.clone(),
                 spec.clone(),
             )?,
-            calculator: PartitionValueCalculator::try_new(&spec, &schema)?,
+            values: PartitionValues::try_new(&spec, &schema)?,
             partition_fields: spec.fields().len(),
             max_open: settings.max_open_files,
             writers: HashMap::new(),
@@ -67,26 +68,22 @@ impl PartitionedWriter {
     }
 
     fn split(&self, batch: &RecordBatch) -> iceberg::Result<Vec<(PartitionKey, RecordBatch)>> {
-        Ok(self
-            .splitter
-            .split(batch)?
+        let values = self.values.calculate(batch.columns())?;
+        let tagged = with_column(batch, PROJECTED_PARTITION_VALUE_COLUMN, values)?;
+        let data: Vec<usize> = (0..batch.num_columns()).collect();
+        self.splitter
+            .split(&tagged)?
             .into_iter()
-            .map(|(key, part)| (complete_partition_key(key, self.partition_fields), part))
-            .collect())
+            .map(|(key, part)| {
+                let part = part.project(&data).map_err(arrow_error)?;
+                Ok((complete_partition_key(key, self.partition_fields), part))
+            })
+            .collect()
     }
 
     fn push_to_sorter(&mut self, batch: RecordBatch) -> iceberg::Result<()> {
-        let values = self.calculator.calculate(&batch)?;
-        let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new(
-            PARTITION_COLUMN,
-            values.data_type().clone(),
-            true,
-        )));
-        let mut columns = batch.columns().to_vec();
-        columns.push(values);
-        let tagged = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
-            .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))?;
+        let values = self.values.calculate(batch.columns())?;
+        let tagged = with_column(&batch, PARTITION_COLUMN, values)?;
         if self.sorter.is_none() {
             let key = tagged.num_columns() - 1;
             let sorter = ExternalSorter::new(
@@ -206,6 +203,23 @@ impl PartitionedWriter {
         }
         Ok(())
     }
+}
+
+/// `batch` with one more column at the end.
+fn with_column(
+    batch: &RecordBatch,
+    name: &str,
+    column: arrow_array::ArrayRef,
+) -> iceberg::Result<RecordBatch> {
+    let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(name, column.data_type().clone(), true)));
+    let mut columns = batch.columns().to_vec();
+    columns.push(column);
+    RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns).map_err(arrow_error)
+}
+
+fn arrow_error(e: arrow_schema::ArrowError) -> iceberg::Error {
+    iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string())
 }
 
 /// Passes finished files on to the manifest sink.
