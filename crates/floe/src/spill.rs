@@ -5,6 +5,10 @@
 //! streams everything back in key order, merging the runs k-way with one batch per run in
 //! memory. Used wherever a load must bring rows with equal keys together without holding them
 //! all: clustering partitions, and matching merge keys against the table.
+//!
+//! [`SpillQueue`] is the unsorted sibling: batches kept in arrival order, in memory up to a
+//! budget and then in one LZ4 Arrow IPC file (a merge keeps its load rows there while only the
+//! keys are sorted).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -216,13 +220,7 @@ impl ExternalSorter {
     }
 
     fn run_writer(&self, path: &Path) -> Result<FileWriter<BufWriter<File>>> {
-        let ctx = || format!("cannot write spill file {}", path.display());
-        let file = File::create(path).context(ctx)?;
-        let options = IpcWriteOptions::default()
-            .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
-            .map_err(|e| spill_error(ctx(), e))?;
-        FileWriter::try_new_with_options(BufWriter::new(file), &self.schema, options)
-            .map_err(|e| spill_error(ctx(), e))
+        ipc_writer(path, &self.schema)
     }
 
     fn merger(&self, paths: &[PathBuf]) -> Result<Merger> {
@@ -256,6 +254,124 @@ impl ExternalSorter {
         };
         merger.start()?;
         Ok(merger)
+    }
+}
+
+/// An LZ4-compressed Arrow IPC file writer for spilled batches.
+fn ipc_writer(path: &Path, schema: &SchemaRef) -> Result<FileWriter<BufWriter<File>>> {
+    let ctx = || format!("cannot write spill file {}", path.display());
+    let file = File::create(path).context(ctx)?;
+    let options = IpcWriteOptions::default()
+        .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
+        .map_err(|e| spill_error(ctx(), e))?;
+    FileWriter::try_new_with_options(BufWriter::new(file), schema, options)
+        .map_err(|e| spill_error(ctx(), e))
+}
+
+/// Batches in arrival order: in memory up to a budget, past it all in one spill file.
+pub struct SpillQueue {
+    schema: SchemaRef,
+    budget: usize,
+    memory: Vec<RecordBatch>,
+    bytes: usize,
+    file: Option<(PathBuf, FileWriter<BufWriter<File>>)>,
+    dir: tempfile::TempDir,
+}
+
+impl SpillQueue {
+    pub fn new(schema: SchemaRef, budget: usize, spill_dir: Option<&Path>) -> Result<Self> {
+        let dir = match spill_dir {
+            Some(d) => tempfile::Builder::new().prefix("floe-spill-").tempdir_in(d),
+            None => tempfile::Builder::new().prefix("floe-spill-").tempdir(),
+        }
+        .context(|| "cannot create a spill directory".into())?;
+        Ok(Self {
+            schema,
+            budget,
+            memory: Vec::new(),
+            bytes: 0,
+            file: None,
+            dir,
+        })
+    }
+
+    /// Whether the queue went to disk.
+    pub fn spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
+    pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.file.is_none() {
+            let size = batch.get_array_memory_size();
+            if self.bytes + size <= self.budget {
+                self.bytes += size;
+                self.memory.push(batch);
+                return Ok(());
+            }
+            let path = self.dir.path().join("queue.arrow");
+            let writer = ipc_writer(&path, &self.schema)?;
+            self.file = Some((path, writer));
+            for earlier in std::mem::take(&mut self.memory) {
+                self.write(&earlier)?;
+            }
+            self.bytes = 0;
+        }
+        self.write(&batch)
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let (path, writer) = self.file.as_mut().expect("spill file");
+        writer
+            .write(batch)
+            .map_err(|e| spill_error(format!("cannot write spill file {}", path.display()), e))
+    }
+
+    /// Everything pushed, in order.
+    pub fn finish(self) -> Result<QueueStream> {
+        let inner = match self.file {
+            None => QueueInner::Memory(self.memory.into_iter()),
+            Some((path, mut writer)) => {
+                let ctx = || format!("cannot write spill file {}", path.display());
+                writer.finish().map_err(|e| spill_error(ctx(), e))?;
+                drop(writer);
+                let file = File::open(&path)
+                    .context(|| format!("cannot open spill file {}", path.display()))?;
+                let reader = FileReader::try_new(BufReader::new(file), None).map_err(|e| {
+                    spill_error(format!("cannot read spill file {}", path.display()), e)
+                })?;
+                QueueInner::File(Box::new(reader))
+            }
+        };
+        Ok(QueueStream {
+            inner,
+            _dir: self.dir,
+        })
+    }
+}
+
+/// A [`SpillQueue`]'s batches, in the order they were pushed; deletes its file when dropped.
+pub struct QueueStream {
+    inner: QueueInner,
+    _dir: tempfile::TempDir,
+}
+
+enum QueueInner {
+    Memory(std::vec::IntoIter<RecordBatch>),
+    File(Box<FileReader<BufReader<File>>>),
+}
+
+impl Iterator for QueueStream {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            QueueInner::Memory(batches) => batches.next().map(Ok),
+            QueueInner::File(reader) => reader
+                .next()
+                .map(|b| b.map_err(|e| spill_error("cannot read a spilled batch".into(), e))),
+        }
     }
 }
 
@@ -515,5 +631,36 @@ mod tests {
             "expected more than {MAX_FAN_IN} runs, got {runs}"
         );
         assert_eq!(merged, expected_many);
+    }
+
+    #[test]
+    fn queue_keeps_arrival_order_in_memory_and_spilled() {
+        let batches: Vec<RecordBatch> = (0..30)
+            .map(|i| batch((i * 1000..(i + 1) * 1000).rev().collect()))
+            .collect();
+        let expected: Vec<i64> = (0..30)
+            .flat_map(|i| (i * 1000..(i + 1) * 1000).rev())
+            .collect();
+        for (budget, spills) in [(1 << 30, false), (64 << 10, true)] {
+            let mut queue = SpillQueue::new(batches[0].schema(), budget, None).unwrap();
+            for b in &batches {
+                queue.push(b.clone()).unwrap();
+            }
+            assert_eq!(queue.spilled(), spills);
+            let got: Vec<i64> = queue
+                .finish()
+                .unwrap()
+                .flat_map(|b| {
+                    b.unwrap()
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .unwrap()
+                        .values()
+                        .to_vec()
+                })
+                .collect();
+            assert_eq!(got, expected);
+        }
     }
 }

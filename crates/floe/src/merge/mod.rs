@@ -2,12 +2,14 @@
 //!
 //! ```text
 //!  load batches --conform--> LoadSide: null-key check, +__floe_seq, key ranges
-//!                              | ExternalSorter by (keys, seq)         (spills)
+//!                              | rows: SpillQueue, input order         (spills)
+//!                              | keys + seq: ExternalSorter by (keys, seq)  (spills)
 //!  table: live files pruned by key bounds --> key columns + (file, pos)
 //!                              | ExternalSorter by keys               (spills)
 //!  sort-merge join, one key group at a time:
 //!     strategy (upsert / insert-only / delete-insert), hard deletes, duplicate keys
-//!     -> rows to insert   (written as they come)
+//!     -> input positions of rows to write (a bitmap; the rows are read back
+//!        from the queue in order afterwards)
 //!     -> (file, pos) to delete --> ExternalSorter by (file, pos)
 //!  deletes, file by file:
 //!     copy-on-write: rewrite the file without those rows
@@ -26,12 +28,11 @@ use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt6
 use arrow_ord::ord::make_comparator;
 use arrow_row::{OwnedRow, RowConverter, Rows, SortField};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef, SortOptions};
-use arrow_select::concat::concat_batches;
 use iceberg::spec::{Datum, PrimitiveType, Schema, Type};
 use serde::Serialize;
 
 use crate::error::{FloeError, Result, ResultExt};
-use crate::spill::{ExternalSorter, SortedStream};
+use crate::spill::{ExternalSorter, QueueStream, SortedStream, SpillQueue};
 
 /// What to do with load rows whose key is already in the table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -327,10 +328,18 @@ impl PartitionFilter {
     }
 }
 
-/// The load side: conformed batches tagged with their input order, sorted by key.
+/// The load side. Only what the join needs is sorted: the key columns (plus the dedup and
+/// hard-delete columns when used) and each row's input position (`__floe_seq`). The rows
+/// themselves wait in input order in a [`SpillQueue`]; the join names the winners by position
+/// and they are read back once, in order, to be written.
 pub struct LoadSide {
     sorter: ExternalSorter,
+    rows: SpillQueue,
     keys: KeyColumns,
+    /// The same columns as positions in the sorted (key-only) batches.
+    sorted_keys: KeyColumns,
+    /// Table-schema positions of the columns the sorted batches carry, in order.
+    carried: Vec<usize>,
     ranges: KeyRanges,
     partitions: Option<PartitionFilter>,
     next_seq: u64,
@@ -338,25 +347,60 @@ pub struct LoadSide {
 }
 
 impl LoadSide {
+    /// `budget` bounds the key sort and the row queue each.
     pub fn new(
         table_arrow: &SchemaRef,
         keys: KeyColumns,
         budget: usize,
         spill_dir: Option<&std::path::Path>,
     ) -> Result<Self> {
-        let mut fields: Vec<Arc<Field>> = table_arrow.fields().iter().cloned().collect();
+        let mut carried = keys.indices.clone();
+        let mut fields: Vec<Arc<Field>> = carried
+            .iter()
+            .map(|&i| Arc::new(table_arrow.field(i).clone()))
+            .collect();
+        let mut sorted_keys = keys.clone();
+        sorted_keys.indices = (0..keys.indices.len()).collect();
+        if let Some((i, descending)) = keys.dedup {
+            sorted_keys.dedup = Some((carried.len(), descending));
+            carried.push(i);
+            let f = table_arrow.field(i);
+            fields.push(Arc::new(Field::new(
+                "__floe_dedup",
+                f.data_type().clone(),
+                true,
+            )));
+        }
+        if let Some(i) = keys.hard_delete {
+            sorted_keys.hard_delete = Some(carried.len());
+            carried.push(i);
+            let f = table_arrow.field(i);
+            fields.push(Arc::new(Field::new(
+                "__floe_hard_delete",
+                f.data_type().clone(),
+                true,
+            )));
+        }
         fields.push(Arc::new(Field::new(SEQ_COLUMN, DataType::UInt64, false)));
         let schema = Arc::new(ArrowSchema::new(fields));
-        let mut sort_keys = keys.indices.clone();
+        let mut sort_keys = sorted_keys.indices.clone();
         sort_keys.push(schema.fields().len() - 1);
         Ok(Self {
             sorter: ExternalSorter::new(schema.clone(), sort_keys, budget, spill_dir)?,
+            rows: SpillQueue::new(table_arrow.clone(), budget, spill_dir)?,
             keys,
+            sorted_keys,
+            carried,
             ranges: KeyRanges::default(),
             partitions: None,
             next_seq: 0,
             schema,
         })
+    }
+
+    /// Key columns as positions in the sorted batches (what the join reads).
+    pub fn sorted_keys(&self) -> &KeyColumns {
+        &self.sorted_keys
     }
 
     /// Adds one conformed batch; a null key is an error naming the column and the input.
@@ -377,18 +421,23 @@ impl LoadSide {
         let n = batch.num_rows() as u64;
         let seq = UInt64Array::from_iter_values(self.next_seq..self.next_seq + n);
         self.next_seq += n;
-        let mut columns = batch.columns().to_vec();
+        let mut columns: Vec<ArrayRef> = self
+            .carried
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
         columns.push(Arc::new(seq));
         let tagged = RecordBatch::try_new(self.schema.clone(), columns)
             .context(|| "cannot tag load rows".into())?;
-        self.sorter.push(tagged)
+        self.sorter.push(tagged)?;
+        self.rows.push(batch)
     }
 
     pub fn rows(&self) -> u64 {
         self.next_seq
     }
 
-    /// The tagged rows' schema: the table's columns plus the sequence column.
+    /// The sorted batches' schema: keys, dedup and hard-delete columns, sequence column.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -409,11 +458,12 @@ impl LoadSide {
     }
 
     pub fn spilled_runs(&self) -> usize {
-        self.sorter.spilled_runs()
+        self.sorter.spilled_runs() + usize::from(self.rows.spilled())
     }
 
-    pub fn finish(self) -> Result<SortedStream> {
-        self.sorter.finish()
+    /// The sorted keys, and the load's rows in input order.
+    pub fn finish(self) -> Result<(SortedStream, QueueStream)> {
+        Ok((self.sorter.finish()?, self.rows.finish()?))
     }
 }
 
@@ -571,10 +621,20 @@ impl Cursor {
 
 /// Receives the join's decisions.
 pub(crate) trait JoinSink {
-    /// A load row to write (a one-row slice of a tagged load batch).
-    async fn insert(&mut self, row: RecordBatch) -> Result<()>;
+    /// The load row at input position `seq` is to be written.
+    fn insert(&mut self, seq: u64) -> Result<()>;
     /// A table row to delete.
     fn delete(&mut self, file: u32, pos: u64) -> Result<()>;
+}
+
+/// The input position of a sorted load row (its last column).
+fn seq_of((batch, row): &(RecordBatch, usize)) -> u64 {
+    batch
+        .column(batch.num_columns() - 1)
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+        .expect("sequence column")
+        .value(*row)
 }
 
 fn is_hard_delete(column: &ArrayRef, row: usize) -> bool {
@@ -587,8 +647,9 @@ fn is_hard_delete(column: &ArrayRef, row: usize) -> bool {
     }
 }
 
-/// Runs the sort-merge join of the load against the table.
-pub(crate) async fn join<S: JoinSink>(
+/// Runs the sort-merge join of the load against the table. `keys` are the load side's
+/// [`LoadSide::sorted_keys`]; the table side carries the keys first as well.
+pub(crate) fn join<S: JoinSink>(
     spec: &MergeSpec,
     keys: &KeyColumns,
     load_schema: &SchemaRef,
@@ -633,7 +694,7 @@ pub(crate) async fn join<S: JoinSink>(
                 delete_all(sink, &t)?;
                 counts.rows_deleted += t.len() as u64;
                 for row in l.iter().filter(|r| !hard(r)) {
-                    sink.insert(row.0.slice(row.1, 1)).await?;
+                    sink.insert(seq_of(row))?;
                     counts.rows_inserted += 1;
                 }
             }
@@ -645,7 +706,7 @@ pub(crate) async fn join<S: JoinSink>(
                     counts.rows_deleted += t.len() as u64;
                 } else if spec.strategy == MergeStrategy::Upsert {
                     delete_all(sink, &t)?;
-                    sink.insert(winner.0.slice(winner.1, 1)).await?;
+                    sink.insert(seq_of(winner))?;
                     if t.is_empty() {
                         counts.rows_inserted += 1;
                     } else {
@@ -654,7 +715,7 @@ pub(crate) async fn join<S: JoinSink>(
                         counts.rows_deleted += t.len() as u64 - 1;
                     }
                 } else if t.is_empty() {
-                    sink.insert(winner.0.slice(winner.1, 1)).await?;
+                    sink.insert(seq_of(winner))?;
                     counts.rows_inserted += 1;
                 }
             }
@@ -719,16 +780,4 @@ fn pick_winner<'a>(
         }
         _ => Ok(last),
     }
-}
-
-/// Concatenates one-row slices into a batch without the sequence column.
-pub fn assemble(rows: &[RecordBatch], schema: &SchemaRef) -> Result<RecordBatch> {
-    let merged =
-        concat_batches(&rows[0].schema(), rows).context(|| "cannot assemble merged rows".into())?;
-    let keep: Vec<usize> = (0..merged.num_columns() - 1).collect();
-    let projected = merged
-        .project(&keep)
-        .context(|| "cannot assemble merged rows".into())?;
-    RecordBatch::try_new(schema.clone(), projected.columns().to_vec())
-        .context(|| "cannot assemble merged rows".into())
 }

@@ -1,8 +1,8 @@
 //! Merge: upsert, insert-only, delete-insert and hard deletes by key, in one snapshot.
 //!
-//! The load is sorted by key (spilling past the memory limit), the key columns of the table's
-//! candidate files (pruned by key bounds) likewise, and one streaming sort-merge join decides
-//! every row. Matched table rows leave by copy-on-write (files rewritten without them) or
+//! The load's keys are sorted (spilling past the memory limit) while its rows wait in input
+//! order, the key columns of the table's candidate files (pruned by key bounds) are sorted
+//! likewise, and one streaming sort-merge join decides every row. Matched table rows leave by copy-on-write (files rewritten without them) or
 //! merge-on-read (position-delete files). A merge that matches nothing commits an `append`
 //! snapshot, anything else one `overwrite` snapshot.
 
@@ -19,7 +19,7 @@ use roaring::RoaringTreemap;
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::pipeline::{Prepared, Ready, delete_files, finish, prepare};
+use super::pipeline::{Prepared, Ready, delete_files, finish, parallel_writers, prepare};
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::Catalog;
 use crate::commit::{AddedFiles, AddedManifests, FileChanges, SnapshotOperation, commit_load};
@@ -29,16 +29,15 @@ use crate::merge::position_deletes::PositionDeleteWriter;
 use crate::merge::table_files::{DataFileReader, LiveFile, live_state};
 use crate::merge::{
     DuplicateKeys, JoinSink, KeyColumns, LoadSide, MergeCounts, MergeMode, MergeSpec,
-    MergeStrategy, PartitionFilter, TableSide, assemble, join,
+    MergeStrategy, PartitionFilter, TableSide, join,
 };
 use crate::source::Source;
 use crate::spill::ExternalSorter;
-use crate::write::{FileSettings, TableWriter};
+use crate::write::{FileSettings, ParallelWriter, TableWriter};
 
 /// Default memory the merge's sorts may use together before spilling to disk.
 pub const DEFAULT_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
-const READ_BATCH_ROWS: usize = 65536;
-const INSERT_BATCH_ROWS: usize = 8192;
+const READ_BATCH_ROWS: usize = 16384;
 
 /// Builder for a merge load.
 pub struct MergeBuilder<'a> {
@@ -124,16 +123,32 @@ impl<'a> MergeBuilder<'a> {
         let conformer = Conformer::new(&table, schema.clone())?;
         let load_uuid = Uuid::new_v4();
         let added = AddedFiles::new(&table, &write_metadata, base.file_io.clone()).into_sink();
-        let mut writer = TableWriter::new(
-            &table,
-            write_metadata.clone(),
-            base.file_io.clone(),
-            &load_uuid.to_string(),
-            &settings,
-            added.clone(),
-        )?;
+        // Inserted and rewritten rows encode on several cores, as in an append.
+        let writers = if write_metadata.default_partition_spec().is_unpartitioned() {
+            options
+                .write
+                .writers
+                .unwrap_or_else(parallel_writers)
+                .clamp(1, 16)
+        } else {
+            1
+        };
+        let mut sinks = Vec::new();
+        for k in 0..writers {
+            sinks.push(TableWriter::new(
+                &table,
+                write_metadata.clone(),
+                base.file_io.clone(),
+                &format!("{load_uuid}-{k}"),
+                &settings,
+                added.clone(),
+            )?);
+        }
+        let mut writer = ParallelWriter::new(sinks);
         let spill_dir = options.write.spill_dir.clone();
-        let budget = self.spec.memory_limit / 3;
+        // Four buffers may be full at once: the load's key sort and row queue, the table's key
+        // sort, the deletes' sort.
+        let budget = self.spec.memory_limit / 4;
 
         let mut delete_files: Vec<DataFile> = Vec::new();
         let outcome: Result<(MergeCounts, FileChanges)> = async {
@@ -146,11 +161,12 @@ impl<'a> MergeBuilder<'a> {
                 load.push(batch, &input.origin)?;
             }
             let load_schema = load.schema().clone();
+            let load_keys = load.sorted_keys().clone();
             let ranges = load.ranges().clone();
             let partition_filter = load.take_partition_filter();
             let load_rows = load.rows();
             let mut spill_runs = load.spilled_runs() as u64;
-            let sorted_load = load.finish()?;
+            let (sorted_load, load_queue) = load.finish()?;
 
             // 2. The table's keys, from files that may hold a load key.
             let live = if base.is_staged() || load_rows == 0 { Default::default() } else { live_state(&base).await? };
@@ -196,15 +212,31 @@ impl<'a> MergeBuilder<'a> {
             ]));
             let mut sink = Sink {
                 writer: &mut writer,
-                out_schema: conformer.arrow_schema().clone(),
-                pending: Vec::new(),
+                inserts: RoaringTreemap::new(),
                 deletes: ExternalSorter::new(deletes_schema.clone(), vec![0, 1], budget, spill_dir.as_deref())?,
                 deletes_schema,
                 delete_buffer: (Vec::new(), Vec::new()),
             };
-            let mut counts = join(&self.spec, &keys, &load_schema, sorted_load, sorted_table, &mut sink).await?;
-            sink.flush_inserts().await?;
+            let mut counts = join(&self.spec, &load_keys, &load_schema, sorted_load, sorted_table, &mut sink)?;
             sink.flush_deletes()?;
+            // The winning load rows, read back in input order.
+            let inserts = std::mem::take(&mut sink.inserts);
+            let mut seq = 0u64;
+            for batch in load_queue {
+                let batch = batch?;
+                let n = batch.num_rows() as u64;
+                let range = seq..seq + n;
+                seq += n;
+                match inserts.range_cardinality(range.clone()) {
+                    0 => {}
+                    c if c == n => sink.writer.write(batch).await?,
+                    _ => {
+                        let keep = BooleanArray::from_iter(range.map(|s| Some(inserts.contains(s))));
+                        let kept = filter_record_batch(&batch, &keep).context(|| "cannot select the rows to write".into())?;
+                        sink.writer.write(kept).await?;
+                    }
+                }
+            }
             let deletes = sink.deletes;
             counts.spill_runs = spill_runs + deletes.spilled_runs() as u64;
 
@@ -261,7 +293,9 @@ impl<'a> MergeBuilder<'a> {
             Ok(v) => v,
             Err(e) => {
                 writer.abort().await;
-                added.lock().await.discard().await;
+                let mut added = added.lock().await;
+                super::pipeline::delete_files(&base.file_io, added.paths()).await;
+                added.discard().await;
                 delete_files_of(&base.file_io, &delete_files).await;
                 return Err(e);
             }
@@ -298,14 +332,14 @@ impl<'a> MergeBuilder<'a> {
             Ok(c) => c,
             Err(e) => {
                 if !e.keeps_written_files() {
-                    writer.abort().await;
+                    super::pipeline::delete_files(&base.file_io, &changes.added.paths).await;
                     delete_files_of(&base.file_io, &changes.added_deletes).await;
                 }
                 return Err(e);
             }
         };
         if committed.already_committed {
-            writer.abort().await;
+            super::pipeline::delete_files(&base.file_io, &changes.added.paths).await;
             delete_files_of(&base.file_io, &changes.added_deletes).await;
             summary.skipped = true;
             summary.snapshot_id = Some(committed.snapshot_id);
@@ -366,7 +400,7 @@ impl ApplyDeletes<'_> {
         &mut self,
         file: u32,
         positions: &RoaringTreemap,
-        writer: &mut TableWriter,
+        writer: &mut ParallelWriter,
     ) -> Result<()> {
         let target = &self.candidates[file as usize];
         let path = target.file.file_path();
@@ -399,24 +433,15 @@ impl ApplyDeletes<'_> {
 }
 
 struct Sink<'w> {
-    writer: &'w mut TableWriter,
-    out_schema: SchemaRef,
-    pending: Vec<RecordBatch>,
+    writer: &'w mut ParallelWriter,
+    /// Input positions of the load rows to write.
+    inserts: RoaringTreemap,
     deletes: ExternalSorter,
     deletes_schema: SchemaRef,
     delete_buffer: (Vec<u32>, Vec<u64>),
 }
 
 impl Sink<'_> {
-    async fn flush_inserts(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let batch = assemble(&self.pending, &self.out_schema)?;
-        self.pending.clear();
-        self.writer.write(batch).await
-    }
-
     fn flush_deletes(&mut self) -> Result<()> {
         if self.delete_buffer.0.is_empty() {
             return Ok(());
@@ -435,11 +460,8 @@ impl Sink<'_> {
 }
 
 impl JoinSink for Sink<'_> {
-    async fn insert(&mut self, row: RecordBatch) -> Result<()> {
-        self.pending.push(row);
-        if self.pending.len() >= INSERT_BATCH_ROWS {
-            self.flush_inserts().await?;
-        }
+    fn insert(&mut self, seq: u64) -> Result<()> {
+        self.inserts.insert(seq);
         Ok(())
     }
 

@@ -385,7 +385,7 @@ pub(crate) async fn delete_files(file_io: &iceberg::io::FileIO, paths: &[String]
 
 /// How many writers encode an unpartitioned load in parallel: one per core, at most two
 /// (beyond that the reader, not encoding, is the bottleneck).
-fn parallel_writers() -> usize {
+pub(crate) fn parallel_writers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)

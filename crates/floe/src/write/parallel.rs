@@ -68,7 +68,7 @@ impl ParallelWriter {
 
     /// Finishes every writer (their files go to the writers' sink); on any failure every file
     /// of the load is deleted.
-    pub async fn close(mut self) -> Result<()> {
+    pub async fn close(&mut self) -> Result<()> {
         let outcomes = self.join().await;
         let mut writers = Vec::new();
         let mut error = None;
@@ -106,8 +106,8 @@ impl ParallelWriter {
         }
     }
 
-    /// Stops every writer and deletes every file they started.
-    pub async fn abort(mut self) {
+    /// Stops every writer and deletes every file they started (nothing once closed).
+    pub async fn abort(&mut self) {
         for (mut writer, _) in self.join().await.into_iter().flatten() {
             writer.abort().await;
         }
