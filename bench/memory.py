@@ -58,6 +58,23 @@ def dataset(workdir: Path, bench_bin: Path, rows: int) -> Path:
     return data
 
 
+def record_section(path: Path, name: str, body: str) -> str:
+    """Replaces the text between `<!-- name:begin -->` and `<!-- name:end -->` in the markdown
+    file `path` (appending the section if it is not there yet); returns the section."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    section = f"{begin}\n{body}\n{end}"
+    if path is None:
+        return section
+    text = path.read_text() if path.exists() else ""
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text = text + "\n" + section + "\n"
+    path.write_text(text)
+    return section
+
+
 def mib(n):
     return n / (1 << 20)
 
@@ -134,18 +151,7 @@ def main():
         f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / (1 << 30):.0f} GiB RAM, {platform.platform()}"
     )
-    begin, end = f"<!-- {args.section}:begin -->", f"<!-- {args.section}:end -->"
-    section = f"{begin}\nCommand: `{cmd}`  \nMachine: {facts}\n\n{table}\n{end}"
-    print(section)
-    if args.record:
-        text = args.record.read_text() if args.record.exists() else ""
-        if begin in text:
-            head, rest = text.split(begin, 1)
-            tail = rest.split(end, 1)[1]
-            text = head + section + tail
-        else:
-            text = text + "\n" + section + "\n"
-        args.record.write_text(text)
+    print(record_section(args.record, args.section, f"Command: `{cmd}`  \nMachine: {facts}\n\n{table}"))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from memory import dataset, measure_rusage, mib  # noqa: E402
+from memory import dataset, measure_rusage, mib, record_section  # noqa: E402
 
 PYICEBERG_UPSERT = r"""
 import sys, glob
@@ -103,18 +103,10 @@ def main():
             lines.append(f"- floe merge-on-read vs {name}: **{wall / results[1][1]:.1f}x** faster")
     cmd = f"python3 bench/merge.py --rows {args.rows} --memory-limit {args.memory_limit}"
     facts = f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, {platform.platform()}"
-    section = (f"<!-- merge:begin -->\nCommand: `{cmd}`  \nMachine: {facts}  \n"
-               f"Table: {args.rows:,} rows; load: {n_load:,} rows ({n_load // 2:,} updates, {n_load - n_load // 2:,} inserts)\n\n"
-               + "\n".join(lines) + "\n<!-- merge:end -->")
-    print(section)
-    if args.record:
-        text = args.record.read_text()
-        if "<!-- merge:begin -->" in text:
-            head, rest = text.split("<!-- merge:begin -->", 1)
-            text = head + section + rest.split("<!-- merge:end -->", 1)[1]
-        else:
-            text += "\n" + section + "\n"
-        args.record.write_text(text)
+    body = (f"Command: `{cmd}`  \nMachine: {facts}  \n"
+            f"Table: {args.rows:,} rows; load: {n_load:,} rows ({n_load // 2:,} updates, {n_load - n_load // 2:,} inserts)\n\n"
+            + "\n".join(lines))
+    print(record_section(args.record, "merge", body))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from memory import dataset, measure_rusage, mib  # noqa: E402
+from memory import dataset, measure_rusage, mib, record_section  # noqa: E402
 
 PY = REPO / ".venv" / "bin" / "python"
 
@@ -292,16 +292,7 @@ def main():
              f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / (1 << 30):.0f} GiB RAM, "
              f"{platform.platform()}, pyiceberg {pyiceberg_version}")
     body = "\n".join([f"Command: `{cmd}`  ", f"Machine: {facts}", ""] + sections + ["Ratios:", ""] + [f"- {r}" for r in ratios])
-    section = f"<!-- harness:begin -->\n{body}\n<!-- harness:end -->"
-    print(section)
-    if args.record:
-        text = args.record.read_text() if args.record.exists() else ""
-        if "<!-- harness:begin -->" in text:
-            head, rest = text.split("<!-- harness:begin -->", 1)
-            text = head + section + rest.split("<!-- harness:end -->", 1)[1]
-        else:
-            text += "\n## Side by side (bench/run.py)\n\n" + section + "\n"
-        args.record.write_text(text)
+    print(record_section(args.record, "harness", body))
 
 
 if __name__ == "__main__":

@@ -80,11 +80,7 @@ impl ExternalSorter {
             .collect();
         let converter =
             RowConverter::new(fields).context(|| "cannot compare the sort key columns".into())?;
-        let dir = match spill_dir {
-            Some(d) => tempfile::Builder::new().prefix("floe-spill-").tempdir_in(d),
-            None => tempfile::Builder::new().prefix("floe-spill-").tempdir(),
-        }
-        .context(|| "cannot create a spill directory".into())?;
+        let dir = spill_directory(spill_dir)?;
         Ok(Self {
             schema,
             key_columns,
@@ -257,6 +253,16 @@ impl ExternalSorter {
     }
 }
 
+/// A fresh directory for spill files under `spill_dir` (default: the system temp dir), removed
+/// with its files when dropped.
+fn spill_directory(spill_dir: Option<&Path>) -> Result<tempfile::TempDir> {
+    match spill_dir {
+        Some(d) => tempfile::Builder::new().prefix("floe-spill-").tempdir_in(d),
+        None => tempfile::Builder::new().prefix("floe-spill-").tempdir(),
+    }
+    .context(|| "cannot create a spill directory".into())
+}
+
 /// An LZ4-compressed Arrow IPC file writer for spilled batches.
 fn ipc_writer(path: &Path, schema: &SchemaRef) -> Result<FileWriter<BufWriter<File>>> {
     let ctx = || format!("cannot write spill file {}", path.display());
@@ -280,18 +286,13 @@ pub struct SpillQueue {
 
 impl SpillQueue {
     pub fn new(schema: SchemaRef, budget: usize, spill_dir: Option<&Path>) -> Result<Self> {
-        let dir = match spill_dir {
-            Some(d) => tempfile::Builder::new().prefix("floe-spill-").tempdir_in(d),
-            None => tempfile::Builder::new().prefix("floe-spill-").tempdir(),
-        }
-        .context(|| "cannot create a spill directory".into())?;
         Ok(Self {
             schema,
             budget,
             memory: Vec::new(),
             bytes: 0,
             file: None,
-            dir,
+            dir: spill_directory(spill_dir)?,
         })
     }
 

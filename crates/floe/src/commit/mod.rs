@@ -38,7 +38,7 @@ use std::time::Duration;
 use iceberg::spec::{Schema, TableMetadata};
 
 pub use added::{AddedFiles, AddedFilesSink, AddedManifests, MANIFEST_ENTRIES};
-pub use producer::{FileChanges, SnapshotOperation, SnapshotProducer};
+pub use producer::{FileChanges, SnapshotOperation, SnapshotProducer, StagedSnapshot};
 
 use crate::catalog::{Catalog, CommitOutcome, TableState};
 use crate::error::{FloeError, Result};
@@ -84,6 +84,22 @@ pub struct Committed {
     pub operation: String,
 }
 
+impl Committed {
+    /// This call's own attempt landed.
+    fn attempt(staged: &StagedSnapshot, attempts: u32, metadata_location: String) -> Self {
+        Self {
+            snapshot_id: staged.snapshot_id,
+            already_committed: false,
+            attempts,
+            files_removed: staged.files_removed,
+            rows_removed: staged.rows_removed,
+            metadata_location,
+            schema_id: staged.schema_id,
+            operation: staged.operation.clone(),
+        }
+    }
+}
+
 /// Commits `added` as one snapshot of `operation`, retrying against newer table states.
 pub async fn commit_load(
     catalog: &Catalog,
@@ -109,16 +125,7 @@ pub async fn commit_load(
                 metadata_location, ..
             }) => {
                 tracing::info!(table = %table, snapshot_id = staged.snapshot_id, attempt, "committed");
-                return Ok(Committed {
-                    snapshot_id: staged.snapshot_id,
-                    already_committed: false,
-                    attempts: attempt,
-                    files_removed: staged.files_removed,
-                    rows_removed: staged.rows_removed,
-                    metadata_location,
-                    schema_id: staged.schema_id,
-                    operation: staged.operation.clone(),
-                });
+                return Ok(Committed::attempt(&staged, attempt, metadata_location));
             }
             Ok(CommitOutcome::Conflict(reason)) => {
                 tracing::info!(table = %table, attempt, %reason, "commit conflict, re-planning");
@@ -143,16 +150,8 @@ pub async fn commit_load(
                 let now = reload_after_unknown(catalog, &base, load_id, &reason).await?;
                 if find_load(&now.metadata, load_id) == Some(staged.snapshot_id) {
                     tracing::info!(table = %table, snapshot_id = staged.snapshot_id, "the commit had landed");
-                    return Ok(Committed {
-                        snapshot_id: staged.snapshot_id,
-                        already_committed: false,
-                        attempts: attempt,
-                        files_removed: staged.files_removed,
-                        rows_removed: staged.rows_removed,
-                        metadata_location: now.metadata_location.clone().unwrap_or_default(),
-                        schema_id: staged.schema_id,
-                        operation: staged.operation.clone(),
-                    });
+                    let location = now.metadata_location.clone().unwrap_or_default();
+                    return Ok(Committed::attempt(&staged, attempt, location));
                 }
                 if operation == SnapshotOperation::RowDelta
                     && now.metadata.current_snapshot().map(|s| s.snapshot_id()) != planned_on

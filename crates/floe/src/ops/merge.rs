@@ -19,7 +19,7 @@ use roaring::RoaringTreemap;
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::pipeline::{Prepared, Ready, delete_files, finish, parallel_writers, prepare};
+use super::pipeline::{Prepared, Ready, delete_files, finish, load_writers, prepare};
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::Catalog;
 use crate::commit::{AddedFiles, AddedManifests, FileChanges, SnapshotOperation, commit_load};
@@ -33,7 +33,7 @@ use crate::merge::{
 };
 use crate::source::Source;
 use crate::spill::ExternalSorter;
-use crate::write::{FileSettings, ParallelWriter, TableWriter};
+use crate::write::{FileSettings, ParallelWriter};
 
 /// Default memory the merge's sorts may use together before spilling to disk.
 pub const DEFAULT_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
@@ -124,27 +124,7 @@ impl<'a> MergeBuilder<'a> {
         let load_uuid = Uuid::new_v4();
         let added = AddedFiles::new(&table, &write_metadata, base.file_io.clone()).into_sink();
         // Inserted and rewritten rows encode on several cores, as in an append.
-        let writers = if write_metadata.default_partition_spec().is_unpartitioned() {
-            options
-                .write
-                .writers
-                .unwrap_or_else(parallel_writers)
-                .clamp(1, 16)
-        } else {
-            1
-        };
-        let mut sinks = Vec::new();
-        for k in 0..writers {
-            sinks.push(TableWriter::new(
-                &table,
-                write_metadata.clone(),
-                base.file_io.clone(),
-                &format!("{load_uuid}-{k}"),
-                &settings,
-                added.clone(),
-            )?);
-        }
-        let mut writer = ParallelWriter::new(sinks);
+        let mut writer = load_writers(&table, &write_metadata, &base, &settings, options, &added)?;
         let spill_dir = options.write.spill_dir.clone();
         // Four buffers may be full at once: the load's key sort and row queue, the table's key
         // sort, the deletes' sort.

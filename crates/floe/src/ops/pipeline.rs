@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::{Catalog, TableState, display_ident};
-use crate::commit::{AddedFiles, FileChanges, SnapshotOperation, commit_load, find_load};
+use crate::commit::{
+    AddedFiles, AddedFilesSink, FileChanges, SnapshotOperation, commit_load, find_load,
+};
 use crate::conform::evolve::{Evolution, SchemaEvolution, evolve};
 use crate::conform::{Conformer, iceberg_schema_from_arrow};
 use crate::error::{Result, ResultExt};
@@ -218,35 +220,8 @@ pub(crate) async fn run(
     } = ready;
     let settings = FileSettings::resolve(base.metadata.properties(), &options.write)?;
     let conformer = Conformer::new(&table, write_metadata.current_schema().clone())?;
-    let load_uuid = Uuid::new_v4();
-    let unpartitioned = write_metadata.default_partition_spec().is_unpartitioned();
-    let writers = if unpartitioned {
-        options
-            .write
-            .writers
-            .unwrap_or_else(parallel_writers)
-            .clamp(1, 16)
-    } else {
-        1
-    };
     let added = AddedFiles::new(&table, &write_metadata, base.file_io.clone()).into_sink();
-    let mut sinks = Vec::new();
-    for k in 0..writers {
-        let prefix = if writers == 1 {
-            format!("{load_uuid}")
-        } else {
-            format!("{load_uuid}-{k}")
-        };
-        sinks.push(TableWriter::new(
-            &table,
-            write_metadata.clone(),
-            base.file_io.clone(),
-            &prefix,
-            &settings,
-            added.clone(),
-        )?);
-    }
-    let mut writer = ParallelWriter::new(sinks);
+    let mut writer = load_writers(&table, &write_metadata, &base, &settings, &options, &added)?;
 
     let mut rows = 0u64;
     let mut failure = None;
@@ -383,9 +358,43 @@ pub(crate) async fn delete_files(file_io: &iceberg::io::FileIO, paths: &[String]
     }
 }
 
+/// The data file writers of one load, all handing their files to `added`: several encoding in
+/// parallel for an unpartitioned table, one (fanning out by partition) otherwise.
+pub(crate) fn load_writers(
+    table: &str,
+    write_metadata: &TableMetadataRef,
+    base: &TableState,
+    settings: &FileSettings,
+    options: &LoadOptions,
+    added: &AddedFilesSink,
+) -> Result<ParallelWriter> {
+    let load_uuid = Uuid::new_v4();
+    let writers = if write_metadata.default_partition_spec().is_unpartitioned() {
+        options
+            .write
+            .writers
+            .unwrap_or_else(parallel_writers)
+            .clamp(1, 16)
+    } else {
+        1
+    };
+    let mut sinks = Vec::new();
+    for k in 0..writers {
+        sinks.push(TableWriter::new(
+            table,
+            write_metadata.clone(),
+            base.file_io.clone(),
+            &format!("{load_uuid}-{k}"),
+            settings,
+            added.clone(),
+        )?);
+    }
+    Ok(ParallelWriter::new(sinks))
+}
+
 /// How many writers encode an unpartitioned load in parallel: one per core, at most two
 /// (beyond that the reader, not encoding, is the bottleneck).
-pub(crate) fn parallel_writers() -> usize {
+fn parallel_writers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
