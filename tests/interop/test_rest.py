@@ -128,6 +128,14 @@ def test_rerun_with_same_load_id_is_a_noop(lake):
     assert len(lake.rows("t")) == 100
 
 
+def test_nested_namespace_is_created(lake):
+    write(lake.root / "a.parquet", rows_for(range(7), "x"), SCHEMA)
+    lake.floe("load", lake.name("inner.t"), lake.root / "a.parquet")
+    catalog = lake.server.pyiceberg_catalog()
+    assert (lake.ns, "inner") in catalog.list_namespaces(lake.ns)
+    assert len(lake.rows("inner.t")) == 7
+
+
 def test_partitioned_table_and_replace_partitions(lake):
     rows = rows_for(range(300), "x")
     write(lake.root / "a.parquet", rows, SCHEMA)

@@ -19,7 +19,10 @@ use floe::{
     long_about = "Stream data of any size into Apache Iceberg tables: bounded memory, one atomic snapshot per load.\n\n\
 With no configuration, floe uses an embedded SQLite catalog at ./warehouse/catalog.db with table data under \
 ./warehouse (pyiceberg's SqlCatalog opens the same file). Named catalogs come from .pyiceberg.yaml \
-($PYICEBERG_HOME, $HOME or ./) and PYICEBERG_CATALOG__<NAME>__<KEY> environment variables."
+($PYICEBERG_HOME, $HOME or ./) and PYICEBERG_CATALOG__<NAME>__<KEY> environment variables: \
+type sql (SQLite) or rest (an Iceberg REST catalog: uri, warehouse, credential or token), with \
+table files on local disk or S3 (s3.endpoint, s3.access-key-id, s3.secret-access-key, s3.region, \
+s3.path-style-access)."
 )]
 struct Cli {
     #[command(subcommand)]
