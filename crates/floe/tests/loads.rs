@@ -462,3 +462,40 @@ async fn files_past_one_manifest_roll_into_several_in_one_snapshot() {
     assert_eq!((out.files_added, out.files_removed), (2, 2));
     assert_eq!(ids(&cat, "ns.many").await, (0..rows).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn small_manifests_are_merged_once_there_are_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let table = parse_table_ident("ns.history").unwrap();
+    let manifests = |state: &floe::catalog::TableState| {
+        let state = state.clone();
+        async move {
+            let snapshot = state.metadata.current_snapshot().unwrap().clone();
+            state
+                .table()
+                .unwrap()
+                .manifest_list_reader(&snapshot)
+                .load()
+                .await
+                .unwrap()
+                .entries()
+                .len()
+        }
+    };
+    let mut most = 0;
+    for n in 0..130i64 {
+        AppendBuilder::new(&cat, table.clone())
+            .execute(source(vec![batch(n * 10..n * 10 + 10)]))
+            .await
+            .unwrap();
+        let state = cat.load_table(&table).await.unwrap().unwrap();
+        most = most.max(manifests(&state).await);
+    }
+    // One manifest per append until 100 small ones are carried over, then they merge.
+    assert!(most <= 101, "the manifest list grew to {most}");
+    let state = cat.load_table(&table).await.unwrap().unwrap();
+    assert!(manifests(&state).await < 40);
+    assert_eq!(state.metadata.snapshots().count(), 130);
+    assert_eq!(ids(&cat, "ns.history").await, (0..1300).collect::<Vec<_>>());
+}

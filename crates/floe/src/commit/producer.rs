@@ -22,6 +22,15 @@ use super::summary::with_totals;
 use crate::catalog::TableState;
 use crate::error::{FloeError, Result, ResultExt};
 
+/// Table property: whether appends merge small manifests (`true` unless set to `false`).
+const PROP_MANIFEST_MERGE: &str = "commit.manifest-merge.enabled";
+/// Table property: how many small manifests make a merge.
+const PROP_MIN_COUNT_TO_MERGE: &str = "commit.manifest.min-count-to-merge";
+const DEFAULT_MIN_COUNT_TO_MERGE: u64 = 100;
+/// Table property: manifests this large or larger are left alone.
+const PROP_MANIFEST_TARGET_SIZE: &str = "commit.manifest.target-size-bytes";
+const DEFAULT_MANIFEST_TARGET_SIZE: u64 = 8 * 1024 * 1024;
+
 /// What the snapshot does to the table's existing files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapshotOperation {
@@ -326,6 +335,9 @@ impl SnapshotProducer {
                 reason: "the table has no snapshot but the merge planned to rewrite files".into(),
             });
         }
+        let mut manifests = self
+            .merge_small_manifests(base, manifests, &mut attempt_files)
+            .await?;
         if let Some(deletes) = &self.deletes_manifest {
             manifests.insert(0, deletes.clone());
         }
@@ -463,6 +475,83 @@ impl SnapshotProducer {
             rows_removed,
             attempt_files,
         })
+    }
+
+    /// Merges the small data manifests carried over from earlier snapshots into one, once there
+    /// are `commit.manifest.min-count-to-merge` (default 100) of them, as Java's merge-append
+    /// does: without it every append adds a manifest, and the manifest list every commit and
+    /// every reader's planning must go through grows with the table's history.
+    async fn merge_small_manifests(
+        &mut self,
+        base: &TableState,
+        manifests: Vec<ManifestFile>,
+        attempt_files: &mut Vec<String>,
+    ) -> Result<Vec<ManifestFile>> {
+        let props = base.metadata.properties();
+        let number = |key: &str, default: u64| {
+            props
+                .get(key)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(default)
+        };
+        if props
+            .get(PROP_MANIFEST_MERGE)
+            .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        {
+            return Ok(manifests);
+        }
+        let min_count = number(PROP_MIN_COUNT_TO_MERGE, DEFAULT_MIN_COUNT_TO_MERGE).max(2);
+        let target = number(PROP_MANIFEST_TARGET_SIZE, DEFAULT_MANIFEST_TARGET_SIZE);
+        let spec_id = self.spec.spec_id();
+        let (small, mut kept): (Vec<ManifestFile>, Vec<ManifestFile>) =
+            manifests.into_iter().partition(|m| {
+                m.content == ManifestContentType::Data
+                    && m.partition_spec_id == spec_id
+                    && (m.manifest_length.max(0) as u64) < target
+                    // Manifests this attempt rewrote stay as written.
+                    && !attempt_files.contains(&m.manifest_path)
+            });
+        if (small.len() as u64) < min_count {
+            kept.extend(small);
+            return Ok(kept);
+        }
+        let table = base.name();
+        let schema = base.metadata.current_schema().clone();
+        let mut writer = self.manifest_writer(
+            base,
+            ManifestContentType::Data,
+            schema,
+            self.spec.as_ref().clone(),
+        )?;
+        let mut entries = 0usize;
+        for manifest in &small {
+            let ctx = || {
+                format!(
+                    "table {table}: cannot merge manifest {}",
+                    manifest.manifest_path
+                )
+            };
+            let loaded = manifest.load_manifest(&base.file_io).await.context(ctx)?;
+            for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+                let seq = entry.sequence_number().unwrap_or(0);
+                let file_seq = entry.file_sequence_number.or(Some(seq));
+                let added_by = entry.snapshot_id().unwrap_or(manifest.added_snapshot_id);
+                writer
+                    .add_existing_file(entry.data_file().clone(), added_by, seq, file_seq)
+                    .context(ctx)?;
+                entries += 1;
+            }
+        }
+        if entries > 0 {
+            let merged = writer
+                .write_manifest_file()
+                .await
+                .context(|| format!("table {table}: cannot write a merged manifest"))?;
+            tracing::debug!(table = %table, merged = small.len(), entries, "merged small manifests");
+            attempt_files.push(merged.manifest_path.clone());
+            kept.push(merged);
+        }
+        Ok(kept)
     }
 
     /// Rewrites `manifest` with the live entries `removes` picks as DELETED and the other live
