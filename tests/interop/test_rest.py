@@ -268,6 +268,8 @@ class FaultProxy:
         self.commits = 0
         self.headers_seen = []  # request headers of every non-token request
         self.vend = None  # a `config` to hand out with every table response (vended credentials)
+        self.refuse_staged_create = False  # answer 400 to "stage-create": true, as some catalogs do
+        self.refused = 0
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -298,6 +300,9 @@ class FaultProxy:
                 if not is_token and proxy.reject_next_request:
                     proxy.reject_next_request = False
                     return self.answer(401, b'{"error":{"message":"expired","type":"NotAuthorizedException","code":401}}')
+                if proxy.refuse_staged_create and method == "POST" and body and b'"stage-create":true' in body:
+                    proxy.refused += 1
+                    return self.answer(400, b'{"error":{"message":"stage-create not supported","type":"BadRequestException","code":400}}')
                 if is_commit:
                     proxy.commits += 1
                     fault, proxy.commit_fault = proxy.commit_fault, None
@@ -488,3 +493,16 @@ def test_https_catalog_with_a_private_ca(lake, seaweed, tmp_path):
         assert len(lake.rows("h")) == 10
     finally:
         proxy.close()
+
+
+def test_catalog_without_staged_create(lake, proxy):
+    """Some catalogs refuse stage-create: floe creates the table first, then commits the load."""
+    proxy.refuse_staged_create = True
+    props = {**lake.props, "uri": proxy.uri}
+    write(lake.root / "a.parquet", rows_for(range(40), "x"), SCHEMA)
+    out = lake.floe("load", lake.name("n"), lake.root / "a.parquet", props=props)
+    assert out["table_created"] and out["rows_written"] == 40
+    assert proxy.refused == 1
+    table = lake.table("n")
+    assert len(table.snapshots()) == 1
+    assert len(lake.rows("n")) == 40

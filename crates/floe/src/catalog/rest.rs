@@ -312,7 +312,7 @@ impl RestCatalog {
         partition_spec: Option<UnboundPartitionSpec>,
         properties: HashMap<String, String>,
     ) -> Result<TableState> {
-        let request = CreateTableRequest {
+        let mut request = CreateTableRequest {
             name: ident.name().to_string(),
             location: None,
             schema,
@@ -331,7 +331,40 @@ impl RestCatalog {
             .send(|http| http.post(&url).json(&request))
             .await?
             .map_err(|e| self.error(format!("{what}: {}", e.text())))?;
-        if !response.status().is_success() {
+        let status = response.status();
+        if matches!(
+            status,
+            StatusCode::BAD_REQUEST
+                | StatusCode::METHOD_NOT_ALLOWED
+                | StatusCode::NOT_ACCEPTABLE
+                | StatusCode::NOT_IMPLEMENTED
+        ) {
+            // A catalog without staged creation: create the table now and load into it. The
+            // load is still one snapshot, but a failed load leaves the empty table behind.
+            let message = error_message(status, response).await;
+            tracing::warn!(table = %display_ident(ident), %message, "the catalog refused a staged create; creating the table before the load");
+            request.stage_create = Some(false);
+            let response = self
+                .send(|http| http.post(&url).json(&request))
+                .await?
+                .map_err(|e| self.error(format!("{what}: {}", e.text())))?;
+            if !response.status().is_success() {
+                return Err(self.status_error(&what, response).await);
+            }
+            let result: LoadTableResult = self.parse(response, &what).await?;
+            let Some(location) = result.metadata_location.clone() else {
+                return Err(self.error(format!(
+                    "{what}: the catalog created the table but returned no metadata location"
+                )));
+            };
+            return Ok(TableState {
+                ident: ident.clone(),
+                file_io: self.table_file_io(&result)?,
+                metadata: Arc::new(result.metadata),
+                metadata_location: Some(location),
+            });
+        }
+        if !status.is_success() {
             return Err(self.status_error(&what, response).await);
         }
         let result: LoadTableResult = self.parse(response, &what).await?;
