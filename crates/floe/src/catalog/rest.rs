@@ -150,7 +150,7 @@ enum SendError {
 impl SendError {
     fn from_reqwest(e: reqwest::Error) -> Self {
         let text = describe(&e);
-        if e.is_connect() {
+        if e.is_connect() || e.is_builder() {
             SendError::NotSent(text)
         } else {
             SendError::Unknown(text)
@@ -348,6 +348,12 @@ impl RestCatalog {
                 .send(|http| http.post(&url).json(&request))
                 .await?
                 .map_err(|e| self.error(format!("{what}: {}", e.text())))?;
+            if response.status() == StatusCode::CONFLICT {
+                // Another loader created it first: load into that table.
+                if let Some(existing) = self.load_table(ident).await? {
+                    return Ok(existing);
+                }
+            }
             if !response.status().is_success() {
                 return Err(self.status_error(&what, response).await);
             }
@@ -364,6 +370,12 @@ impl RestCatalog {
                 metadata_location: Some(location),
             });
         }
+        if status == StatusCode::CONFLICT
+            && let Some(existing) = self.load_table(ident).await?
+        {
+            // Created by another loader since we looked: load into that table.
+            return Ok(existing);
+        }
         if !status.is_success() {
             return Err(self.status_error(&what, response).await);
         }
@@ -372,7 +384,8 @@ impl RestCatalog {
         Ok(TableState {
             ident: ident.clone(),
             metadata: Arc::new(result.metadata),
-            metadata_location: None,
+            // A catalog that ignored stage-create and created the table says where it is.
+            metadata_location: result.metadata_location,
             file_io,
         })
     }

@@ -85,6 +85,25 @@ pub struct Committed {
 }
 
 impl Committed {
+    /// The snapshot carrying our load id, as the table shows it.
+    fn found(base: &TableState, snapshot_id: i64, attempts: u32, already_committed: bool) -> Self {
+        let snapshot = base.metadata.snapshot_by_id(snapshot_id);
+        Self {
+            snapshot_id,
+            already_committed,
+            attempts,
+            files_removed: 0,
+            rows_removed: 0,
+            metadata_location: base.metadata_location.clone().unwrap_or_default(),
+            schema_id: snapshot
+                .and_then(|s| s.schema_id())
+                .unwrap_or(base.metadata.current_schema_id()),
+            operation: snapshot
+                .map(|s| s.summary().operation.as_str().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
     /// This call's own attempt landed.
     fn attempt(staged: &StagedSnapshot, attempts: u32, metadata_location: String) -> Self {
         Self {
@@ -101,6 +120,12 @@ impl Committed {
 }
 
 /// Commits `added` as one snapshot of `operation`, retrying against newer table states.
+///
+/// Every attempt carries the same snapshot id, so the table's history tells whether any attempt
+/// of this call landed. After an attempt with an unknown outcome nothing may be deleted until
+/// the table shows either our snapshot (committed) or a main branch that moved past what that
+/// attempt required (it can never land); if neither can be established the load fails with
+/// [`FloeError::CommitStateUnknown`] and keeps every file.
 pub async fn commit_load(
     catalog: &Catalog,
     mut base: TableState,
@@ -113,10 +138,19 @@ pub async fn commit_load(
     let table = base.name();
     let schema_id = base.metadata.current_schema_id();
     let spec_id = base.metadata.default_partition_spec_id();
+    let created_here = base.is_staged();
+    // A merge's matches hold against this state only.
+    let planned_on = base.metadata.current_snapshot_id();
     let mut producer =
         SnapshotProducer::new(&base, load_id, operation, changes, schema_change).await?;
+    // The last attempt whose outcome is unknown, and the main-branch head it required: while
+    // the table still sits there, that attempt may yet land.
+    let mut in_doubt: Option<(StagedSnapshot, Option<i64>, String)> = None;
     for attempt in 1..=max_attempts {
-        let staged = producer.stage(&base, attempt).await?;
+        let staged = match producer.stage(&base, attempt).await {
+            Ok(staged) => staged,
+            Err(e) => return Err(give_up(&mut producer, &base, load_id, &in_doubt, e).await),
+        };
         match catalog
             .commit(&base, &staged.requirements, staged.updates.clone())
             .await
@@ -130,7 +164,7 @@ pub async fn commit_load(
             Ok(CommitOutcome::Conflict(reason)) => {
                 tracing::info!(table = %table, attempt, %reason, "commit conflict, re-planning");
                 producer.discard_attempt(&base, &staged).await;
-                if operation == SnapshotOperation::RowDelta {
+                if operation == SnapshotOperation::RowDelta && in_doubt.is_none() {
                     // A merge matched its keys against `base`; rows another writer committed
                     // since may hold the same keys, so the plan cannot simply be rebased.
                     producer.discard_all(&base).await;
@@ -143,93 +177,118 @@ pub async fn commit_load(
                 }
             }
             Ok(CommitOutcome::Unknown(reason)) => {
-                // The attempt may have landed: nothing it references may be deleted. The table
-                // itself tells: our snapshot id in its history means committed, else retry.
+                // The attempt may have landed: nothing it references may be deleted.
                 tracing::warn!(table = %table, attempt, %reason, "commit outcome unknown, checking the table");
-                let planned_on = base.metadata.current_snapshot().map(|s| s.snapshot_id());
-                let now = reload_after_unknown(catalog, &base, load_id, &reason).await?;
-                if find_load(&now.metadata, load_id) == Some(staged.snapshot_id) {
-                    tracing::info!(table = %table, snapshot_id = staged.snapshot_id, "the commit had landed");
-                    let location = now.metadata_location.clone().unwrap_or_default();
-                    return Ok(Committed::attempt(&staged, attempt, location));
-                }
-                if operation == SnapshotOperation::RowDelta
-                    && now.metadata.current_snapshot().map(|s| s.snapshot_id()) != planned_on
-                {
-                    producer.discard_all(&base).await;
-                    return Err(FloeError::Conflict {
-                        table,
-                        reason: format!(
-                            "the commit failed ({reason}) and another writer committed since; nothing was changed, rerun the load"
-                        ),
-                    });
-                }
+                let required = base.metadata.current_snapshot_id();
+                in_doubt = Some((staged, required, reason));
             }
             Err(e) => {
-                producer.discard_attempt(&base, &staged).await;
-                producer.discard_all(&base).await;
-                return Err(e);
+                if in_doubt.is_none() {
+                    producer.discard_attempt(&base, &staged).await;
+                }
+                return Err(give_up(&mut producer, &base, load_id, &in_doubt, e).await);
             }
         }
         // Back off a little (jittered), then look at the table as it is now.
         let jitter = (uuid::Uuid::new_v4().as_u128() % 50) as u64;
         tokio::time::sleep(Duration::from_millis((20u64 << attempt.min(6)) + jitter)).await;
-        base = match catalog.load_table(&base.ident).await? {
-            Some(state) => state,
-            None if base.is_staged() => base,
-            None => {
-                producer.discard_all(&base).await;
-                return Err(FloeError::Conflict {
-                    table,
+        let reloaded = match &in_doubt {
+            Some((_, _, reason)) => reload_after_unknown(catalog, &base, load_id, reason).await,
+            None => catalog.load_table(&base.ident).await.map(|t| match t {
+                Some(state) => Some(state),
+                None if base.is_staged() => Some(base.clone()),
+                None => None,
+            }),
+        };
+        base = match reloaded {
+            Ok(Some(state)) => state,
+            Ok(None) => {
+                let e = FloeError::Conflict {
+                    table: table.clone(),
                     reason: "the table was dropped during the load".into(),
-                });
+                };
+                return Err(give_up(&mut producer, &base, load_id, &in_doubt, e).await);
             }
+            Err(e) => return Err(give_up(&mut producer, &base, load_id, &in_doubt, e).await),
         };
         if let Some(snapshot_id) = find_load(&base.metadata, load_id) {
+            let location = base.metadata_location.clone().unwrap_or_default();
+            if snapshot_id == producer.snapshot_id() {
+                // One of our own attempts landed (its answer was lost): done, keep everything.
+                tracing::info!(table = %table, snapshot_id, "the commit had landed");
+                let landed = match &in_doubt {
+                    Some((staged, _, _)) => Committed::attempt(staged, attempt, location),
+                    None => Committed::found(&base, snapshot_id, attempt, false),
+                };
+                return Ok(landed);
+            }
+            // Another run with the same load id committed first; ours never can now.
             producer.discard_all(&base).await;
-            return Ok(Committed {
-                snapshot_id,
-                already_committed: true,
-                attempts: attempt,
-                files_removed: 0,
-                rows_removed: 0,
-                metadata_location: base.metadata_location.clone().unwrap_or_default(),
-                schema_id: base
-                    .metadata
-                    .snapshot_by_id(snapshot_id)
-                    .and_then(|s| s.schema_id())
-                    .unwrap_or(base.metadata.current_schema_id()),
-                operation: base
-                    .metadata
-                    .snapshot_by_id(snapshot_id)
-                    .map(|s| s.summary().operation.as_str().to_string())
-                    .unwrap_or_default(),
-            });
+            return Ok(Committed::found(&base, snapshot_id, attempt, true));
         }
-        if base.metadata.current_schema_id() != schema_id
-            && base.metadata.current_schema().as_struct() != producer.schema().as_struct()
+        if let Some((_, required, _)) = &in_doubt {
+            let head = base.metadata.current_snapshot_id();
+            let created = base.is_staged() != created_here;
+            if head != *required || created {
+                tracing::info!(table = %table, "the branch moved on without our snapshot: the attempt can no longer land");
+                // The branch moved past what the attempt required: it can no longer land.
+                in_doubt = None;
+            }
+        }
+        if operation == SnapshotOperation::RowDelta
+            && in_doubt.is_none()
+            && base.metadata.current_snapshot_id() != planned_on
         {
             producer.discard_all(&base).await;
             return Err(FloeError::Conflict {
                 table,
-                reason: "its schema changed; the load's data no longer matches it".into(),
+                reason: "another writer committed during the merge; nothing was changed, rerun the load (its load id makes the rerun safe)".into(),
             });
         }
-        if base.metadata.default_partition_spec_id() != spec_id
-            && base.metadata.default_partition_spec().fields() != producer.spec().fields()
-        {
-            producer.discard_all(&base).await;
-            return Err(FloeError::Conflict {
-                table,
-                reason: "its partition spec changed".into(),
-            });
+        let schema_moved = (created_here || base.metadata.current_schema_id() != schema_id)
+            && base.metadata.current_schema().as_struct() != producer.schema().as_struct();
+        let spec_moved = (created_here || base.metadata.default_partition_spec_id() != spec_id)
+            && base.metadata.default_partition_spec().fields() != producer.spec().fields();
+        if schema_moved || spec_moved {
+            let e = FloeError::Conflict {
+                table: table.clone(),
+                reason: if schema_moved {
+                    "its schema changed; the load's data no longer matches it".into()
+                } else {
+                    "its partition spec changed".into()
+                },
+            };
+            return Err(give_up(&mut producer, &base, load_id, &in_doubt, e).await);
         }
     }
-    producer.discard_all(&base).await;
-    Err(FloeError::RetriesExhausted {
+    let e = FloeError::RetriesExhausted {
         table,
         attempts: max_attempts,
-    })
+    };
+    Err(give_up(&mut producer, &base, load_id, &in_doubt, e).await)
+}
+
+/// Ends a commit that cannot succeed. While an attempt's outcome is still in doubt nothing is
+/// deleted and the error says so; otherwise the load's manifests go.
+async fn give_up(
+    producer: &mut SnapshotProducer,
+    base: &TableState,
+    load_id: &str,
+    in_doubt: &Option<(StagedSnapshot, Option<i64>, String)>,
+    error: FloeError,
+) -> FloeError {
+    match in_doubt {
+        Some((_, _, reason)) if !error.keeps_written_files() => FloeError::CommitStateUnknown {
+            table: base.name(),
+            load_id: load_id.to_string(),
+            reason: format!("{reason}; then: {error}"),
+        },
+        Some(_) => error,
+        None => {
+            producer.discard_all(base).await;
+            error
+        }
+    }
 }
 
 /// How often the table is looked at after a commit with an unknown outcome, and how long apart.
@@ -237,25 +296,20 @@ const UNKNOWN_CHECKS: u32 = 6;
 const UNKNOWN_CHECK_PAUSE: Duration = Duration::from_secs(2);
 
 /// The table as it is after a commit whose outcome is unknown (a staged table that still does
-/// not exist comes back staged). If the catalog cannot be asked, the outcome stays unknown and
-/// the load fails saying so, keeping every file it wrote.
+/// not exist comes back staged; `None`: the table was dropped). Asks a few times: a catalog
+/// that just failed may need a moment.
 async fn reload_after_unknown(
     catalog: &Catalog,
     base: &TableState,
     load_id: &str,
     reason: &str,
-) -> Result<TableState> {
+) -> Result<Option<TableState>> {
     let mut last_error = String::new();
     for check in 1..=UNKNOWN_CHECKS {
         match catalog.load_table(&base.ident).await {
-            Ok(Some(state)) => return Ok(state),
-            Ok(None) if base.is_staged() => return Ok(base.clone()),
-            Ok(None) => {
-                return Err(FloeError::Conflict {
-                    table: base.name(),
-                    reason: "the table was dropped during the load".into(),
-                });
-            }
+            Ok(Some(state)) => return Ok(Some(state)),
+            Ok(None) if base.is_staged() => return Ok(Some(base.clone())),
+            Ok(None) => return Ok(None),
             Err(e) => {
                 tracing::warn!(table = %base.name(), check, error = %e, "cannot check the table yet");
                 last_error = e.to_string();

@@ -30,6 +30,8 @@ const DEFAULT_MIN_COUNT_TO_MERGE: u64 = 100;
 /// Table property: manifests this large or larger are left alone.
 const PROP_MANIFEST_TARGET_SIZE: &str = "commit.manifest.target-size-bytes";
 const DEFAULT_MANIFEST_TARGET_SIZE: u64 = 8 * 1024 * 1024;
+/// Most entries one manifest merge gathers (bounds the entries held while merging).
+const MAX_MERGED_ENTRIES: usize = 10 * super::added::MANIFEST_ENTRIES;
 
 /// What the snapshot does to the table's existing files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +191,11 @@ impl SnapshotProducer {
             })?);
         }
         Ok(producer)
+    }
+
+    /// The snapshot id every attempt carries.
+    pub fn snapshot_id(&self) -> i64 {
+        self.snapshot_id
     }
 
     pub fn schema(&self) -> &Schema {
@@ -515,6 +522,25 @@ impl SnapshotProducer {
             kept.extend(small);
             return Ok(kept);
         }
+        // One merged manifest per commit, up to the target size and a bounded number of
+        // entries (the manifest writer holds its entries in memory until it writes).
+        let mut group = Vec::new();
+        let (mut bytes, mut files) = (0u64, 0u64);
+        for m in small {
+            let m_files = u64::from(m.added_files_count.unwrap_or(0))
+                + u64::from(m.existing_files_count.unwrap_or(0));
+            let m_bytes = m.manifest_length.max(0) as u64;
+            if group.len() >= 2
+                && (bytes + m_bytes > target || files + m_files > MAX_MERGED_ENTRIES as u64)
+            {
+                kept.push(m);
+                continue;
+            }
+            bytes += m_bytes;
+            files += m_files;
+            group.push(m);
+        }
+        let small = group;
         let table = base.name();
         let schema = base.metadata.current_schema().clone();
         let mut writer = self.manifest_writer(
