@@ -213,3 +213,13 @@ def test_bad_partition_specs_are_clear_errors(wh):
         proc = wh.floe("load", "part.bad", wh.root / "in.parquet", "--partition-by", spec, ok=False)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr
     assert not (wh.dir / "part" / "bad").exists()
+
+
+def test_a_column_named_like_the_internal_partition_column(wh):
+    """floe tags batches with `_partition` internally; a table column of that name is data."""
+    src = pa.table({"id": pa.array(range(40), pa.int64()), "_partition": pa.array([f"p{i % 3}" for i in range(40)])})
+    write(wh.root / "in.parquet", src)
+    out = wh.floe("load", "part.clash", wh.root / "in.parquet", "--partition-by", "identity(_partition), bucket(2, id)")
+    assert out["files_added"] == 6
+    got = wh.pyiceberg_rows("part.clash")
+    assert got == src.to_pylist()

@@ -19,12 +19,48 @@ pub const DEFAULT_CATALOG_NAME: &str = "default";
 pub const DEFAULT_WAREHOUSE_DIR: &str = "warehouse";
 
 /// The properties of one named catalog.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CatalogConfig {
     /// The catalog's name (also the `catalog_name` column of a SQL catalog).
     pub name: String,
     /// Catalog properties with pyiceberg's key names (`type`, `uri`, `warehouse`, `s3.*`, ...).
     pub props: BTreeMap<String, String>,
+}
+
+/// Whether a property holds a secret (its value never prints).
+pub(crate) fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "secret",
+        "token",
+        "credential",
+        "password",
+        "key-id",
+        "session",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
+}
+
+impl std::fmt::Debug for CatalogConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let props: BTreeMap<&str, &str> = self
+            .props
+            .iter()
+            .map(|(k, v)| {
+                let v = if is_secret(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("CatalogConfig")
+            .field("name", &self.name)
+            .field("props", &props)
+            .finish()
+    }
 }
 
 impl CatalogConfig {
@@ -252,6 +288,23 @@ mod tests {
     fn unknown_named_catalog_is_an_error() {
         let err = CatalogConfig::resolve_from(Some("prod"), None, None, &[]).unwrap_err();
         assert!(err.to_string().contains("prod"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let mut props = BTreeMap::new();
+        props.insert("s3.secret-access-key".to_string(), "hush-1".to_string());
+        props.insert("credential".to_string(), "id:hush-2".to_string());
+        props.insert("uri".to_string(), "https://catalog".to_string());
+        let shown = format!(
+            "{:?}",
+            CatalogConfig {
+                name: "x".into(),
+                props
+            }
+        );
+        assert!(!shown.contains("hush"), "{shown}");
+        assert!(shown.contains("https://catalog"), "{shown}");
     }
 
     #[test]

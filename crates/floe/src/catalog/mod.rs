@@ -64,13 +64,23 @@ pub fn display_ident(ident: &TableIdent) -> String {
 }
 
 /// A table as a load sees it: metadata pinned at one version.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TableState {
     pub ident: TableIdent,
     pub metadata: TableMetadataRef,
     /// `None` while the table is only staged: it will be created by the load's commit.
     pub metadata_location: Option<String>,
     pub file_io: FileIO,
+}
+
+// FileIO's own Debug prints its properties, storage secrets included.
+impl std::fmt::Debug for TableState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableState")
+            .field("ident", &self.ident)
+            .field("metadata_location", &self.metadata_location)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TableState {

@@ -244,6 +244,24 @@ impl RestCatalog {
             Some(prefix) => format!("{uri}/v1/{}", prefix.trim_matches('/')),
             None => format!("{uri}/v1"),
         };
+        // Server-side settings that shape requests (headers, TLS, where tokens come from)
+        // apply from here on, as pyiceberg applies them.
+        let shapes_requests = |k: &String| {
+            k.starts_with("header.")
+                || k.starts_with("ssl.")
+                || ["uri", "token", "credential", "oauth2-server-uri", "scope"]
+                    .contains(&k.as_str())
+        };
+        let before: Vec<_> = catalog
+            .props
+            .iter()
+            .filter(|(k, _)| shapes_requests(k))
+            .collect();
+        let after: Vec<_> = props.iter().filter(|(k, _)| shapes_requests(k)).collect();
+        if before != after {
+            catalog.http = http_client(&props).map_err(fail)?;
+            catalog.auth = auth_from(&props, &uri);
+        }
         catalog.props = props;
         tracing::debug!(catalog = %name, base = %catalog.base, "rest catalog opened");
         Ok(catalog)

@@ -24,7 +24,6 @@ use crate::error::{FloeError, Result, ResultExt};
 const CATALOG_TABLE: &str = "iceberg_tables";
 
 /// An opened SQL catalog.
-#[derive(Debug)]
 pub(super) struct SqlCatalog {
     catalog_name: String,
     /// iceberg-rust's catalog, for reads and namespaces.
@@ -50,6 +49,15 @@ fn sqlite_path(uri: &str) -> Option<PathBuf> {
         return None;
     }
     Some(PathBuf::from(path))
+}
+
+impl std::fmt::Debug for SqlCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlCatalog")
+            .field("catalog_name", &self.catalog_name)
+            .field("warehouse", &self.warehouse)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqlCatalog {

@@ -69,8 +69,19 @@ impl PartitionedWriter {
 
     fn split(&self, batch: &RecordBatch) -> iceberg::Result<Vec<(PartitionKey, RecordBatch)>> {
         let values = self.values.calculate(batch.columns())?;
-        let tagged = with_column(batch, PROJECTED_PARTITION_VALUE_COLUMN, values)?;
-        let data: Vec<usize> = (0..batch.num_columns()).collect();
+        // The splitter finds the values by name, first match: in front, they win over a table
+        // column that happens to be called `_partition` too.
+        let mut fields: Vec<Arc<Field>> = vec![Arc::new(Field::new(
+            PROJECTED_PARTITION_VALUE_COLUMN,
+            values.data_type().clone(),
+            true,
+        ))];
+        fields.extend(batch.schema().fields().iter().cloned());
+        let mut columns = vec![values];
+        columns.extend(batch.columns().iter().cloned());
+        let tagged = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
+            .map_err(arrow_error)?;
+        let data: Vec<usize> = (1..=batch.num_columns()).collect();
         self.splitter
             .split(&tagged)?
             .into_iter()
