@@ -58,6 +58,19 @@ def dataset(workdir: Path, bench_bin: Path, rows: int) -> Path:
     return data
 
 
+def release_binaries(build: bool = True) -> tuple[Path, Path]:
+    """The release `floe` and `floe-bench` binaries, built first unless told not to."""
+    if build:
+        subprocess.run(["cargo", "build", "--release", "-p", "floe-cli", "-p", "floe-bench"], cwd=REPO, check=True)
+    return REPO / "target" / "release" / "floe", REPO / "target" / "release" / "floe-bench"
+
+
+def machine_facts() -> str:
+    """Date, cores, RAM and platform, for the record of a benchmark run."""
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    return f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, {ram:.0f} GiB RAM, {platform.platform()}"
+
+
 def record_section(path: Path, name: str, body: str) -> str:
     """Replaces the text between `<!-- name:begin -->` and `<!-- name:end -->` in the markdown
     file `path` (appending the section if it is not there yet); returns the section."""
@@ -90,10 +103,7 @@ def main():
     ap.add_argument("--section", default="memory", help="marker name of the section written by --record")
     args = ap.parse_args()
 
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-p", "floe-cli", "-p", "floe-bench"], cwd=REPO, check=True)
-    floe = REPO / "target" / "release" / "floe"
-    bench = REPO / "target" / "release" / "floe-bench"
+    floe, bench = release_binaries(not args.no_build)
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     results = []
@@ -147,11 +157,7 @@ def main():
         [f"--rows {small} {large}", f"--repeat {args.repeat}"]
         + ([f"--partition-by '{args.partition_by}'", f"--section {args.section}"] if args.partition_by else [])
     )
-    facts = (
-        f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / (1 << 30):.0f} GiB RAM, {platform.platform()}"
-    )
-    print(record_section(args.record, args.section, f"Command: `{cmd}`  \nMachine: {facts}\n\n{table}"))
+    print(record_section(args.record, args.section, f"Command: `{cmd}`  \nMachine: {machine_facts()}\n\n{table}"))
 
 
 if __name__ == "__main__":

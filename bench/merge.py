@@ -12,10 +12,8 @@ RSS column shows memory staying bounded. pyiceberg needs the test venv (scripts/
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from memory import dataset, measure_rusage, mib, record_section  # noqa: E402
+from memory import dataset, machine_facts, measure_rusage, mib, record_section, release_binaries  # noqa: E402
 
 PYICEBERG_UPSERT = r"""
 import sys, glob
@@ -51,10 +49,7 @@ def main():
     ap.add_argument("--pyiceberg-timeout", type=int, default=1800)
     ap.add_argument("--record", type=Path)
     args = ap.parse_args()
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-p", "floe-cli", "-p", "floe-bench"], cwd=REPO, check=True)
-    floe = REPO / "target" / "release" / "floe"
-    bench = REPO / "target" / "release" / "floe-bench"
+    floe, bench = release_binaries(not args.no_build)
     args.workdir.mkdir(parents=True, exist_ok=True)
     base = dataset(args.workdir, bench, args.rows)
     n_load = args.rows // 5
@@ -102,7 +97,7 @@ def main():
             lines.append(f"- floe copy-on-write vs {name}: **{wall / floe_cow[1]:.1f}x** faster; {name} peaked at {mib(rss) / max(1, mib(floe_cow[3])):.1f}x floe's memory")
             lines.append(f"- floe merge-on-read vs {name}: **{wall / results[1][1]:.1f}x** faster")
     cmd = f"python3 bench/merge.py --rows {args.rows} --memory-limit {args.memory_limit}"
-    facts = f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, {platform.platform()}"
+    facts = machine_facts()
     body = (f"Command: `{cmd}`  \nMachine: {facts}  \n"
             f"Table: {args.rows:,} rows; load: {n_load:,} rows ({n_load // 2:,} updates, {n_load - n_load // 2:,} inserts)\n\n"
             + "\n".join(lines))

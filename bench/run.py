@@ -32,10 +32,8 @@ pyiceberg comes from the test venv (.venv, pinned in tests/interop/requirements.
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -44,7 +42,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from memory import dataset, measure_rusage, mib, record_section  # noqa: E402
+from memory import dataset, machine_facts, measure_rusage, mib, record_section, release_binaries  # noqa: E402
 
 PY = REPO / ".venv" / "bin" / "python"
 
@@ -126,12 +124,9 @@ def main():
     ap.add_argument("--record", type=Path, help="write the results section into this markdown file")
     args = ap.parse_args()
 
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-p", "floe-cli", "-p", "floe-bench"], cwd=REPO, check=True)
+    floe, bench = release_binaries(not args.no_build)
     if not PY.exists():
         sys.exit("pyiceberg is needed: run scripts/test.sh once to create .venv")
-    floe = REPO / "target" / "release" / "floe"
-    bench = REPO / "target" / "release" / "floe-bench"
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     wh = work / "wh-run"
@@ -288,9 +283,7 @@ def main():
          f"--streamed-batches {args.streamed_batches}", f"--history {args.history}", "--scenarios", *args.scenarios])
     pyiceberg_version = subprocess.run([PY, "-c", "import pyiceberg; print(pyiceberg.__version__)"],
                                        capture_output=True, text=True).stdout.strip()
-    facts = (f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, "
-             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / (1 << 30):.0f} GiB RAM, "
-             f"{platform.platform()}, pyiceberg {pyiceberg_version}")
+    facts = f"{machine_facts()}, pyiceberg {pyiceberg_version}"
     body = "\n".join([f"Command: `{cmd}`  ", f"Machine: {facts}", ""] + sections + ["Ratios:", ""] + [f"- {r}" for r in ratios])
     print(record_section(args.record, "harness", body))
 
