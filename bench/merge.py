@@ -13,7 +13,6 @@ RSS column shows memory staying bounded. pyiceberg needs the test venv (scripts/
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
