@@ -64,19 +64,6 @@ pub struct AddedManifests {
 }
 
 impl AddedManifests {
-    /// Nothing added (for operations that only delete).
-    pub fn none(snapshot_id: i64) -> Self {
-        Self {
-            snapshot_id,
-            manifests: Vec::new(),
-            summary: HashMap::new(),
-            partitions: HashSet::new(),
-            paths: Vec::new(),
-            rows: 0,
-            bytes: 0,
-        }
-    }
-
     pub fn files(&self) -> u64 {
         self.paths.len() as u64
     }

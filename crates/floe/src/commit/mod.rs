@@ -16,14 +16,18 @@
 //!   +----------------------------------------------------------------+
 //!                                |  TableUpdates + TableRequirements
 //!                                v
-//!   Catalog::commit (SQL: compare-and-swap on metadata_location)
+//!   Catalog::commit (SQL: compare-and-swap; REST: commit endpoint)
 //!        | committed -> done
 //!        | conflict  -> delete this attempt's manifest list, reload the
 //!        |              table; if the load id landed meanwhile -> done
 //!        |              (idempotent); else re-plan, backoff, retry
 //!        |              (a merge fails instead: its key matches are stale)
+//!        | unknown   -> delete nothing; reload: our snapshot id there -> done;
+//!        |              branch moved past the attempt -> as conflict;
+//!        |              unchanged -> retry (same snapshot id, so never twice)
 //!        v
-//!   RetriesExhausted / Conflict error: the table keeps its old state
+//!   RetriesExhausted / Conflict error: the table keeps its old state;
+//!   CommitStateUnknown: files kept, rerun with the load id
 //! ```
 //!
 //! A crash before the catalog swap leaves only unreferenced files; after it, the new state.

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::pipeline::{Prepared, Ready, delete_files, finish, load_writers, prepare};
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::Catalog;
-use crate::commit::{AddedFiles, AddedManifests, FileChanges, SnapshotOperation, commit_load};
+use crate::commit::{AddedFiles, FileChanges, SnapshotOperation, commit_load};
 use crate::conform::Conformer;
 use crate::error::{FloeError, Result, ResultExt};
 use crate::merge::position_deletes::PositionDeleteWriter;
@@ -221,7 +221,6 @@ impl<'a> MergeBuilder<'a> {
             counts.spill_runs = spill_runs + deletes.spilled_runs() as u64;
 
             // 4. Apply deletes file by file (sorted by file): one file's positions at a time.
-            let mut changes = FileChanges::added(AddedManifests::none(0));
             let delete_writer = match self.spec.mode {
                 MergeMode::MergeOnRead => Some(PositionDeleteWriter::new(
                     &table,
@@ -261,10 +260,13 @@ impl<'a> MergeBuilder<'a> {
             if let Some((done, positions)) = current.take() {
                 apply.file(done, &positions, sink.writer).await?;
             }
-            changes.removed = std::mem::take(&mut apply.removed);
+            let removed = std::mem::take(&mut apply.removed);
             writer.close().await?;
-            changes.added = added.lock().await.finish().await?;
-            changes.added_deletes = delete_files.clone();
+            let changes = FileChanges {
+                added: added.lock().await.finish().await?,
+                added_deletes: delete_files.clone(),
+                removed,
+            };
             Ok((counts, changes))
         }
         .await;
