@@ -138,6 +138,11 @@ struct LoadArgs {
     /// ranges per file narrow for later merges.
     #[arg(long, value_name = "N")]
     writers: Option<usize>,
+    /// Decode and re-encode every input row. By default, append and replace into an
+    /// unpartitioned table copy the column chunks of Parquet inputs that already have the
+    /// table's codec and types byte for byte, and re-encode only the columns that differ.
+    #[arg(long)]
+    rewrite: bool,
     /// Where bounded sorts spill to disk (default: the system temp directory).
     #[arg(long, value_name = "DIR")]
     spill_dir: Option<PathBuf>,
@@ -285,6 +290,7 @@ async fn load(args: LoadArgs) -> Result<()> {
             max_open_files: Some(args.max_open_files),
             spill_dir: args.spill_dir.clone(),
             writers: args.writers,
+            rewrite: args.rewrite,
         });
     let options = match &args.load_id {
         Some(id) => options.with_load_id(id.clone()),

@@ -112,6 +112,10 @@ pub enum FloeError {
         source: std::io::Error,
     },
 
+    /// A data file could not be written.
+    #[error("cannot write data file '{path}': {reason}")]
+    DataFileWrite { path: String, reason: String },
+
     /// The load was given an option it cannot honour.
     #[error("invalid option: {0}")]
     InvalidOption(String),

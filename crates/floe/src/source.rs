@@ -38,8 +38,21 @@ pub struct Source {
     /// Distinct schemas of the other inputs (files whose columns differ from the first), with
     /// the input they came from, so schema evolution can be decided before writing.
     pub other_schemas: Vec<(String, SchemaRef)>,
-    pub stream: BoxStream<'static, Result<SourceBatch>>,
+    body: Body,
 }
+
+/// Where the batches come from. Parquet files are read only when the stream is taken, so a
+/// load can first take the files it copies instead of decoding ([`crate::write::splice`]).
+enum Body {
+    Stream(BoxStream<'static, Result<SourceBatch>>),
+    Parquet {
+        files: Vec<PathBuf>,
+        budget: BatchBudget,
+        progress: Arc<Progress>,
+    },
+}
+
+type BatchStream = BoxStream<'static, Result<SourceBatch>>;
 
 impl Source {
     /// Wraps any Arrow record-batch stream (the library entry point for non-file sources).
@@ -66,7 +79,34 @@ impl Source {
             name: name.to_string(),
             schema,
             other_schemas: Vec::new(),
-            stream,
+            body: Body::Stream(stream),
+        }
+    }
+
+    /// The input files, when the source is a list of Parquet files not yet read.
+    pub fn parquet_files(&self) -> Option<&[PathBuf]> {
+        match &self.body {
+            Body::Parquet { files, .. } => Some(files),
+            Body::Stream(_) => None,
+        }
+    }
+
+    /// Keeps only the Parquet files `keep` accepts (the others are loaded another way).
+    pub(crate) fn retain_files(&mut self, keep: impl Fn(&Path) -> bool) {
+        if let Body::Parquet { files, .. } = &mut self.body {
+            files.retain(|f| keep(f));
+        }
+    }
+
+    /// The batches; for Parquet files this starts the reader thread.
+    pub fn into_stream(self) -> BatchStream {
+        match self.body {
+            Body::Stream(stream) => stream,
+            Body::Parquet {
+                files,
+                budget,
+                progress,
+            } => read_files(files, budget, progress),
         }
     }
 
@@ -223,68 +263,73 @@ impl ParquetSource {
         Ok((first.expect("at least one file"), others))
     }
 
-    /// Starts the reader thread and returns the stream.
+    /// Checks every footer and returns the source; reading starts when its stream is taken.
     pub fn into_source(self, progress: Arc<Progress>) -> Result<Source> {
         let (schema, other_schemas) = self.check_and_schemas()?;
-        let (tx, mut rx) = tokio::sync::mpsc::channel(self.budget.channel_batches.max(1));
-        let budget = self.budget;
-        let self_first = self.files[0].clone();
-        let files = self.files;
-        // Set only when every file was read to the end: a channel that closes without it means
-        // the reader died, and the load must fail rather than commit a prefix of the input.
-        let finished = Arc::new(AtomicBool::new(false));
-        let finished_in_reader = finished.clone();
-        tokio::task::spawn_blocking(move || {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                for path in &files {
-                    read_file(path, budget, &tx, &progress)?;
-                    progress.add_input_file();
-                }
-                Ok(())
-            }));
-            let error = match outcome {
-                Ok(Ok(())) => {
-                    finished_in_reader.store(true, Ordering::SeqCst);
-                    return;
-                }
-                Ok(Err(e)) => e,
-                Err(panic) => FloeError::InputRead {
-                    path: PathBuf::from("<input>"),
-                    row_group: None,
-                    reason: format!("the reader failed unexpectedly: {}", panic_message(&panic)),
-                },
-            };
-            let _ = tx.blocking_send(Err(error));
-        });
-        let mut ended = false;
-        let stream = futures::stream::poll_fn(move |cx| {
-            if ended {
-                return std::task::Poll::Ready(None);
-            }
-            match rx.poll_recv(cx) {
-                std::task::Poll::Ready(None) => {
-                    ended = true;
-                    if finished.load(Ordering::SeqCst) {
-                        std::task::Poll::Ready(None)
-                    } else {
-                        std::task::Poll::Ready(Some(Err(FloeError::InputRead {
-                            path: PathBuf::from("<input>"),
-                            row_group: None,
-                            reason: "the reader stopped before the end of the input".into(),
-                        })))
-                    }
-                }
-                other => other,
-            }
-        })
-        .boxed();
         Ok(Source {
-            name: self_first.display().to_string(),
+            name: self.files[0].display().to_string(),
             schema,
             other_schemas,
-            stream,
+            body: Body::Parquet {
+                files: self.files,
+                budget: self.budget,
+                progress,
+            },
         })
     }
+}
+
+/// Reads `files` in order on a blocking thread, handing batches over through a small channel.
+fn read_files(files: Vec<PathBuf>, budget: BatchBudget, progress: Arc<Progress>) -> BatchStream {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(budget.channel_batches.max(1));
+    // Set only when every file was read to the end: a channel that closes without it means
+    // the reader died, and the load must fail rather than commit a prefix of the input.
+    let finished = Arc::new(AtomicBool::new(false));
+    let finished_in_reader = finished.clone();
+    tokio::task::spawn_blocking(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for path in &files {
+                read_file(path, budget, &tx, &progress)?;
+                progress.add_input_file();
+            }
+            Ok(())
+        }));
+        let error = match outcome {
+            Ok(Ok(())) => {
+                finished_in_reader.store(true, Ordering::SeqCst);
+                return;
+            }
+            Ok(Err(e)) => e,
+            Err(panic) => FloeError::InputRead {
+                path: PathBuf::from("<input>"),
+                row_group: None,
+                reason: format!("the reader failed unexpectedly: {}", panic_message(&panic)),
+            },
+        };
+        let _ = tx.blocking_send(Err(error));
+    });
+    let mut ended = false;
+    futures::stream::poll_fn(move |cx| {
+        if ended {
+            return std::task::Poll::Ready(None);
+        }
+        match rx.poll_recv(cx) {
+            std::task::Poll::Ready(None) => {
+                ended = true;
+                if finished.load(Ordering::SeqCst) {
+                    std::task::Poll::Ready(None)
+                } else {
+                    std::task::Poll::Ready(Some(Err(FloeError::InputRead {
+                        path: PathBuf::from("<input>"),
+                        row_group: None,
+                        reason: "the reader stopped before the end of the input".into(),
+                    })))
+                }
+            }
+            other => other,
+        }
+    })
+    .boxed()
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

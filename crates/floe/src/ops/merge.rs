@@ -94,7 +94,7 @@ impl<'a> MergeBuilder<'a> {
         self
     }
 
-    pub async fn execute(self, mut source: Source) -> Result<LoadSummary> {
+    pub async fn execute(self, source: Source) -> Result<LoadSummary> {
         let started = Instant::now();
         let options = &self.options;
         let ready =
@@ -135,7 +135,8 @@ impl<'a> MergeBuilder<'a> {
             // 1. The load, sorted by key.
             let mut load = LoadSide::new(conformer.arrow_schema(), keys.clone(), budget, spill_dir.as_deref())?;
             load.track_partitions(PartitionFilter::new(write_metadata.default_partition_spec(), &keys)?);
-            while let Some(item) = source.stream.next().await {
+            let mut stream = source.into_stream();
+            while let Some(item) = stream.next().await {
                 let input = item?;
                 let batch = conformer.conform(&input)?;
                 load.push(batch, &input.origin)?;

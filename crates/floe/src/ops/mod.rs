@@ -101,6 +101,9 @@ pub struct LoadSummary {
     /// Rows in the data files the load added (for a copy-on-write merge this includes the
     /// unchanged rows copied out of rewritten files).
     pub rows_written: u64,
+    /// Of those, rows whose input Parquet column chunks were copied as they are instead of
+    /// being decoded and encoded again (append and replace of Parquet inputs).
+    pub rows_copied: u64,
     /// Data files added (delete files are counted in `merge.delete_files_added`).
     pub files_added: u64,
     pub files_removed: u64,

@@ -1,6 +1,8 @@
 //! The load pipeline shared by every operation: source -> conform -> write -> commit.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -15,9 +17,10 @@ use crate::commit::{
 };
 use crate::conform::evolve::{Evolution, SchemaEvolution, evolve};
 use crate::conform::{Conformer, iceberg_schema_from_arrow};
-use crate::error::{Result, ResultExt};
+use crate::error::{FloeError, Result, ResultExt};
 use crate::partition::parse_partition_spec;
 use crate::source::{Source, SourceInfo};
+use crate::write::splice::{SplicePlan, SplicePlanner, SplicingWriter};
 use crate::write::{FileSettings, ParallelWriter, TableWriter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +96,7 @@ pub(crate) async fn prepare(
         snapshot_id: None,
         operation: None,
         rows_written: 0,
+        rows_copied: 0,
         files_added: 0,
         files_removed: 0,
         rows_removed: 0,
@@ -221,11 +225,52 @@ pub(crate) async fn run(
     let settings = FileSettings::resolve(base.metadata.properties(), &options.write)?;
     let conformer = Conformer::new(&table, write_metadata.current_schema().clone())?;
     let added = AddedFiles::new(&table, &write_metadata, base.file_io.clone()).into_sink();
+    // Input files whose column chunks can be copied are taken out of the stream and spliced
+    // on their own thread while the rest decode and encode as usual.
+    let plans = splice_plans(
+        &write_metadata,
+        &conformer,
+        &settings,
+        &options,
+        &mut source,
+    )?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let splicer = if plans.is_empty() {
+        None
+    } else {
+        let mut splicer = SplicingWriter::new(
+            &table,
+            &write_metadata,
+            &settings,
+            base.file_io.clone(),
+            &format!("{}-copy", Uuid::new_v4()),
+            added.clone(),
+            options.progress.clone(),
+        )?;
+        let cancel = cancel.clone();
+        Some(tokio::task::spawn_blocking(move || {
+            let mut result = Ok(());
+            for plan in &plans {
+                if cancel.load(Ordering::Relaxed) {
+                    break;
+                }
+                result = splicer.write_file(plan);
+                if result.is_err() {
+                    break;
+                }
+            }
+            if result.is_ok() {
+                result = splicer.finish_file();
+            }
+            (splicer.rows, splicer.started().to_vec(), result)
+        }))
+    };
     let mut writer = load_writers(&table, &write_metadata, &base, &settings, &options, &added)?;
 
     let mut rows = 0u64;
     let mut failure = None;
-    while let Some(item) = source.stream.next().await {
+    let mut stream = source.into_stream();
+    while let Some(item) = stream.next().await {
         let written = match item {
             Ok(input) => match conformer.conform(&input) {
                 Ok(batch) => {
@@ -238,13 +283,33 @@ pub(crate) async fn run(
         };
         if let Err(e) = written {
             failure = Some(e);
+            cancel.store(true, Ordering::Relaxed);
             break;
         }
     }
     // Stop the reader if we bail out early.
-    drop(source);
+    drop(stream);
+    let mut spliced_files = Vec::new();
+    if let Some(task) = splicer {
+        match task.await {
+            Ok((spliced, started, result)) => {
+                rows += spliced;
+                summary.rows_copied = spliced;
+                spliced_files = started;
+                if let Err(e) = result {
+                    failure.get_or_insert(e);
+                }
+            }
+            Err(e) => {
+                failure.get_or_insert(FloeError::InvalidOption(format!(
+                    "copying Parquet column chunks failed unexpectedly: {e}"
+                )));
+            }
+        }
+    }
     if let Some(e) = failure {
         writer.abort().await;
+        delete_files(&base.file_io, &spliced_files).await;
         added.lock().await.discard().await;
         return Err(e);
     }
@@ -347,6 +412,45 @@ pub(crate) async fn run(
         );
     }
     Ok(finish(summary))
+}
+
+/// Plans for the input files whose column chunks an append or replace can copy: Parquet files
+/// into a table without partition fields, unless the load asked to rewrite everything.
+fn splice_plans(
+    write_metadata: &TableMetadataRef,
+    conformer: &Conformer,
+    settings: &FileSettings,
+    options: &LoadOptions,
+    source: &mut Source,
+) -> Result<Vec<SplicePlan>> {
+    let Some(files) = source.parquet_files() else {
+        return Ok(Vec::new());
+    };
+    // An explicit level or row group size asks for encoding: copied chunks keep the input's.
+    let w = &options.write;
+    if w.rewrite
+        || w.compression_level.is_some()
+        || w.row_group_bytes.is_some()
+        || !write_metadata.default_partition_spec().fields().is_empty()
+    {
+        return Ok(Vec::new());
+    }
+    let planner = SplicePlanner::new(conformer.arrow_schema().clone(), settings)?;
+    let mut plans = Vec::new();
+    for file in files {
+        if let Some(plan) = planner.plan(file)? {
+            plans.push(plan);
+        }
+    }
+    let taken: std::collections::HashSet<PathBuf> =
+        plans.iter().map(|p| p.path().to_path_buf()).collect();
+    source.retain_files(|f| !taken.contains(f));
+    tracing::info!(
+        copied = plans.len(),
+        decoded = source.parquet_files().map_or(0, |f| f.len()),
+        "input files: column chunks copied vs decoded"
+    );
+    Ok(plans)
 }
 
 /// Best-effort removal of files no snapshot references.

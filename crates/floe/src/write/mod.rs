@@ -27,9 +27,11 @@ use parquet::file::properties::WriterProperties;
 use crate::commit::AddedFilesSink;
 use crate::error::{FloeError, Result, ResultExt};
 
+mod metrics;
 mod parallel;
 mod partition_values;
 mod partitioned;
+pub mod splice;
 
 pub use parallel::ParallelWriter;
 
@@ -67,6 +69,9 @@ pub struct WriteOptions {
     /// Unpartitioned loads: writers encoding in parallel (default: one per core, at most 2).
     /// Each writes its own files, interleaving the input between them.
     pub writers: Option<usize>,
+    /// Decode and re-encode every input row, never copying Parquet column chunks as they are
+    /// (see [`splice`]).
+    pub rewrite: bool,
 }
 
 /// Default cap on open data files per load (partitioned tables).

@@ -1,0 +1,801 @@
+//! Splice: build data files out of the input's own Parquet column chunks.
+//!
+//! Most loads are Parquet written by another tool (dlt, pyarrow, Spark) with the same codec and
+//! the same physical types the table wants. Decoding such a file only to encode the same values
+//! again is most of a load's cost, so for an unpartitioned table floe copies every compatible
+//! column chunk byte for byte into a new file whose footer carries the table's schema and field
+//! ids, and re-encodes only the columns that differ (a decimal stored as fixed bytes, a
+//! timestamp of another unit, another codec, a nullability change). Readers see an ordinary
+//! Parquet file; Iceberg metrics come from the resulting footer ([`super::metrics`]).
+//!
+//! [`SplicePlanner::plan`] decides per input file, from its footer alone. A file qualifies when
+//! it has exactly the table's columns (by name), its row groups are not small (copying keeps
+//! them as they are), most of its bytes can be copied, and the columns to re-encode fit
+//! [`ENCODE_BUDGET_BYTES`] per row group. Everything else goes through the normal
+//! decode -> conform -> encode pipeline, so the choice never changes what a reader sees.
+//!
+//! Memory: copying streams through a small buffer; re-encoded columns hold one row group's
+//! encoded chunk, bounded by the budget; decoding for them uses the load's batch budget.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
+use iceberg::io::{FileIO, FileWrite};
+use iceberg::spec::{DataFileFormat, Schema, TableMetadata};
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator, FileNameGenerator, LocationGenerator,
+};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::arrow::{ArrowSchemaConverter, ProjectionMask, add_encoded_arrow_schema_to_metadata};
+use parquet::basic::{Compression, Repetition};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::{ColumnDescPtr, ColumnDescriptor, SchemaDescPtr};
+
+use super::FileSettings;
+use super::metrics::data_file_from_footer;
+use crate::commit::AddedFilesSink;
+use crate::conform::Conformer;
+use crate::error::{FloeError, Result, ResultExt};
+use crate::progress::Progress;
+use crate::source::{BatchBudget, SourceBatch};
+
+/// Most decoded bytes of re-encoded columns per input row group (their encoded chunks are held
+/// until the row group is assembled).
+pub const ENCODE_BUDGET_BYTES: i64 = 64 * 1024 * 1024;
+
+/// Bytes buffered before a write to storage.
+const OUTPUT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// How one table column (a top-level field, with all its leaves) is produced from a file.
+#[derive(Debug, Clone)]
+enum FieldPlan {
+    /// Copy these (input leaf, table leaf) column chunks.
+    Copy(Vec<(usize, usize)>),
+    /// Decode the input column, conform it and encode these table leaves.
+    Encode(Vec<usize>),
+}
+
+/// What to do with one input file.
+#[derive(Debug, Clone)]
+pub struct SplicePlan {
+    path: PathBuf,
+    /// The data file's schema: the table's, with some optional columns declared required.
+    file_arrow: SchemaRef,
+    file_parquet: SchemaDescPtr,
+    input: ArrowReaderMetadata,
+    fields: Vec<FieldPlan>,
+    /// Input root columns to decode (the re-encoded fields), and the table fields they become.
+    encode_roots: Vec<usize>,
+    encode_fields: Vec<usize>,
+    /// Compressed bytes copied as they are, and compressed bytes re-encoded.
+    pub copied_bytes: u64,
+    pub encoded_bytes: u64,
+}
+
+impl SplicePlan {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.input.metadata().file_metadata().num_rows().max(0) as u64
+    }
+}
+
+/// Decides which input files can be spliced into a table's data files.
+#[derive(Debug, Clone)]
+pub struct SplicePlanner {
+    table_arrow: SchemaRef,
+    table_parquet: SchemaDescPtr,
+    coerce_types: bool,
+    compression: Compression,
+    min_row_group_bytes: i64,
+}
+
+impl SplicePlanner {
+    /// For a table schema's Arrow form (with field ids, as conform produces it).
+    pub fn new(table_arrow: SchemaRef, settings: &FileSettings) -> Result<Self> {
+        let coerce_types = settings.writer_properties.coerce_types();
+        let table_parquet = parquet_schema(&table_arrow, coerce_types)?;
+        Ok(Self {
+            table_arrow,
+            table_parquet,
+            coerce_types,
+            compression: settings.compression,
+            // Copying keeps the input's row groups: only worth it when they are not tiny.
+            min_row_group_bytes: (settings.row_group_bytes / 2) as i64,
+        })
+    }
+
+    /// A plan for the file, or `None` when it must be decoded and re-encoded.
+    pub fn plan(&self, path: &Path) -> Result<Option<SplicePlan>> {
+        let read_error = |reason: String| FloeError::InputRead {
+            path: path.to_path_buf(),
+            row_group: None,
+            reason,
+        };
+        let file = File::open(path).map_err(|e| read_error(e.to_string()))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| read_error(e.to_string()))?
+            .len() as i64;
+        let input = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+            .map_err(|e| read_error(format!("not a readable Parquet file: {e}")))?;
+        let meta = input.metadata().clone();
+        let row_groups = meta.row_groups();
+        if row_groups.is_empty() {
+            return Ok(None);
+        }
+        let avg_rg = row_groups
+            .iter()
+            .map(|rg| rg.total_byte_size())
+            .sum::<i64>()
+            / row_groups.len() as i64;
+        if avg_rg < self.min_row_group_bytes {
+            return Ok(None);
+        }
+        let src_schema = meta.file_metadata().schema_descr();
+        let src_roots = src_schema.root_schema().get_fields();
+        let table_roots = self.table_parquet.root_schema().get_fields();
+        // Arrow's view of the table fields lines up with the Parquet roots.
+        debug_assert_eq!(self.table_arrow.fields().len(), table_roots.len());
+        if src_roots.len() != table_roots.len() {
+            return Ok(None);
+        }
+        let leaves_of = |descr: &parquet::schema::types::SchemaDescriptor, root: usize| {
+            (0..descr.num_columns())
+                .filter(|&leaf| descr.get_column_root_idx(leaf) == root)
+                .collect::<Vec<_>>()
+        };
+
+        // A top-level column the input declares required may stay required in the data file
+        // although the table's is optional (as in files written before a column was relaxed,
+        // which every Iceberg reader handles): its chunks then copy as they are.
+        let matches: Vec<Option<usize>> = table_roots
+            .iter()
+            .map(|t| src_roots.iter().position(|f| f.name() == t.name()))
+            .collect();
+        if matches.iter().any(Option::is_none) {
+            return Ok(None);
+        }
+        let relaxable: Vec<bool> = table_roots
+            .iter()
+            .zip(&matches)
+            .map(|(t, s)| {
+                let s = &src_roots[s.expect("matched")];
+                t.is_primitive()
+                    && s.is_primitive()
+                    && t.get_basic_info().repetition() == Repetition::OPTIONAL
+                    && s.get_basic_info().repetition() == Repetition::REQUIRED
+            })
+            .collect();
+        let candidate = self.file_schema(&relaxable)?;
+
+        let mut copy = Vec::new();
+        for (t_root, s_root) in matches.iter().map(|s| s.expect("matched")).enumerate() {
+            let t_leaves = leaves_of(&candidate.1, t_root);
+            let s_leaves = leaves_of(src_schema, s_root);
+            let copyable = t_leaves.len() == s_leaves.len()
+                && t_leaves.iter().zip(&s_leaves).all(|(&t, &s)| {
+                    same_column(&src_schema.column(s), &candidate.1.column(t))
+                        && row_groups
+                            .iter()
+                            .all(|rg| chunk_copyable(rg.column(s), &self.compression, file_len))
+                });
+            copy.push((s_root, s_leaves, t_leaves, copyable));
+        }
+        let required: Vec<bool> = relaxable
+            .iter()
+            .zip(&copy)
+            .map(|(r, c)| *r && c.3)
+            .collect();
+        let (file_arrow, file_parquet) = if required == relaxable {
+            candidate
+        } else {
+            self.file_schema(&required)?
+        };
+
+        let mut fields = Vec::new();
+        let mut encode_roots = Vec::new();
+        let mut encode_fields = Vec::new();
+        let mut copied_bytes = 0u64;
+        let mut encoded_bytes = 0u64;
+        let mut encoded_per_rg = vec![0i64; row_groups.len()];
+        for (t_root, (s_root, s_leaves, t_leaves, copyable)) in copy.into_iter().enumerate() {
+            let bytes: u64 = row_groups
+                .iter()
+                .flat_map(|rg| {
+                    s_leaves
+                        .iter()
+                        .map(move |&s| rg.column(s).compressed_size())
+                })
+                .sum::<i64>()
+                .max(0) as u64;
+            if copyable {
+                copied_bytes += bytes;
+                fields.push(FieldPlan::Copy(
+                    s_leaves
+                        .iter()
+                        .copied()
+                        .zip(t_leaves.iter().copied())
+                        .collect(),
+                ));
+            } else {
+                encoded_bytes += bytes;
+                for (k, rg) in row_groups.iter().enumerate() {
+                    encoded_per_rg[k] += s_leaves
+                        .iter()
+                        .map(|&s| rg.column(s).uncompressed_size())
+                        .sum::<i64>();
+                }
+                encode_roots.push(s_root);
+                encode_fields.push(t_root);
+                fields.push(FieldPlan::Encode(t_leaves));
+            }
+        }
+        tracing::debug!(file = %path.display(), ?fields, copied_bytes, encoded_bytes, "splice plan");
+        if copied_bytes == 0
+            || encoded_bytes > copied_bytes
+            || encoded_per_rg.iter().any(|&b| b > ENCODE_BUDGET_BYTES)
+        {
+            return Ok(None);
+        }
+        Ok(Some(SplicePlan {
+            path: path.to_path_buf(),
+            file_arrow,
+            file_parquet,
+            input,
+            fields,
+            encode_roots,
+            encode_fields,
+            copied_bytes,
+            encoded_bytes,
+        }))
+    }
+}
+
+impl SplicePlanner {
+    /// The table's schema with the given top-level columns required, in Arrow and Parquet.
+    fn file_schema(&self, required: &[bool]) -> Result<(SchemaRef, SchemaDescPtr)> {
+        if !required.contains(&true) {
+            return Ok((self.table_arrow.clone(), self.table_parquet.clone()));
+        }
+        let fields: Vec<_> = self
+            .table_arrow
+            .fields()
+            .iter()
+            .zip(required)
+            .map(|(f, &r)| {
+                if r {
+                    Arc::new(f.as_ref().clone().with_nullable(false))
+                } else {
+                    f.clone()
+                }
+            })
+            .collect();
+        let arrow = Arc::new(arrow_schema::Schema::new_with_metadata(
+            fields,
+            self.table_arrow.metadata().clone(),
+        ));
+        let parquet = parquet_schema(&arrow, self.coerce_types)?;
+        Ok((arrow, parquet))
+    }
+}
+
+fn parquet_schema(arrow: &arrow_schema::Schema, coerce_types: bool) -> Result<SchemaDescPtr> {
+    ArrowSchemaConverter::new()
+        .with_coerce_types(coerce_types)
+        .convert(arrow)
+        .map(Arc::new)
+        .map_err(|e| FloeError::InvalidOption(format!("table schema for Parquet: {e}")))
+}
+
+/// Two leaf columns store values identically (names, types, annotations, nesting levels).
+fn same_column(src: &ColumnDescriptor, table: &ColumnDescriptor) -> bool {
+    let (s, t) = (src.self_type(), table.self_type());
+    src.path().parts() == table.path().parts()
+        && src.physical_type() == table.physical_type()
+        && src.type_length() == table.type_length()
+        && src.type_precision() == table.type_precision()
+        && src.type_scale() == table.type_scale()
+        && src.max_def_level() == table.max_def_level()
+        && src.max_rep_level() == table.max_rep_level()
+        && s.get_basic_info().logical_type_ref() == t.get_basic_info().logical_type_ref()
+        && s.get_basic_info().converted_type() == t.get_basic_info().converted_type()
+        && s.get_basic_info().repetition() == t.get_basic_info().repetition()
+}
+
+/// A chunk can be copied when it uses the table's codec and its byte range is plausible.
+fn chunk_copyable(chunk: &ColumnChunkMetaData, codec: &Compression, file_len: i64) -> bool {
+    let data = chunk.data_page_offset();
+    let start = match chunk.dictionary_page_offset() {
+        // Some writers put 0 here for "no dictionary".
+        Some(dict) if dict > 0 => {
+            if dict >= data {
+                return false;
+            }
+            dict
+        }
+        _ => data,
+    };
+    std::mem::discriminant(&chunk.compression()) == std::mem::discriminant(codec)
+        && start >= 4
+        && chunk.compressed_size() > 0
+        && start + chunk.compressed_size() <= file_len
+}
+
+/// Writes spliced data files on a blocking thread; finished files go to the load's sink.
+pub struct SplicingWriter {
+    table: String,
+    schema: Arc<Schema>,
+    properties: WriterProperties,
+    spec_id: i32,
+    target_file_size: u64,
+    file_io: FileIO,
+    locations: DefaultLocationGenerator,
+    names: DefaultFileNameGenerator,
+    sink: AddedFilesSink,
+    runtime: tokio::runtime::Handle,
+    progress: Arc<Progress>,
+    budget: BatchBudget,
+    current: Option<OpenFile>,
+    /// Every file started, so a failed load can delete them.
+    started: Vec<String>,
+    pub rows: u64,
+}
+
+struct OpenFile {
+    writer: SerializedFileWriter<BlockingOutput>,
+    factory: ArrowRowGroupWriterFactory,
+    path: String,
+    /// Plans with another file schema start a new file.
+    schema: SchemaRef,
+}
+
+impl SplicingWriter {
+    /// Must be called inside the tokio runtime (it keeps a handle to it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        table: &str,
+        metadata: &TableMetadata,
+        settings: &FileSettings,
+        file_io: FileIO,
+        file_prefix: &str,
+        sink: AddedFilesSink,
+        progress: Arc<Progress>,
+    ) -> Result<Self> {
+        Ok(Self {
+            table: table.to_string(),
+            schema: metadata.current_schema().clone(),
+            properties: settings.writer_properties.clone(),
+            spec_id: metadata.default_partition_spec_id(),
+            target_file_size: settings.target_file_size,
+            file_io,
+            locations: DefaultLocationGenerator::new(metadata)
+                .context(|| format!("table {table}: no location for data files"))?,
+            names: DefaultFileNameGenerator::new(
+                file_prefix.to_string(),
+                None,
+                DataFileFormat::Parquet,
+            ),
+            sink,
+            runtime: tokio::runtime::Handle::current(),
+            progress,
+            budget: BatchBudget::default(),
+            current: None,
+            started: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// Files this writer started (finished or not).
+    pub fn started(&self) -> &[String] {
+        &self.started
+    }
+
+    /// Splices every row group of one planned file.
+    pub fn write_file(&mut self, plan: &SplicePlan) -> Result<()> {
+        let read_error = |rg: Option<usize>, reason: String| FloeError::InputRead {
+            path: plan.path.clone(),
+            row_group: rg,
+            reason,
+        };
+        let file = File::open(&plan.path).map_err(|e| read_error(None, e.to_string()))?;
+        let conformer = if plan.encode_fields.is_empty() {
+            None
+        } else {
+            let fields = plan
+                .encode_fields
+                .iter()
+                .map(|&k| self.schema.as_struct().fields()[k].clone())
+                .collect::<Vec<_>>();
+            let sub = Schema::builder()
+                .with_schema_id(self.schema.schema_id())
+                .with_fields(fields)
+                .build()
+                .context(|| format!("table {}: cannot project its schema", self.table))?;
+            Some(Conformer::new(&self.table, Arc::new(sub))?)
+        };
+        let pages_file = Arc::new(
+            file.try_clone()
+                .map_err(|e| read_error(None, e.to_string()))?,
+        );
+        let reader = LargeReads(file);
+        let file = &reader.0;
+        let table_descr = plan.file_parquet.clone();
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|open| open.schema != plan.file_arrow)
+        {
+            self.finish_file()?;
+        }
+        for rg in 0..plan.input.metadata().num_row_groups() {
+            let rg_meta = plan.input.metadata().row_group(rg);
+            let rows = rg_meta.num_rows().max(0) as u64;
+            self.open_file(plan)?;
+            let mut encoded = match &conformer {
+                Some(conformer) => self.encode_row_group(plan, file, rg, conformer)?,
+                None => VecDeque::new(),
+            };
+            let open = self.current.as_mut().expect("open file");
+            let write_error = |e: parquet::errors::ParquetError| FloeError::DataFileWrite {
+                path: open.path.clone(),
+                reason: format!("{e} (splicing {} row group {rg})", plan.path.display()),
+            };
+            let mut group = open.writer.next_row_group().map_err(write_error)?;
+            for field in &plan.fields {
+                match field {
+                    FieldPlan::Copy(pairs) => {
+                        for &(s, t) in pairs {
+                            check_pages(&pages_file, rg_meta.column(s), rows as usize).map_err(
+                                |e| {
+                                    read_error(
+                                        Some(rg),
+                                        format!(
+                                            "column '{}': {e}",
+                                            rg_meta.column(s).column_path().string()
+                                        ),
+                                    )
+                                },
+                            )?;
+                            let close = copied_chunk(rg_meta, s, table_descr.column(t), rows)
+                                .map_err(write_error)?;
+                            group.append_column(&reader, close).map_err(|e| {
+                                read_error(Some(rg), format!("copying column chunk {s}: {e}"))
+                            })?;
+                        }
+                    }
+                    FieldPlan::Encode(leaves) => {
+                        for _ in leaves {
+                            let mut chunk =
+                                encoded.pop_front().expect("one chunk per encoded leaf");
+                            // Copied chunks come without page indexes, and a file has them
+                            // for every chunk or for none.
+                            chunk.close_mut().offset_index = None;
+                            chunk.close_mut().column_index = None;
+                            chunk.append_to_row_group(&mut group).map_err(write_error)?;
+                        }
+                    }
+                }
+            }
+            group.close().map_err(write_error)?;
+            self.rows += rows;
+            self.progress.add_input_rows(rows);
+            self.progress
+                .add_input_bytes(rg_meta.compressed_size().max(0) as u64);
+            let full = open.writer.bytes_written() as u64 >= self.target_file_size;
+            if full {
+                self.finish_file()?;
+            }
+        }
+        self.progress.add_input_file();
+        Ok(())
+    }
+
+    /// Decodes the row group's re-encoded columns in batches and encodes them, in table order.
+    fn encode_row_group(
+        &mut self,
+        plan: &SplicePlan,
+        file: &File,
+        rg: usize,
+        conformer: &Conformer,
+    ) -> Result<VecDeque<ArrowColumnChunk>> {
+        let read_error = |reason: String| FloeError::InputRead {
+            path: plan.path.clone(),
+            row_group: Some(rg),
+            reason,
+        };
+        let open = self.current.as_mut().expect("open file");
+        let write_error = |e: parquet::errors::ParquetError| FloeError::DataFileWrite {
+            path: open.path.clone(),
+            reason: e.to_string(),
+        };
+        let mut all = open
+            .factory
+            .create_column_writers(open.writer.flushed_row_groups().len())
+            .map_err(write_error)?
+            .into_iter()
+            .map(Some)
+            .collect::<Vec<_>>();
+        let mut writers = Vec::new();
+        for field in &plan.fields {
+            if let FieldPlan::Encode(leaves) = field {
+                writers.push(
+                    leaves
+                        .iter()
+                        .map(|&leaf| all[leaf].take().expect("leaf writer"))
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        drop(all);
+
+        let rg_meta = plan.input.metadata().row_group(rg);
+        let rows = rg_meta.num_rows().max(1) as usize;
+        let row_bytes = (rg_meta.total_byte_size().max(1) as usize).div_ceil(rows);
+        let batch_rows =
+            (self.budget.max_bytes / row_bytes.max(1)).clamp(1024, self.budget.max_rows);
+        let mask = ProjectionMask::roots(
+            plan.input.metadata().file_metadata().schema_descr(),
+            plan.encode_roots.iter().copied(),
+        );
+        let handle = file.try_clone().map_err(|e| read_error(e.to_string()))?;
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, plan.input.clone())
+            .with_row_groups(vec![rg])
+            .with_projection(mask)
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(|e| read_error(e.to_string()))?;
+        let origin: Arc<str> = Arc::from(format!("{} (row group {rg})", plan.path.display()));
+        let sub_arrow = conformer.arrow_schema().clone();
+        for batch in reader {
+            let batch = batch.map_err(|e| read_error(e.to_string()))?;
+            let conformed = conformer.conform(&SourceBatch {
+                batch,
+                origin: origin.clone(),
+            })?;
+            for ((field, column), field_writers) in sub_arrow
+                .fields()
+                .iter()
+                .zip(conformed.columns())
+                .zip(writers.iter_mut())
+            {
+                let leaves = compute_leaves(field, column).map_err(write_error)?;
+                for (leaf, writer) in leaves.into_iter().zip(field_writers.iter_mut()) {
+                    writer.write(&leaf).map_err(write_error)?;
+                }
+            }
+        }
+        writers
+            .into_iter()
+            .flatten()
+            .map(|w| w.close().map_err(write_error))
+            .collect()
+    }
+
+    fn open_file(&mut self, plan: &SplicePlan) -> Result<()> {
+        if self.current.is_some() {
+            return Ok(());
+        }
+        let location = self
+            .locations
+            .generate_location(None, &self.names.generate_file_name());
+        self.started.push(location.clone());
+        let output = self
+            .file_io
+            .new_output(&location)
+            .context(|| format!("table {}: cannot create {location}", self.table))?;
+        let inner = self
+            .runtime
+            .block_on(output.writer())
+            .context(|| format!("table {}: cannot create {location}", self.table))?;
+        let out = BlockingOutput {
+            inner,
+            buffer: Vec::with_capacity(OUTPUT_BUFFER_BYTES),
+            written: 0,
+            runtime: self.runtime.clone(),
+        };
+        let mut properties = self.properties.clone();
+        add_encoded_arrow_schema_to_metadata(&plan.file_arrow, &mut properties);
+        let writer = SerializedFileWriter::new(
+            out,
+            plan.file_parquet.root_schema_ptr(),
+            Arc::new(properties),
+        )
+        .map_err(|e| FloeError::DataFileWrite {
+            path: location.clone(),
+            reason: e.to_string(),
+        })?;
+        let factory = ArrowRowGroupWriterFactory::new(&writer, plan.file_arrow.clone());
+        self.current = Some(OpenFile {
+            writer,
+            factory,
+            path: location,
+            schema: plan.file_arrow.clone(),
+        });
+        Ok(())
+    }
+
+    /// Writes the footer of the open file and hands the data file to the sink.
+    pub fn finish_file(&mut self) -> Result<()> {
+        let Some(open) = self.current.take() else {
+            return Ok(());
+        };
+        let path = open.path;
+        let write_error = |reason: String| FloeError::DataFileWrite {
+            path: path.clone(),
+            reason,
+        };
+        let mut writer = open.writer;
+        let footer = writer.finish().map_err(|e| write_error(e.to_string()))?;
+        let size = writer
+            .inner_mut()
+            .close()
+            .map_err(|e| write_error(e.to_string()))?;
+        let data_file =
+            data_file_from_footer(&self.schema, self.spec_id, path.clone(), size, &footer)
+                .map_err(write_error)?;
+        let sink = self.sink.clone();
+        self.runtime
+            .block_on(async move { sink.lock().await.add(data_file).await })?;
+        self.progress.add_files_written(1);
+        Ok(())
+    }
+}
+
+/// The input chunk's metadata, described with the table's column (name, field id).
+fn copied_chunk(
+    rg: &RowGroupMetaData,
+    leaf: usize,
+    table_column: ColumnDescPtr,
+    rows: u64,
+) -> parquet::errors::Result<ColumnCloseResult> {
+    let src = rg.column(leaf);
+    let mut builder = ColumnChunkMetaData::builder(table_column)
+        .set_compression(src.compression())
+        .set_encodings_mask(*src.encodings_mask())
+        .set_total_compressed_size(src.compressed_size())
+        .set_total_uncompressed_size(src.uncompressed_size())
+        .set_num_values(src.num_values())
+        .set_data_page_offset(src.data_page_offset())
+        .set_dictionary_page_offset(src.dictionary_page_offset().filter(|&o| o > 0))
+        .set_unencoded_byte_array_data_bytes(src.unencoded_byte_array_data_bytes());
+    if let Some(stats) = src.statistics() {
+        builder = builder.set_statistics(stats.clone());
+    }
+    if let Some(stats) = src.page_encoding_stats() {
+        builder = builder.set_page_encoding_stats(stats.clone());
+    }
+    if let Some(h) = src.repetition_level_histogram() {
+        builder = builder.set_repetition_level_histogram(Some(h.clone()));
+    }
+    if let Some(h) = src.definition_level_histogram() {
+        builder = builder.set_definition_level_histogram(Some(h.clone()));
+    }
+    Ok(ColumnCloseResult {
+        bytes_written: src.compressed_size().max(0) as u64,
+        rows_written: rows,
+        metadata: builder.build()?,
+        bloom_filter: None,
+        column_index: None,
+        offset_index: None,
+    })
+}
+
+/// Walks the page headers of a chunk about to be copied: its bytes must be a well-formed run
+/// of pages holding exactly the values the footer promises. Copying never decodes values, so
+/// this is what stands between a damaged input and a damaged table (page bodies are checked
+/// only by readers; `--rewrite` decodes everything).
+fn check_pages(
+    file: &Arc<File>,
+    chunk: &ColumnChunkMetaData,
+    rows: usize,
+) -> std::result::Result<(), String> {
+    use parquet::column::page::PageReader;
+    let mut pages = parquet::file::serialized_reader::SerializedPageReader::new(
+        file.clone(),
+        chunk,
+        rows,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut values = 0usize;
+    while let Some(page) = pages.peek_next_page().map_err(|e| e.to_string())? {
+        if !page.is_dict {
+            values += page.num_levels.or(page.num_rows).unwrap_or(0);
+        }
+        pages.skip_next_page().map_err(|e| e.to_string())?;
+    }
+    if values as i64 != chunk.num_values() {
+        return Err(format!(
+            "the column chunk's pages hold {values} values, its metadata says {}",
+            chunk.num_values()
+        ));
+    }
+    Ok(())
+}
+
+/// Reads input column chunks in large pieces (the default is 8 KiB per read call).
+struct LargeReads(File);
+
+impl parquet::file::reader::Length for LargeReads {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+}
+
+impl parquet::file::reader::ChunkReader for LargeReads {
+    type T = std::io::BufReader<File>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = self.0.try_clone()?;
+        file.seek(SeekFrom::Start(start))?;
+        Ok(std::io::BufReader::with_capacity(1 << 20, file))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.0.get_bytes(start, length)
+    }
+}
+
+/// A synchronous `Write` over iceberg's async file writer, for the Parquet file writer running
+/// on a blocking thread: bytes are buffered and handed over in large writes.
+struct BlockingOutput {
+    inner: Box<dyn FileWrite>,
+    buffer: Vec<u8>,
+    written: u64,
+    runtime: tokio::runtime::Handle,
+}
+
+impl BlockingOutput {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let bytes = bytes::Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(OUTPUT_BUFFER_BYTES),
+        ));
+        self.runtime
+            .block_on(self.inner.write(bytes))
+            .map_err(std::io::Error::other)
+    }
+
+    /// Flushes and closes the file; returns its size.
+    fn close(&mut self) -> std::io::Result<u64> {
+        self.send()?;
+        self.runtime
+            .block_on(self.inner.close())
+            .map_err(std::io::Error::other)?;
+        Ok(self.written)
+    }
+}
+
+impl Write for BlockingOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        self.written += buf.len() as u64;
+        if self.buffer.len() >= OUTPUT_BUFFER_BYTES {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Parquet flushes after every page; sending then would defeat the buffer. Bytes go out
+        // when the buffer fills and on close.
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+"""Splicing: Parquet inputs with the table's codec and types have their column chunks copied
+into the table's data files instead of being decoded and encoded again. Whatever path a file
+takes, readers we did not write must see exactly the input's rows."""
+
+import datetime as dt
+import decimal
+import math
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+UTC = dt.timezone.utc
+ROWS = 120_000
+
+
+def events(first, n):
+    ids = list(range(first, first + n))
+    return pa.table(
+        {
+            # pyarrow writes non-nullable fields as REQUIRED columns.
+            "id": pa.array(ids, pa.int64()),
+            "name": pa.array([None if i % 11 == 0 else f"name-{i:08d}-{'x' * (i % 40)}" for i in ids]),
+            # pyarrow stores decimals as fixed bytes; Iceberg tables get INT64 (re-encoded).
+            "amount": pa.array([decimal.Decimal(i % 100000) / 1000 for i in ids], pa.decimal128(10, 3)),
+            "at": pa.array(
+                [dt.datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(seconds=i) for i in ids],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "score": pa.array([math.nan if i % 13 == 0 else i / 7 for i in ids], pa.float64()),
+            "tags": pa.array([[f"t{i % 3}", f"u{i % 5}"] if i % 4 else None for i in ids], pa.list_(pa.string())),
+            "point": pa.array([{"x": i, "y": float(i) / 2} for i in ids], pa.struct([("x", pa.int32()), ("y", pa.float64())])),
+        },
+        schema=pa.schema(
+            [
+                pa.field("id", pa.int64(), nullable=False),
+                pa.field("name", pa.string()),
+                pa.field("amount", pa.decimal128(10, 3)),
+                pa.field("at", pa.timestamp("us", tz="UTC")),
+                pa.field("score", pa.float64()),
+                pa.field("tags", pa.list_(pa.string())),
+                pa.field("point", pa.struct([("x", pa.int32()), ("y", pa.float64())])),
+            ]
+        ),
+    )
+
+
+def write(path: Path, table: pa.Table, compression="zstd", row_group_size=60_000) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression=compression, row_group_size=row_group_size)
+    return path
+
+
+def key(row):
+    return row["id"]
+
+
+def normalize(rows):
+    """NaN != NaN: compare floats through their repr."""
+    out = []
+    for r in rows:
+        r = dict(r)
+        if isinstance(r.get("score"), float) and math.isnan(r["score"]):
+            r["score"] = "nan"
+        out.append(r)
+    return sorted(out, key=key)
+
+
+def expected_rows(*tables):
+    return normalize([r for t in tables for r in t.to_pylist()])
+
+
+def test_compatible_parquet_is_copied_and_reads_back_exactly(wh):
+    src = events(0, ROWS)
+    write(wh.root / "in" / "a.parquet", src)
+    out = wh.floe("load", "s.events", wh.root / "in" / "a.parquet")
+    assert out["rows_written"] == ROWS
+    assert out["rows_copied"] == ROWS
+    assert out["files_added"] == 1
+
+    want = expected_rows(src)
+    assert normalize(wh.pyiceberg_rows("s.events")) == want
+    assert normalize(wh.duckdb_rows("s.events")) == want
+
+    # The same input re-encoded gives the same rows.
+    again = wh.floe("load", "s.rewritten", wh.root / "in" / "a.parquet", "--rewrite")
+    assert again["rows_copied"] == 0
+    assert normalize(wh.pyiceberg_rows("s.rewritten")) == want
+
+    # The data file is a proper Iceberg data file: field ids on every column, the table's
+    # types (decimal(10,3) as INT64), the input's row groups kept.
+    [task] = list(wh.table("s.events").scan().plan_files())
+    local = task.file.file_path.removeprefix("file://")
+    meta = pq.ParquetFile(local).metadata
+    columns = {meta.schema.column(i).path: meta.schema.column(i) for i in range(len(meta.schema))}
+    assert columns["amount"].physical_type == "INT64"
+    assert columns["amount"].logical_type.type == "DECIMAL"
+    assert meta.num_row_groups == 2
+    # Field ids sit in the Arrow view of the Parquet schema.
+    fields = pq.read_schema(local)
+    for f in fields:
+        assert f.metadata and b"PARQUET:field_id" in f.metadata, f
+    # A REQUIRED input column stays required in the file; the table's column is optional.
+    assert not fields.field("id").nullable
+    assert not wh.table("s.events").schema().find_field("id").required
+
+
+def test_copied_files_have_bounds_that_prune(wh):
+    write(wh.root / "a.parquet", events(0, ROWS))
+    write(wh.root / "b.parquet", events(ROWS, ROWS))
+    wh.floe("load", "s.pruned", wh.root / "a.parquet")
+    out = wh.floe("load", "s.pruned", wh.root / "b.parquet")
+    assert out["rows_copied"] == ROWS
+    tbl = wh.table("s.pruned")
+    assert len(list(tbl.scan().plan_files())) == 2
+    assert len(list(tbl.scan(row_filter=f"id >= {ROWS + 10}").plan_files())) == 1
+    assert len(list(tbl.scan(row_filter="name = 'name-00000005-xxxxx'").plan_files())) == 1
+    got = tbl.scan(row_filter=f"id >= {ROWS + 10} and id < {ROWS + 20}").to_arrow()
+    assert sorted(got.column("id").to_pylist()) == list(range(ROWS + 10, ROWS + 20))
+
+    files = tbl.inspect.files().to_pylist()
+    schema = tbl.schema()
+    score_id = schema.find_field("score").field_id
+    for f in files:
+        lower = dict(f["lower_bounds"])
+        upper = dict(f["upper_bounds"])
+        # NaN is never a bound (the column holds NaNs).
+        assert score_id in lower and score_id in upper
+        assert not math.isnan(f["readable_metrics"]["score"]["lower_bound"])
+        assert not math.isnan(f["readable_metrics"]["score"]["upper_bound"])
+        nulls = dict(f["null_value_counts"])
+        assert nulls[schema.find_field("name").field_id] > 0
+        assert nulls[schema.find_field("id").field_id] == 0
+        assert f["readable_metrics"]["amount"]["lower_bound"] is not None
+    # DuckDB agrees on a filtered read.
+    con_rows = [r for r in wh.duckdb_rows("s.pruned") if r["id"] < 5]
+    assert [r["id"] for r in con_rows] == [0, 1, 2, 3, 4]
+
+
+def test_mixed_inputs_land_in_one_snapshot(wh):
+    big = events(0, ROWS)
+    snappy = events(ROWS, 50_000)
+    small_groups = events(ROWS + 50_000, 20_000)
+    write(wh.root / "in" / "1.parquet", big)
+    write(wh.root / "in" / "2.parquet", snappy, compression="snappy")
+    write(wh.root / "in" / "3.parquet", small_groups, row_group_size=1_000)
+    out = wh.floe("load", "s.mixed", wh.root / "in")
+    assert out["rows_written"] == ROWS + 70_000
+    assert out["rows_copied"] == ROWS
+    tbl = wh.table("s.mixed")
+    assert len(tbl.metadata.snapshots) == 1
+    want = expected_rows(big, snappy, small_groups)
+    assert normalize(wh.pyiceberg_rows("s.mixed")) == want
+    assert normalize(wh.duckdb_rows("s.mixed")) == want
+
+    # A later file without a column is decoded (the column reads as null), one with an extra
+    # column is copied after the table gains it.
+    fewer = events(500_000, ROWS).drop_columns(["tags"])
+    more = events(700_000, ROWS).append_column("extra", pa.array(["e"] * ROWS))
+    write(wh.root / "fewer.parquet", fewer)
+    write(wh.root / "more.parquet", more)
+    assert wh.floe("load", "s.mixed", wh.root / "fewer.parquet")["rows_copied"] == 0
+    out = wh.floe("load", "s.mixed", wh.root / "more.parquet")
+    assert out["rows_copied"] == ROWS
+    assert out["schema_changes"]
+    rows = {r["id"]: r for r in wh.pyiceberg_rows("s.mixed")}
+    assert rows[500_001]["tags"] is None and rows[500_001]["extra"] is None
+    assert rows[700_001]["extra"] == "e" and rows[700_001]["tags"] == ["t2", "u1"]
+    assert rows[1]["extra"] is None
+
+
+def test_replace_copies_too(wh):
+    write(wh.root / "a.parquet", events(0, ROWS))
+    write(wh.root / "b.parquet", events(10_000_000, ROWS))
+    wh.floe("load", "s.rep", wh.root / "a.parquet")
+    out = wh.floe("load", "s.rep", wh.root / "b.parquet", "--mode", "replace")
+    assert out["rows_copied"] == ROWS
+    ids = [r["id"] for r in wh.duckdb_rows("s.rep")]
+    assert ids == list(range(10_000_000, 10_000_000 + ROWS))
+
+
+def test_damaged_column_chunk_is_refused(wh):
+    path = write(wh.root / "damaged.parquet", events(0, ROWS))
+    meta = pq.ParquetFile(path).metadata
+    column = meta.row_group(1).column(1)  # "name", second row group
+    offset = column.dictionary_page_offset or column.data_page_offset
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * 32)
+    proc = wh.floe("load", "s.damaged", path, ok=False)
+    assert proc.returncode != 0
+    # The page check of the copy path names the column (decoding would not get that far).
+    assert "damaged.parquet" in proc.stderr and "row group 1" in proc.stderr
+    assert "column 'name'" in proc.stderr
+    assert "panicked" not in proc.stderr
+    # No table was created and no file was left behind.
+    cat = wh.catalog()
+    tables = cat.list_tables("s") if ("s",) in cat.list_namespaces() else []
+    assert ("s", "damaged") not in tables
+    data = wh.dir / "s" / "damaged" / "data"
+    assert not data.exists() or not any(data.iterdir())
