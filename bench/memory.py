@@ -100,6 +100,7 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--record", type=Path, help="write the results section into this markdown file")
     ap.add_argument("--partition-by", help="create the table with this partition spec (e.g. 'bucket(10000, user_id)')")
+    ap.add_argument("--rewrite", action="store_true", help="pass --rewrite to floe (decode and encode every row)")
     ap.add_argument("--section", default="memory", help="marker name of the section written by --record")
     args = ap.parse_args()
 
@@ -115,6 +116,7 @@ def main():
             wh = args.workdir / f"wh-{rows}"
             shutil.rmtree(wh, ignore_errors=True)
             extra = ["--partition-by", args.partition_by] if args.partition_by else []
+            extra += ["--rewrite"] if args.rewrite else []
             wall, cpu, rss, out = measure_rusage([floe, "load", "bench.events", data, "--warehouse", wh, "--json", "--no-progress", *extra])
             summary = json.loads(out)
             files_added = summary["files_added"]
@@ -155,7 +157,9 @@ def main():
 
     cmd = "python3 bench/memory.py " + " ".join(
         [f"--rows {small} {large}", f"--repeat {args.repeat}"]
-        + ([f"--partition-by '{args.partition_by}'", f"--section {args.section}"] if args.partition_by else [])
+        + ([f"--partition-by '{args.partition_by}'"] if args.partition_by else [])
+        + (["--rewrite"] if args.rewrite else [])
+        + ([f"--section {args.section}"] if args.section != "memory" else [])
     )
     print(record_section(args.record, args.section, f"Command: `{cmd}`  \nMachine: {machine_facts()}\n\n{table}"))
 

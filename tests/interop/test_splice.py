@@ -200,3 +200,55 @@ def test_damaged_column_chunk_is_refused(wh):
     assert ("s", "damaged") not in tables
     data = wh.dir / "s" / "damaged" / "data"
     assert not data.exists() or not any(data.iterdir())
+
+
+@pytest.mark.parametrize("mode", ["copy-on-write", "merge-on-read"])
+def test_upsert_copies_the_load_when_every_row_wins(wh, mode):
+    base = events(0, ROWS)
+    changed = events(ROWS // 2, ROWS)
+    changed = changed.set_column(1, "name", pa.array([f"new-{i}-{'y' * (i % 50)}" for i in range(ROWS)]))
+    write(wh.root / "base.parquet", base)
+    # Two files of one row group each (row groups must not be small to be copied).
+    write(wh.root / "load" / "1.parquet", changed.slice(0, ROWS // 2), row_group_size=ROWS)
+    write(wh.root / "load" / "2.parquet", changed.slice(ROWS // 2), row_group_size=ROWS)
+    wh.floe("load", "s.up", wh.root / "base.parquet")
+    out = wh.floe("load", "s.up", wh.root / "load", "--mode", "merge", "--key", "id", "--merge-mode", mode)
+    assert (out["rows_updated"], out["rows_inserted"]) == (ROWS // 2, ROWS // 2)
+    assert out["rows_copied"] == ROWS
+    want = {r["id"]: r for r in base.to_pylist()}
+    want.update({r["id"]: r for r in changed.to_pylist()})
+    want = normalize(want.values())
+    assert normalize(wh.pyiceberg_rows("s.up")) == want
+    assert normalize(wh.duckdb_rows("s.up")) == want
+
+
+@pytest.mark.parametrize("mode", ["copy-on-write", "merge-on-read"])
+def test_upsert_with_hard_deletes_and_duplicates_reads_the_winners_again(wh, mode):
+    base = events(0, ROWS)
+    write(wh.root / "base.parquet", base)
+    wh.floe("load", "s.hd", wh.root / "base.parquet")
+    # Keys ROWS-1000 .. ROWS+999, each twice (the later copy wins); every 10th is a delete.
+    ids = [i for i in range(ROWS - 1000, ROWS + 1000)] * 2
+    load = events(0, len(ids)).set_column(0, "id", pa.array(ids, pa.int64()))
+    load = load.set_column(1, "name", pa.array([f"v{k}-{i}" for k, i in enumerate(ids)]))
+    load = load.append_column("deleted", pa.array([k >= 2000 and i % 10 == 0 for k, i in enumerate(ids)]))
+    # Big enough row groups to be copyable, if every row won (they do not).
+    load = pa.concat_tables([load] * 30)
+    ids = ids * 30
+    load = load.set_column(1, "name", pa.array([f"v{k}-{i}" for k, i in enumerate(ids)]))
+    write(wh.root / "load.parquet", load)
+    out = wh.floe("load", "s.hd", wh.root / "load.parquet", "--mode", "merge", "--key", "id",
+                  "--merge-mode", mode, "--hard-delete-column", "deleted")
+    assert out["rows_copied"] == 0
+    want = {r["id"]: dict(r, deleted=None) for r in base.to_pylist()}
+    last = {}
+    for r in load.to_pylist():
+        last[r["id"]] = r
+    for i, r in last.items():
+        if r["deleted"]:
+            want.pop(i, None)
+        else:
+            want[i] = r
+    want = normalize(want.values())
+    assert normalize(wh.pyiceberg_rows("s.hd")) == want
+    assert normalize(wh.duckdb_rows("s.hd")) == want

@@ -14,6 +14,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Schema as ArrowSchema, SchemaRef};
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
@@ -49,6 +50,8 @@ enum Body {
         files: Vec<PathBuf>,
         budget: BatchBudget,
         progress: Arc<Progress>,
+        /// Read only these top-level columns (all when `None`).
+        columns: Option<Vec<String>>,
     },
 }
 
@@ -98,6 +101,18 @@ impl Source {
         }
     }
 
+    /// Parquet files: read only these top-level columns (the others are not decoded at all).
+    /// Returns false, changing nothing, for other sources.
+    pub(crate) fn project(&mut self, names: Vec<String>) -> bool {
+        match &mut self.body {
+            Body::Parquet { columns, .. } => {
+                *columns = Some(names);
+                true
+            }
+            Body::Stream(_) => false,
+        }
+    }
+
     /// The batches; for Parquet files this starts the reader thread.
     pub fn into_stream(self) -> BatchStream {
         match self.body {
@@ -106,7 +121,8 @@ impl Source {
                 files,
                 budget,
                 progress,
-            } => read_files(files, budget, progress),
+                columns,
+            } => read_files(files, budget, progress, columns),
         }
     }
 
@@ -227,6 +243,14 @@ impl ParquetSource {
         })
     }
 
+    /// Exactly these files, in this order.
+    pub fn from_files(files: Vec<PathBuf>) -> Self {
+        Self {
+            files,
+            budget: BatchBudget::default(),
+        }
+    }
+
     pub fn with_budget(mut self, budget: BatchBudget) -> Self {
         self.budget = budget;
         self
@@ -274,13 +298,19 @@ impl ParquetSource {
                 files: self.files,
                 budget: self.budget,
                 progress,
+                columns: None,
             },
         })
     }
 }
 
 /// Reads `files` in order on a blocking thread, handing batches over through a small channel.
-fn read_files(files: Vec<PathBuf>, budget: BatchBudget, progress: Arc<Progress>) -> BatchStream {
+fn read_files(
+    files: Vec<PathBuf>,
+    budget: BatchBudget,
+    progress: Arc<Progress>,
+    columns: Option<Vec<String>>,
+) -> BatchStream {
     let (tx, mut rx) = tokio::sync::mpsc::channel(budget.channel_batches.max(1));
     // Set only when every file was read to the end: a channel that closes without it means
     // the reader died, and the load must fail rather than commit a prefix of the input.
@@ -289,7 +319,7 @@ fn read_files(files: Vec<PathBuf>, budget: BatchBudget, progress: Arc<Progress>)
     tokio::task::spawn_blocking(move || {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             for path in &files {
-                read_file(path, budget, &tx, &progress)?;
+                read_file(path, budget, columns.as_deref(), &tx, &progress)?;
                 progress.add_input_file();
             }
             Ok(())
@@ -361,12 +391,21 @@ fn open_metadata(path: &Path) -> Result<ArrowReaderMetadata> {
 fn read_file(
     path: &Path,
     budget: BatchBudget,
+    columns: Option<&[String]>,
     tx: &tokio::sync::mpsc::Sender<Result<SourceBatch>>,
     progress: &Progress,
 ) -> Result<()> {
     let file = File::open(path).map_err(|e| read_error(path, None, e))?;
     let meta = open_metadata(path)?;
     let row_groups = meta.metadata().num_row_groups();
+    let projection = columns.map(|names| {
+        let schema = meta.metadata().file_metadata().schema_descr();
+        let roots = schema.root_schema().get_fields();
+        ProjectionMask::roots(
+            schema,
+            (0..roots.len()).filter(|&i| names.iter().any(|n| n == roots[i].name())),
+        )
+    });
     for rg in 0..row_groups {
         let rg_meta = meta.metadata().row_group(rg);
         let rows = rg_meta.num_rows().max(1) as usize;
@@ -379,11 +418,13 @@ fn read_file(
         let handle = file
             .try_clone()
             .map_err(|e| read_error(path, Some(rg), e))?;
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone())
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone())
             .with_row_groups(vec![rg])
-            .with_batch_size(batch_rows)
-            .build()
-            .map_err(|e| read_error(path, Some(rg), e))?;
+            .with_batch_size(batch_rows);
+        if let Some(mask) = &projection {
+            builder = builder.with_projection(mask.clone());
+        }
+        let reader = builder.build().map_err(|e| read_error(path, Some(rg), e))?;
         for batch in reader {
             let batch = batch.map_err(|e| read_error(path, Some(rg), e))?;
             progress.add_input_rows(batch.num_rows() as u64);

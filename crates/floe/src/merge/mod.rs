@@ -96,6 +96,18 @@ pub(crate) const SEQ_COLUMN: &str = "__floe_seq";
 pub(crate) const FILE_COLUMN: &str = "__floe_file";
 pub(crate) const POS_COLUMN: &str = "__floe_pos";
 
+impl MergeSpec {
+    /// Every column the join reads: keys, the hard-delete column, the dedup column.
+    pub fn columns(&self) -> Vec<String> {
+        let mut names = self.keys.clone();
+        names.extend(self.hard_delete_column.clone());
+        if let DuplicateKeys::SortBy { column, .. } = &self.duplicates {
+            names.push(column.clone());
+        }
+        names
+    }
+}
+
 /// Key columns resolved against the table schema.
 #[derive(Debug, Clone)]
 pub struct KeyColumns {
@@ -330,11 +342,12 @@ impl PartitionFilter {
 
 /// The load side. Only what the join needs is sorted: the key columns (plus the dedup and
 /// hard-delete columns when used) and each row's input position (`__floe_seq`). The rows
-/// themselves wait in input order in a [`SpillQueue`]; the join names the winners by position
-/// and they are read back once, in order, to be written.
+/// themselves wait in input order in a [`SpillQueue`] (unless the caller can read its input
+/// again); the join names the winners by position and they are read back once, in order.
 pub struct LoadSide {
     sorter: ExternalSorter,
-    rows: SpillQueue,
+    /// `None` when the rows can be read again from the input files instead.
+    rows: Option<SpillQueue>,
     keys: KeyColumns,
     /// The same columns as positions in the sorted (key-only) batches.
     sorted_keys: KeyColumns,
@@ -347,12 +360,14 @@ pub struct LoadSide {
 }
 
 impl LoadSide {
-    /// `budget` bounds the key sort and the row queue each.
+    /// `budget` bounds the key sort and the row queue each. Without `queue_rows` only the
+    /// keys are kept: the caller reads the winning rows from its input again.
     pub fn new(
         table_arrow: &SchemaRef,
         keys: KeyColumns,
         budget: usize,
         spill_dir: Option<&std::path::Path>,
+        queue_rows: bool,
     ) -> Result<Self> {
         let mut carried = keys.indices.clone();
         let mut fields: Vec<Arc<Field>> = carried
@@ -387,7 +402,11 @@ impl LoadSide {
         sort_keys.push(schema.fields().len() - 1);
         Ok(Self {
             sorter: ExternalSorter::new(schema.clone(), sort_keys, budget, spill_dir)?,
-            rows: SpillQueue::new(table_arrow.clone(), budget, spill_dir)?,
+            rows: if queue_rows {
+                Some(SpillQueue::new(table_arrow.clone(), budget, spill_dir)?)
+            } else {
+                None
+            },
             keys,
             sorted_keys,
             carried,
@@ -430,7 +449,10 @@ impl LoadSide {
         let tagged = RecordBatch::try_new(self.schema.clone(), columns)
             .context(|| "cannot tag load rows".into())?;
         self.sorter.push(tagged)?;
-        self.rows.push(batch)
+        match self.rows.as_mut() {
+            Some(rows) => rows.push(batch),
+            None => Ok(()),
+        }
     }
 
     pub fn rows(&self) -> u64 {
@@ -458,12 +480,13 @@ impl LoadSide {
     }
 
     pub fn spilled_runs(&self) -> usize {
-        self.sorter.spilled_runs() + usize::from(self.rows.spilled())
+        self.sorter.spilled_runs() + usize::from(self.rows.as_ref().is_some_and(|r| r.spilled()))
     }
 
-    /// The sorted keys, and the load's rows in input order.
-    pub fn finish(self) -> Result<(SortedStream, QueueStream)> {
-        Ok((self.sorter.finish()?, self.rows.finish()?))
+    /// The sorted keys, and the load's rows in input order (if they were queued).
+    pub fn finish(self) -> Result<(SortedStream, Option<QueueStream>)> {
+        let rows = self.rows.map(|r| r.finish()).transpose()?;
+        Ok((self.sorter.finish()?, rows))
     }
 }
 
@@ -699,8 +722,7 @@ pub(crate) fn join<S: JoinSink>(
                 }
             }
             MergeStrategy::Upsert | MergeStrategy::InsertOnly => {
-                let winner =
-                    pick_winner(&l, keys, &spec.duplicates, &key_description(&l[0], keys))?;
+                let winner = pick_winner(&l, keys, &spec.duplicates)?;
                 if hard(winner) {
                     delete_all(sink, &t)?;
                     counts.rows_deleted += t.len() as u64;
@@ -741,7 +763,6 @@ fn pick_winner<'a>(
     group: &'a [(RecordBatch, usize)],
     keys: &KeyColumns,
     policy: &DuplicateKeys,
-    key: &str,
 ) -> Result<&'a (RecordBatch, usize)> {
     // Rows of a group arrive in input order (the sort key ends with the sequence number).
     let last = group.last().expect("non-empty group");
@@ -750,8 +771,9 @@ fn pick_winner<'a>(
     }
     match (policy, keys.dedup) {
         (DuplicateKeys::Error, _) => Err(FloeError::InvalidOption(format!(
-            "the load has {} rows with key {key} and --on-duplicate-keys error rejects duplicates",
-            group.len()
+            "the load has {} rows with key {} and --on-duplicate-keys error rejects duplicates",
+            group.len(),
+            key_description(last, keys)
         ))),
         (DuplicateKeys::SortBy { .. }, Some((col, descending))) => {
             let mut best = &group[0];

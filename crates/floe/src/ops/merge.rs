@@ -1,13 +1,16 @@
 //! Merge: upsert, insert-only, delete-insert and hard deletes by key, in one snapshot.
 //!
-//! The load's keys are sorted (spilling past the memory limit) while its rows wait in input
-//! order, the key columns of the table's candidate files (pruned by key bounds) are sorted
-//! likewise, and one streaming sort-merge join decides every row. Matched table rows leave by copy-on-write (files rewritten without them) or
+//! The load's keys are sorted (spilling past the memory limit), the key columns of the table's
+//! candidate files (pruned by key bounds) are sorted likewise, and one streaming sort-merge join
+//! decides every row. The winning load rows are then written in input order: Parquet inputs are
+//! read a second time (the first read decoded only the key columns), and when every row wins
+//! their column chunks are copied as an append would; other sources' rows wait in a spill queue. Matched table rows leave by copy-on-write (files rewritten without them) or
 //! merge-on-read (position-delete files). A merge that matches nothing commits an `append`
 //! snapshot, anything else one `overwrite` snapshot.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
 
 use arrow_array::{BooleanArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef};
@@ -19,7 +22,9 @@ use roaring::RoaringTreemap;
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::pipeline::{Prepared, Ready, delete_files, finish, load_writers, prepare};
+use super::pipeline::{
+    Prepared, Ready, finish, load_writers, prepare, splice_plans, splicing_allowed,
+};
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::Catalog;
 use crate::commit::{AddedFiles, FileChanges, SnapshotOperation, commit_load};
@@ -31,9 +36,88 @@ use crate::merge::{
     DuplicateKeys, JoinSink, KeyColumns, LoadSide, MergeCounts, MergeMode, MergeSpec,
     MergeStrategy, PartitionFilter, TableSide, join,
 };
-use crate::source::Source;
+use crate::progress::Progress;
+use crate::source::{ParquetSource, Source};
 use crate::spill::ExternalSorter;
+use crate::spill::QueueStream;
+use crate::write::splice::SplicingWriter;
 use crate::write::{FileSettings, ParallelWriter};
+
+/// Writes the queued load rows whose input position is in `winners`.
+async fn write_winners(
+    queue: QueueStream,
+    winners: &RoaringTreemap,
+    writer: &mut ParallelWriter,
+) -> Result<()> {
+    let mut seq = 0u64;
+    for batch in queue {
+        write_selected(batch?, &mut seq, Some(winners), writer).await?;
+    }
+    Ok(())
+}
+
+/// Reads the input files again and writes the rows whose position is in `winners` (every row
+/// when `None`).
+async fn read_winners(
+    files: &[PathBuf],
+    conformer: &Conformer,
+    winners: Option<&RoaringTreemap>,
+    writer: &mut ParallelWriter,
+) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    // The first pass counted the input; this one reports nothing.
+    let mut stream = ParquetSource::from_files(files.to_vec())
+        .into_source(Arc::new(Progress::default()))?
+        .into_stream();
+    let mut seq = 0u64;
+    while let Some(item) = stream.next().await {
+        let batch = conformer.conform(&item?)?;
+        write_selected(batch, &mut seq, winners, writer).await?;
+    }
+    Ok(())
+}
+
+/// Writes the rows of `batch` (input positions from `*seq` on) that are in `winners`.
+async fn write_selected(
+    batch: RecordBatch,
+    seq: &mut u64,
+    winners: Option<&RoaringTreemap>,
+    writer: &mut ParallelWriter,
+) -> Result<()> {
+    let n = batch.num_rows() as u64;
+    let range = *seq..*seq + n;
+    *seq += n;
+    let Some(winners) = winners else {
+        return writer.write(batch).await;
+    };
+    match winners.range_cardinality(range.clone()) {
+        0 => Ok(()),
+        c if c == n => writer.write(batch).await,
+        _ => {
+            let keep = BooleanArray::from_iter(range.map(|s| Some(winners.contains(s))));
+            let kept = filter_record_batch(&batch, &keep)
+                .context(|| "cannot select the rows to write".into())?;
+            writer.write(kept).await
+        }
+    }
+}
+
+/// Size and modification time of each input, to notice a file changing between two reads.
+fn fingerprint(files: &[PathBuf]) -> Result<Vec<(u64, Option<SystemTime>)>> {
+    files
+        .iter()
+        .map(|f| {
+            let meta = std::fs::metadata(f).map_err(|e| FloeError::InputRead {
+                path: f.clone(),
+                row_group: None,
+                reason: e.to_string(),
+            })?;
+            Ok((meta.len(), meta.modified().ok()))
+        })
+        .collect()
+}
 
 /// Default memory the merge's sorts may use together before spilling to disk.
 pub const DEFAULT_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
@@ -94,7 +178,7 @@ impl<'a> MergeBuilder<'a> {
         self
     }
 
-    pub async fn execute(self, source: Source) -> Result<LoadSummary> {
+    pub async fn execute(self, mut source: Source) -> Result<LoadSummary> {
         let started = Instant::now();
         let options = &self.options;
         let ready =
@@ -130,19 +214,46 @@ impl<'a> MergeBuilder<'a> {
         // sort, the deletes' sort.
         let budget = self.spec.memory_limit / 4;
 
+        // Parquet inputs are read twice instead of queueing the load's rows: once for the keys,
+        // once for the rows that win (or their column chunks are copied, when every row wins).
+        let input_files: Option<Vec<PathBuf>> = source.parquet_files().map(|f| f.to_vec());
+        let fingerprints = input_files.as_deref().map(fingerprint).transpose()?;
+        // The first read then decodes only the columns the join needs.
+        let (key_conformer, load_keys) = if input_files.is_some() {
+            let needed = self.spec.columns();
+            let fields = schema
+                .as_struct()
+                .fields()
+                .iter()
+                .filter(|f| needed.contains(&f.name))
+                .cloned()
+                .collect::<Vec<_>>();
+            let projected = iceberg::spec::Schema::builder()
+                .with_schema_id(schema.schema_id())
+                .with_fields(fields)
+                .build()
+                .context(|| format!("table {table}: cannot project its schema"))?;
+            source.project(needed);
+            let keys = KeyColumns::resolve(&self.spec, &projected, &table)?;
+            (Conformer::new(&table, Arc::new(projected))?, keys)
+        } else {
+            (conformer.clone(), keys.clone())
+        };
+        let mut rows_copied = 0u64;
+
         let mut delete_files: Vec<DataFile> = Vec::new();
         let outcome: Result<(MergeCounts, FileChanges)> = async {
             // 1. The load, sorted by key.
-            let mut load = LoadSide::new(conformer.arrow_schema(), keys.clone(), budget, spill_dir.as_deref())?;
-            load.track_partitions(PartitionFilter::new(write_metadata.default_partition_spec(), &keys)?);
+            let mut load = LoadSide::new(key_conformer.arrow_schema(), load_keys.clone(), budget, spill_dir.as_deref(), input_files.is_none())?;
+            load.track_partitions(PartitionFilter::new(write_metadata.default_partition_spec(), &load_keys)?);
             let mut stream = source.into_stream();
             while let Some(item) = stream.next().await {
                 let input = item?;
-                let batch = conformer.conform(&input)?;
+                let batch = key_conformer.conform(&input)?;
                 load.push(batch, &input.origin)?;
             }
             let load_schema = load.schema().clone();
-            let load_keys = load.sorted_keys().clone();
+            let sorted_keys = load.sorted_keys().clone();
             let ranges = load.ranges().clone();
             let partition_filter = load.take_partition_filter();
             let load_rows = load.rows();
@@ -198,24 +309,55 @@ impl<'a> MergeBuilder<'a> {
                 deletes_schema,
                 delete_buffer: (Vec::new(), Vec::new()),
             };
-            let mut counts = join(&self.spec, &load_keys, &load_schema, sorted_load, sorted_table, &mut sink)?;
+            let mut counts = join(&self.spec, &sorted_keys, &load_schema, sorted_load, sorted_table, &mut sink)?;
             sink.flush_deletes()?;
-            // The winning load rows, read back in input order.
+            // The winning load rows, in input order.
             let inserts = std::mem::take(&mut sink.inserts);
-            let mut seq = 0u64;
-            for batch in load_queue {
-                let batch = batch?;
-                let n = batch.num_rows() as u64;
-                let range = seq..seq + n;
-                seq += n;
-                match inserts.range_cardinality(range.clone()) {
-                    0 => {}
-                    c if c == n => sink.writer.write(batch).await?,
-                    _ => {
-                        let keep = BooleanArray::from_iter(range.map(|s| Some(inserts.contains(s))));
-                        let kept = filter_record_batch(&batch, &keep).context(|| "cannot select the rows to write".into())?;
-                        sink.writer.write(kept).await?;
+            match load_queue {
+                Some(queue) => write_winners(queue, &inserts, sink.writer).await?,
+                None => {
+                    let files = input_files.as_deref().expect("inputs are read again");
+                    if Some(fingerprint(files)?) != fingerprints {
+                        return Err(FloeError::InvalidOption(
+                            "an input file changed while the merge was reading it".into(),
+                        ));
                     }
+                    let every_row = inserts.len() == load_rows;
+                    let plans = if every_row && splicing_allowed(&write_metadata, options) {
+                        splice_plans(files, &conformer, &settings)?
+                    } else {
+                        Vec::new()
+                    };
+                    let taken: HashSet<PathBuf> = plans.iter().map(|p| p.path().to_path_buf()).collect();
+                    let splicer = if plans.is_empty() {
+                        None
+                    } else {
+                        let writer = SplicingWriter::new(
+                            &table,
+                            &write_metadata,
+                            &settings,
+                            base.file_io.clone(),
+                            &format!("{load_uuid}-copy"),
+                            added.clone(),
+                            Arc::new(Progress::default()),
+                        )?;
+                        Some(writer.spawn(plans))
+                    };
+                    let rest: Vec<PathBuf> = files.iter().filter(|f| !taken.contains(*f)).cloned().collect();
+                    let winners = if every_row { None } else { Some(&inserts) };
+                    let decoded = read_winners(&rest, &conformer, winners, sink.writer).await;
+                    if let Some(task) = splicer {
+                        if decoded.is_err() {
+                            task.cancel();
+                        }
+                        let done = task.join().await;
+                        rows_copied = done.rows;
+                        if decoded.is_err() || done.result.is_err() {
+                            super::pipeline::delete_files(&base.file_io, &done.started).await;
+                        }
+                        done.result?;
+                    }
+                    decoded?;
                 }
             }
             let deletes = sink.deletes;
@@ -286,6 +428,7 @@ impl<'a> MergeBuilder<'a> {
         options
             .progress
             .add_files_written(changes.added.files() + changes.added_deletes.len() as u64);
+        summary.rows_copied = rows_copied;
         summary.rows_written = changes.added.rows;
         summary.files_added = changes.added.files();
         summary.bytes_written = changes.added.bytes
@@ -363,7 +506,7 @@ impl<'a> MergeBuilder<'a> {
 
 async fn delete_files_of(file_io: &iceberg::io::FileIO, files: &[DataFile]) {
     let paths: Vec<String> = files.iter().map(|f| f.file_path().to_string()).collect();
-    delete_files(file_io, &paths).await;
+    super::pipeline::delete_files(file_io, &paths).await;
 }
 
 /// Applies the deletes of one data file at a time.

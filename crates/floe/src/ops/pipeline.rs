@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -17,7 +16,7 @@ use crate::commit::{
 };
 use crate::conform::evolve::{Evolution, SchemaEvolution, evolve};
 use crate::conform::{Conformer, iceberg_schema_from_arrow};
-use crate::error::{FloeError, Result, ResultExt};
+use crate::error::{Result, ResultExt};
 use crate::partition::parse_partition_spec;
 use crate::source::{Source, SourceInfo};
 use crate::write::splice::{SplicePlan, SplicePlanner, SplicingWriter};
@@ -227,18 +226,19 @@ pub(crate) async fn run(
     let added = AddedFiles::new(&table, &write_metadata, base.file_io.clone()).into_sink();
     // Input files whose column chunks can be copied are taken out of the stream and spliced
     // on their own thread while the rest decode and encode as usual.
-    let plans = splice_plans(
-        &write_metadata,
-        &conformer,
-        &settings,
-        &options,
-        &mut source,
-    )?;
-    let cancel = Arc::new(AtomicBool::new(false));
+    let plans = match source.parquet_files() {
+        Some(files) if splicing_allowed(&write_metadata, &options) => {
+            splice_plans(files, &conformer, &settings)?
+        }
+        _ => Vec::new(),
+    };
+    let taken: std::collections::HashSet<PathBuf> =
+        plans.iter().map(|p| p.path().to_path_buf()).collect();
+    source.retain_files(|f| !taken.contains(f));
     let splicer = if plans.is_empty() {
         None
     } else {
-        let mut splicer = SplicingWriter::new(
+        let splicer = SplicingWriter::new(
             &table,
             &write_metadata,
             &settings,
@@ -247,23 +247,7 @@ pub(crate) async fn run(
             added.clone(),
             options.progress.clone(),
         )?;
-        let cancel = cancel.clone();
-        Some(tokio::task::spawn_blocking(move || {
-            let mut result = Ok(());
-            for plan in &plans {
-                if cancel.load(Ordering::Relaxed) {
-                    break;
-                }
-                result = splicer.write_file(plan);
-                if result.is_err() {
-                    break;
-                }
-            }
-            if result.is_ok() {
-                result = splicer.finish_file();
-            }
-            (splicer.rows, splicer.started().to_vec(), result)
-        }))
+        Some(splicer.spawn(plans))
     };
     let mut writer = load_writers(&table, &write_metadata, &base, &settings, &options, &added)?;
 
@@ -283,7 +267,9 @@ pub(crate) async fn run(
         };
         if let Err(e) = written {
             failure = Some(e);
-            cancel.store(true, Ordering::Relaxed);
+            if let Some(task) = &splicer {
+                task.cancel();
+            }
             break;
         }
     }
@@ -291,20 +277,12 @@ pub(crate) async fn run(
     drop(stream);
     let mut spliced_files = Vec::new();
     if let Some(task) = splicer {
-        match task.await {
-            Ok((spliced, started, result)) => {
-                rows += spliced;
-                summary.rows_copied = spliced;
-                spliced_files = started;
-                if let Err(e) = result {
-                    failure.get_or_insert(e);
-                }
-            }
-            Err(e) => {
-                failure.get_or_insert(FloeError::InvalidOption(format!(
-                    "copying Parquet column chunks failed unexpectedly: {e}"
-                )));
-            }
+        let done = task.join().await;
+        rows += done.rows;
+        summary.rows_copied = done.rows;
+        spliced_files = done.started;
+        if let Err(e) = done.result {
+            failure.get_or_insert(e);
         }
     }
     if let Some(e) = failure {
@@ -414,27 +392,23 @@ pub(crate) async fn run(
     Ok(finish(summary))
 }
 
-/// Plans for the input files whose column chunks an append or replace can copy: Parquet files
-/// into a table without partition fields, unless the load asked to rewrite everything.
-fn splice_plans(
-    write_metadata: &TableMetadataRef,
+/// Whether a load may copy input column chunks: into a table without partition fields, unless
+/// the load asked for encoding (an explicit level or row group size: copied chunks keep the
+/// input's).
+pub(crate) fn splicing_allowed(write_metadata: &TableMetadataRef, options: &LoadOptions) -> bool {
+    let w = &options.write;
+    !w.rewrite
+        && w.compression_level.is_none()
+        && w.row_group_bytes.is_none()
+        && write_metadata.default_partition_spec().fields().is_empty()
+}
+
+/// Plans for the input files whose column chunks can be copied.
+pub(crate) fn splice_plans(
+    files: &[PathBuf],
     conformer: &Conformer,
     settings: &FileSettings,
-    options: &LoadOptions,
-    source: &mut Source,
 ) -> Result<Vec<SplicePlan>> {
-    let Some(files) = source.parquet_files() else {
-        return Ok(Vec::new());
-    };
-    // An explicit level or row group size asks for encoding: copied chunks keep the input's.
-    let w = &options.write;
-    if w.rewrite
-        || w.compression_level.is_some()
-        || w.row_group_bytes.is_some()
-        || !write_metadata.default_partition_spec().fields().is_empty()
-    {
-        return Ok(Vec::new());
-    }
     let planner = SplicePlanner::new(conformer.arrow_schema().clone(), settings)?;
     let mut plans = Vec::new();
     for file in files {
@@ -442,12 +416,9 @@ fn splice_plans(
             plans.push(plan);
         }
     }
-    let taken: std::collections::HashSet<PathBuf> =
-        plans.iter().map(|p| p.path().to_path_buf()).collect();
-    source.retain_files(|f| !taken.contains(f));
     tracing::info!(
         copied = plans.len(),
-        decoded = source.parquet_files().map_or(0, |f| f.len()),
+        decoded = files.len() - plans.len(),
         "input files: column chunks copied vs decoded"
     );
     Ok(plans)

@@ -349,8 +349,9 @@ pub struct SplicingWriter {
     progress: Arc<Progress>,
     budget: BatchBudget,
     current: Option<OpenFile>,
-    /// Every file started, so a failed load can delete them.
-    started: Vec<String>,
+    /// Every file started, so a failed load can delete them (shared with [`SpliceTask`], which
+    /// must know them even if this writer's thread dies).
+    started: Arc<std::sync::Mutex<Vec<String>>>,
     pub rows: u64,
 }
 
@@ -393,14 +394,9 @@ impl SplicingWriter {
             progress,
             budget: BatchBudget::default(),
             current: None,
-            started: Vec::new(),
+            started: Arc::default(),
             rows: 0,
         })
-    }
-
-    /// Files this writer started (finished or not).
-    pub fn started(&self) -> &[String] {
-        &self.started
     }
 
     /// Splices every row group of one planned file.
@@ -591,7 +587,10 @@ impl SplicingWriter {
         let location = self
             .locations
             .generate_location(None, &self.names.generate_file_name());
-        self.started.push(location.clone());
+        self.started
+            .lock()
+            .expect("started files lock")
+            .push(location.clone());
         let output = self
             .file_io
             .new_output(&location)
@@ -691,6 +690,76 @@ fn copied_chunk(
         column_index: None,
         offset_index: None,
     })
+}
+
+/// Splicing running on a blocking thread.
+pub struct SpliceTask {
+    handle: tokio::task::JoinHandle<(u64, Result<()>)>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+    started: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// What a splice task did: rows spliced, every file it started, and how it ended.
+pub struct SpliceOutcome {
+    pub rows: u64,
+    pub started: Vec<String>,
+    pub result: Result<()>,
+}
+
+impl SplicingWriter {
+    /// Splices `plans` in order on a blocking thread; the last file is finished at the end.
+    pub fn spawn(mut self, plans: Vec<SplicePlan>) -> SpliceTask {
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = cancel.clone();
+        let started = self.started.clone();
+        let handle = tokio::task::spawn_blocking(move || {
+            let mut result = Ok(());
+            for plan in &plans {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                result = self.write_file(plan);
+                if result.is_err() {
+                    break;
+                }
+            }
+            if result.is_ok() {
+                result = self.finish_file();
+            }
+            (self.rows, result)
+        });
+        SpliceTask {
+            handle,
+            cancel,
+            started,
+        }
+    }
+}
+
+impl SpliceTask {
+    /// Asks the task to stop after the file it is splicing.
+    pub fn cancel(&self) {
+        self.cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub async fn join(self) -> SpliceOutcome {
+        let (rows, result) = match self.handle.await {
+            Ok(done) => done,
+            Err(e) => (
+                0,
+                Err(FloeError::InvalidOption(format!(
+                    "copying Parquet column chunks failed unexpectedly: {e}"
+                ))),
+            ),
+        };
+        let started = std::mem::take(&mut *self.started.lock().expect("started files lock"));
+        SpliceOutcome {
+            rows,
+            started,
+            result,
+        }
+    }
 }
 
 /// Walks the page headers of a chunk about to be copied: its bytes must be a well-formed run
