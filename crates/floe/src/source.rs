@@ -94,6 +94,14 @@ impl Source {
         }
     }
 
+    /// The batch budget of a Parquet source (the default for other sources).
+    pub fn batch_budget(&self) -> BatchBudget {
+        match &self.body {
+            Body::Parquet { budget, .. } => *budget,
+            Body::Stream(_) => BatchBudget::default(),
+        }
+    }
+
     /// Keeps only the Parquet files `keep` accepts (the others are loaded another way).
     pub(crate) fn retain_files(&mut self, keep: impl Fn(&Path) -> bool) {
         if let Body::Parquet { files, .. } = &mut self.body {

@@ -37,7 +37,7 @@ use crate::merge::{
     MergeStrategy, PartitionFilter, TableSide, join,
 };
 use crate::progress::Progress;
-use crate::source::{ParquetSource, Source};
+use crate::source::{BatchBudget, ParquetSource, Source};
 use crate::spill::ExternalSorter;
 use crate::spill::QueueStream;
 use crate::write::splice::SplicingWriter;
@@ -60,6 +60,7 @@ async fn write_winners(
 /// when `None`).
 async fn read_winners(
     files: &[PathBuf],
+    budget: BatchBudget,
     conformer: &Conformer,
     winners: Option<&RoaringTreemap>,
     writer: &mut ParallelWriter,
@@ -69,6 +70,7 @@ async fn read_winners(
     }
     // The first pass counted the input; this one reports nothing.
     let mut stream = ParquetSource::from_files(files.to_vec())
+        .with_budget(budget)
         .into_source(Arc::new(Progress::default()))?
         .into_stream();
     let mut seq = 0u64;
@@ -217,6 +219,7 @@ impl<'a> MergeBuilder<'a> {
         // Parquet inputs are read twice instead of queueing the load's rows: once for the keys,
         // once for the rows that win (or their column chunks are copied, when every row wins).
         let input_files: Option<Vec<PathBuf>> = source.parquet_files().map(|f| f.to_vec());
+        let batch_budget = source.batch_budget();
         let fingerprints = input_files.as_deref().map(fingerprint).transpose()?;
         // The first read then decodes only the columns the join needs.
         let (key_conformer, load_keys) = if input_files.is_some() {
@@ -341,11 +344,11 @@ impl<'a> MergeBuilder<'a> {
                             added.clone(),
                             Arc::new(Progress::default()),
                         )?;
-                        Some(writer.spawn(plans))
+                        Some(writer.with_budget(batch_budget).spawn(plans))
                     };
                     let rest: Vec<PathBuf> = files.iter().filter(|f| !taken.contains(*f)).cloned().collect();
                     let winners = if every_row { None } else { Some(&inserts) };
-                    let decoded = read_winners(&rest, &conformer, winners, sink.writer).await;
+                    let decoded = read_winners(&rest, batch_budget, &conformer, winners, sink.writer).await;
                     if let Some(task) = splicer {
                         if decoded.is_err() {
                             task.cancel();

@@ -102,7 +102,7 @@ pub struct LoadSummary {
     /// unchanged rows copied out of rewritten files).
     pub rows_written: u64,
     /// Of those, rows whose input Parquet column chunks were copied as they are instead of
-    /// being decoded and encoded again (append and replace of Parquet inputs).
+    /// being decoded and encoded again (append, replace and merges of Parquet inputs).
     pub rows_copied: u64,
     /// Data files added (delete files are counted in `merge.delete_files_added`).
     pub files_added: u64,

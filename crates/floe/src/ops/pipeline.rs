@@ -235,6 +235,8 @@ pub(crate) async fn run(
     let taken: std::collections::HashSet<PathBuf> =
         plans.iter().map(|p| p.path().to_path_buf()).collect();
     source.retain_files(|f| !taken.contains(f));
+    // Writers first: once the splicer runs, every later failure must go through cleanup.
+    let mut writer = load_writers(&table, &write_metadata, &base, &settings, &options, &added)?;
     let splicer = if plans.is_empty() {
         None
     } else {
@@ -246,10 +248,16 @@ pub(crate) async fn run(
             &format!("{}-copy", Uuid::new_v4()),
             added.clone(),
             options.progress.clone(),
-        )?;
-        Some(splicer.spawn(plans))
+        );
+        match splicer {
+            Ok(splicer) => Some(splicer.with_budget(source.batch_budget()).spawn(plans)),
+            Err(e) => {
+                writer.abort().await;
+                added.lock().await.discard().await;
+                return Err(e);
+            }
+        }
     };
-    let mut writer = load_writers(&table, &write_metadata, &base, &settings, &options, &added)?;
 
     let mut rows = 0u64;
     let mut failure = None;

@@ -140,6 +140,26 @@ fn primitive_type(schema: &Schema, field_id: i32) -> Option<&PrimitiveType> {
 
 /// One statistic as an Iceberg value of type `ty`, if it is a usable bound.
 fn datum(stats: &Statistics, ty: &PrimitiveType, min: bool) -> Option<Datum> {
+    let physical = stats.physical_type();
+    let bytes_like = matches!(
+        physical,
+        PhysicalType::BYTE_ARRAY | PhysicalType::FIXED_LEN_BYTE_ARRAY
+    );
+    // Old writers kept byte-array min/max in the deprecated fields, ordered as signed bytes:
+    // wrong as soon as a byte is >= 0x80, so never a bound.
+    if bytes_like && stats.is_min_max_deprecated() {
+        return None;
+    }
+    // A truncated statistic is still a bound for strings and binary, but a truncated decimal,
+    // fixed or uuid is another value altogether.
+    let exact = if min {
+        stats.min_is_exact()
+    } else {
+        stats.max_is_exact()
+    };
+    if bytes_like && !exact && !matches!(ty, PrimitiveType::String | PrimitiveType::Binary) {
+        return None;
+    }
     let bytes = if min {
         stats.min_bytes_opt()?
     } else {
@@ -157,13 +177,17 @@ fn datum(stats: &Statistics, ty: &PrimitiveType, min: bool) -> Option<Datum> {
         (_, PhysicalType::INT96) => return None,
         _ => Datum::try_from_bytes(bytes, ty.clone()).ok()?,
     };
-    // Iceberg bounds never hold NaN (Parquet writers should not either).
-    let nan = match value.literal() {
-        iceberg::spec::PrimitiveLiteral::Float(f) => f.is_nan(),
-        iceberg::spec::PrimitiveLiteral::Double(f) => f.is_nan(),
-        _ => false,
-    };
-    (!nan).then_some(value)
+    use iceberg::spec::PrimitiveLiteral as L;
+    match value.literal() {
+        // Iceberg bounds never hold NaN (Parquet writers should not either).
+        L::Float(f) if f.is_nan() => None,
+        L::Double(f) if f.is_nan() => None,
+        // Parquet leaves the sign of a zero bound open (readers must widen: a min of +0.0
+        // means -0.0 may be present, a max of -0.0 that +0.0 may be); Iceberg orders -0.0 first.
+        L::Float(f) if f.0 == 0.0 => Some(Datum::float(if min { -0.0 } else { 0.0 })),
+        L::Double(f) if f.0 == 0.0 => Some(Datum::double(if min { -0.0 } else { 0.0 })),
+        _ => Some(value),
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +231,55 @@ mod tests {
             datum(&stats, &PrimitiveType::Double, false),
             Some(Datum::double(1.5))
         );
+    }
+
+    #[test]
+    fn zero_bounds_widen_to_both_signs() {
+        let stats = Statistics::Double(ValueStatistics::new(
+            Some(0.0),
+            Some(-0.0),
+            None,
+            Some(0),
+            false,
+        ));
+        let lo = datum(&stats, &PrimitiveType::Double, true).unwrap();
+        let hi = datum(&stats, &PrimitiveType::Double, false).unwrap();
+        assert!(
+            matches!(lo.literal(), PrimitiveLiteral::Double(f) if f.0 == 0.0 && f.0.is_sign_negative())
+        );
+        assert!(
+            matches!(hi.literal(), PrimitiveLiteral::Double(f) if f.0 == 0.0 && f.0.is_sign_positive())
+        );
+    }
+
+    #[test]
+    fn deprecated_or_truncated_byte_statistics_are_not_bounds() {
+        use parquet::data_type::ByteArray;
+        let legacy = Statistics::ByteArray(ValueStatistics::new(
+            Some(ByteArray::from("a")),
+            Some(ByteArray::from("z")),
+            None,
+            Some(0),
+            true,
+        ));
+        assert!(datum(&legacy, &PrimitiveType::String, true).is_none());
+        let truncated = Statistics::ByteArray(
+            ValueStatistics::new(
+                Some(ByteArray::from(vec![0x01u8])),
+                Some(ByteArray::from(vec![0x02u8])),
+                None,
+                Some(0),
+                false,
+            )
+            .with_min_is_exact(false),
+        );
+        let decimal = PrimitiveType::Decimal {
+            precision: 20,
+            scale: 2,
+        };
+        assert!(datum(&truncated, &decimal, true).is_none());
+        assert!(datum(&truncated, &decimal, false).is_some());
+        assert!(datum(&truncated, &PrimitiveType::Binary, true).is_some());
     }
 
     #[test]

@@ -34,12 +34,12 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, ProjectionMask, add_encoded_arrow_schema_to_metadata};
-use parquet::basic::{Compression, Repetition};
+use parquet::basic::{Compression, Encoding, Repetition};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnDescPtr, ColumnDescriptor, SchemaDescPtr};
+use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr, Type as SchemaType};
 
 use super::FileSettings;
 use super::metrics::data_file_from_footer;
@@ -186,11 +186,14 @@ impl SplicePlanner {
             let t_leaves = leaves_of(&candidate.1, t_root);
             let s_leaves = leaves_of(src_schema, s_root);
             let copyable = t_leaves.len() == s_leaves.len()
-                && t_leaves.iter().zip(&s_leaves).all(|(&t, &s)| {
-                    same_column(&src_schema.column(s), &candidate.1.column(t))
-                        && row_groups
-                            .iter()
-                            .all(|rg| chunk_copyable(rg.column(s), &self.compression, file_len))
+                && same_tree(
+                    &src_roots[s_root],
+                    &candidate.1.root_schema().get_fields()[t_root],
+                )
+                && s_leaves.iter().all(|&s| {
+                    row_groups
+                        .iter()
+                        .all(|rg| chunk_copyable(rg.column(s), &self.compression, file_len))
                 });
             copy.push((s_root, s_leaves, t_leaves, copyable));
         }
@@ -300,19 +303,36 @@ fn parquet_schema(arrow: &arrow_schema::Schema, coerce_types: bool) -> Result<Sc
         .map_err(|e| FloeError::InvalidOption(format!("table schema for Parquet: {e}")))
 }
 
-/// Two leaf columns store values identically (names, types, annotations, nesting levels).
-fn same_column(src: &ColumnDescriptor, table: &ColumnDescriptor) -> bool {
-    let (s, t) = (src.self_type(), table.self_type());
-    src.path().parts() == table.path().parts()
-        && src.physical_type() == table.physical_type()
-        && src.type_length() == table.type_length()
-        && src.type_precision() == table.type_precision()
-        && src.type_scale() == table.type_scale()
-        && src.max_def_level() == table.max_def_level()
-        && src.max_rep_level() == table.max_rep_level()
-        && s.get_basic_info().logical_type_ref() == t.get_basic_info().logical_type_ref()
-        && s.get_basic_info().converted_type() == t.get_basic_info().converted_type()
-        && s.get_basic_info().repetition() == t.get_basic_info().repetition()
+/// Two columns (a whole top-level field, nested levels included) store values identically:
+/// names, repetition, annotations and physical types at every level; field ids aside.
+fn same_tree(src: &SchemaType, table: &SchemaType) -> bool {
+    let (s, t) = (src.get_basic_info(), table.get_basic_info());
+    let info = s.name() == t.name()
+        && s.repetition() == t.repetition()
+        && s.converted_type() == t.converted_type()
+        && s.logical_type_ref() == t.logical_type_ref();
+    info && match (src, table) {
+        (
+            SchemaType::PrimitiveType {
+                physical_type: sp,
+                type_length: sl,
+                scale: ss,
+                precision: sx,
+                ..
+            },
+            SchemaType::PrimitiveType {
+                physical_type: tp,
+                type_length: tl,
+                scale: ts,
+                precision: tx,
+                ..
+            },
+        ) => sp == tp && sl == tl && ss == ts && sx == tx,
+        (SchemaType::GroupType { fields: sf, .. }, SchemaType::GroupType { fields: tf, .. }) => {
+            sf.len() == tf.len() && sf.iter().zip(tf).all(|(a, b)| same_tree(a, b))
+        }
+        _ => false,
+    }
 }
 
 /// A chunk can be copied when it uses the table's codec and its byte range is plausible.
@@ -328,7 +348,17 @@ fn chunk_copyable(chunk: &ColumnChunkMetaData, codec: &Compression, file_len: i6
         }
         _ => data,
     };
+    // Only the encodings floe's own writer uses: some Iceberg readers (vectorized Java ones)
+    // do not read DELTA_* or BYTE_STREAM_SPLIT pages.
+    let encodings_ok = chunk.encodings().all(|e| {
+        matches!(
+            e,
+            Encoding::PLAIN | Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY | Encoding::RLE
+        )
+    });
     std::mem::discriminant(&chunk.compression()) == std::mem::discriminant(codec)
+        && encodings_ok
+        && chunk.file_path().is_none()
         && start >= 4
         && chunk.compressed_size() > 0
         && start + chunk.compressed_size() <= file_len
@@ -364,6 +394,12 @@ struct OpenFile {
 }
 
 impl SplicingWriter {
+    /// Batches for decoding re-encoded columns.
+    pub fn with_budget(mut self, budget: BatchBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
     /// Must be called inside the tokio runtime (it keeps a handle to it).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -454,7 +490,9 @@ impl SplicingWriter {
                 match field {
                     FieldPlan::Copy(pairs) => {
                         for &(s, t) in pairs {
-                            check_pages(&pages_file, rg_meta.column(s), rows as usize).map_err(
+                            let close = copied_chunk(rg_meta, s, table_descr.column(t), rows)
+                                .map_err(write_error)?;
+                            check_pages(&pages_file, &close.metadata, rows as usize).map_err(
                                 |e| {
                                     read_error(
                                         Some(rg),
@@ -465,8 +503,6 @@ impl SplicingWriter {
                                     )
                                 },
                             )?;
-                            let close = copied_chunk(rg_meta, s, table_descr.column(t), rows)
-                                .map_err(write_error)?;
                             group.append_column(&reader, close).map_err(|e| {
                                 read_error(Some(rg), format!("copying column chunk {s}: {e}"))
                             })?;
@@ -648,7 +684,6 @@ impl SplicingWriter {
         let sink = self.sink.clone();
         self.runtime
             .block_on(async move { sink.lock().await.add(data_file).await })?;
-        self.progress.add_files_written(1);
         Ok(())
     }
 }
@@ -792,6 +827,12 @@ fn check_pages(
             chunk.num_values()
         ));
     }
+    // A column outside lists and maps has exactly one value (or null) per row.
+    if chunk.column_descr().max_rep_level() == 0 && values != rows {
+        return Err(format!(
+            "the column chunk holds {values} values for {rows} rows"
+        ));
+    }
     Ok(())
 }
 
@@ -866,5 +907,37 @@ impl Write for BlockingOutput {
         // Parquet flushes after every page; sending then would defeat the buffer. Bytes go out
         // when the buffer fills and on close.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parquet::schema::parser::parse_message_type;
+
+    use super::*;
+
+    fn root(message: &str) -> SchemaType {
+        let parsed = parse_message_type(message).unwrap();
+        parsed.get_fields()[0].as_ref().clone()
+    }
+
+    #[test]
+    fn nesting_must_match_at_every_level() {
+        let table = root(
+            "message t { optional group s { required group l (LIST) { repeated group list { optional int32 element; } } } }",
+        );
+        let same = root(
+            "message t { optional group s { required group l (LIST) { repeated group list { optional int32 element; } } } }",
+        );
+        // Same leaf path and levels, but the optional level moved from `s` to `l`.
+        let moved = root(
+            "message t { required group s { optional group l (LIST) { repeated group list { optional int32 element; } } } }",
+        );
+        assert!(same_tree(&same, &table));
+        assert!(!same_tree(&moved, &table));
+        let other_type = root(
+            "message t { optional group s { required group l (LIST) { repeated group list { optional int64 element; } } } }",
+        );
+        assert!(!same_tree(&other_type, &table));
     }
 }
