@@ -22,9 +22,7 @@ use roaring::RoaringTreemap;
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::pipeline::{
-    Prepared, Ready, finish, load_writers, prepare, splice_plans, splicing_allowed,
-};
+use super::pipeline::{Prepared, Ready, finish, load_writers, prepare, splicing_allowed};
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::Catalog;
 use crate::commit::{AddedFiles, FileChanges, SnapshotOperation, commit_load};
@@ -40,7 +38,7 @@ use crate::progress::Progress;
 use crate::source::{BatchBudget, ParquetSource, Source};
 use crate::spill::ExternalSorter;
 use crate::spill::QueueStream;
-use crate::write::splice::SplicingWriter;
+use crate::write::splice::{SplicePlanner, SplicingWriter};
 use crate::write::{FileSettings, ParallelWriter};
 
 /// Writes the queued load rows whose input position is in `winners`.
@@ -326,13 +324,16 @@ impl<'a> MergeBuilder<'a> {
                         ));
                     }
                     let every_row = inserts.len() == load_rows;
-                    let plans = if every_row && splicing_allowed(&write_metadata, options) {
-                        splice_plans(files, &conformer, &settings)?
+                    let planner = SplicePlanner::new(conformer.arrow_schema().clone(), &settings)?;
+                    let spliced = if every_row && splicing_allowed(&write_metadata, options) {
+                        planner.select(files)?
                     } else {
                         Vec::new()
                     };
-                    let taken: HashSet<PathBuf> = plans.iter().map(|p| p.path().to_path_buf()).collect();
-                    let splicer = if plans.is_empty() {
+                    let taken: HashSet<&PathBuf> = spliced.iter().collect();
+                    let rest: Vec<PathBuf> = files.iter().filter(|f| !taken.contains(f)).cloned().collect();
+                    drop(taken);
+                    let splicer = if spliced.is_empty() {
                         None
                     } else {
                         let writer = SplicingWriter::new(
@@ -344,9 +345,8 @@ impl<'a> MergeBuilder<'a> {
                             added.clone(),
                             Arc::new(Progress::default()),
                         )?;
-                        Some(writer.with_budget(batch_budget).spawn(plans))
+                        Some(writer.with_budget(batch_budget).spawn(planner, spliced))
                     };
-                    let rest: Vec<PathBuf> = files.iter().filter(|f| !taken.contains(*f)).cloned().collect();
                     let winners = if every_row { None } else { Some(&inserts) };
                     let decoded = read_winners(&rest, batch_budget, &conformer, winners, sink.writer).await;
                     if let Some(task) = splicer {

@@ -1,6 +1,6 @@
 //! The load pipeline shared by every operation: source -> conform -> write -> commit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ use crate::conform::{Conformer, iceberg_schema_from_arrow};
 use crate::error::{Result, ResultExt};
 use crate::partition::parse_partition_spec;
 use crate::source::{Source, SourceInfo};
-use crate::write::splice::{SplicePlan, SplicePlanner, SplicingWriter};
+use crate::write::splice::{SplicePlanner, SplicingWriter};
 use crate::write::{FileSettings, ParallelWriter, TableWriter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,18 +226,16 @@ pub(crate) async fn run(
     let added = AddedFiles::new(&table, &write_metadata, base.file_io.clone()).into_sink();
     // Input files whose column chunks can be copied are taken out of the stream and spliced
     // on their own thread while the rest decode and encode as usual.
-    let plans = match source.parquet_files() {
-        Some(files) if splicing_allowed(&write_metadata, &options) => {
-            splice_plans(files, &conformer, &settings)?
-        }
+    let planner = SplicePlanner::new(conformer.arrow_schema().clone(), &settings)?;
+    let spliced = match source.parquet_files() {
+        Some(files) if splicing_allowed(&write_metadata, &options) => planner.select(files)?,
         _ => Vec::new(),
     };
-    let taken: std::collections::HashSet<PathBuf> =
-        plans.iter().map(|p| p.path().to_path_buf()).collect();
+    let taken: std::collections::HashSet<&Path> = spliced.iter().map(PathBuf::as_path).collect();
     source.retain_files(|f| !taken.contains(f));
     // Writers first: once the splicer runs, every later failure must go through cleanup.
     let mut writer = load_writers(&table, &write_metadata, &base, &settings, &options, &added)?;
-    let splicer = if plans.is_empty() {
+    let splicer = if spliced.is_empty() {
         None
     } else {
         let splicer = SplicingWriter::new(
@@ -250,7 +248,11 @@ pub(crate) async fn run(
             options.progress.clone(),
         );
         match splicer {
-            Ok(splicer) => Some(splicer.with_budget(source.batch_budget()).spawn(plans)),
+            Ok(splicer) => Some(
+                splicer
+                    .with_budget(source.batch_budget())
+                    .spawn(planner, spliced),
+            ),
             Err(e) => {
                 writer.abort().await;
                 added.lock().await.discard().await;
@@ -409,27 +411,6 @@ pub(crate) fn splicing_allowed(write_metadata: &TableMetadataRef, options: &Load
         && w.compression_level.is_none()
         && w.row_group_bytes.is_none()
         && write_metadata.default_partition_spec().fields().is_empty()
-}
-
-/// Plans for the input files whose column chunks can be copied.
-pub(crate) fn splice_plans(
-    files: &[PathBuf],
-    conformer: &Conformer,
-    settings: &FileSettings,
-) -> Result<Vec<SplicePlan>> {
-    let planner = SplicePlanner::new(conformer.arrow_schema().clone(), settings)?;
-    let mut plans = Vec::new();
-    for file in files {
-        if let Some(plan) = planner.plan(file)? {
-            plans.push(plan);
-        }
-    }
-    tracing::info!(
-        copied = plans.len(),
-        decoded = files.len() - plans.len(),
-        "input files: column chunks copied vs decoded"
-    );
-    Ok(plans)
 }
 
 /// Best-effort removal of files no snapshot references.

@@ -77,19 +77,6 @@ pub struct SplicePlan {
     /// Input root columns to decode (the re-encoded fields), and the table fields they become.
     encode_roots: Vec<usize>,
     encode_fields: Vec<usize>,
-    /// Compressed bytes copied as they are, and compressed bytes re-encoded.
-    pub copied_bytes: u64,
-    pub encoded_bytes: u64,
-}
-
-impl SplicePlan {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn rows(&self) -> u64 {
-        self.input.metadata().file_metadata().num_rows().max(0) as u64
-    }
 }
 
 /// Decides which input files can be spliced into a table's data files.
@@ -115,6 +102,23 @@ impl SplicePlanner {
             // Copying keeps the input's row groups: only worth it when they are not tiny.
             min_row_group_bytes: (settings.row_group_bytes / 2) as i64,
         })
+    }
+
+    /// The files that can be spliced. Only their paths are kept (a footer per input file would
+    /// grow with the number of inputs); the splicer plans each again when it gets to it.
+    pub fn select(&self, files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let mut chosen = Vec::new();
+        for file in files {
+            if self.plan(file)?.is_some() {
+                chosen.push(file.clone());
+            }
+        }
+        tracing::info!(
+            copied = chosen.len(),
+            decoded = files.len() - chosen.len(),
+            "input files: column chunks copied vs decoded"
+        );
+        Ok(chosen)
     }
 
     /// A plan for the file, or `None` when it must be decoded and re-encoded.
@@ -261,8 +265,6 @@ impl SplicePlanner {
             fields,
             encode_roots,
             encode_fields,
-            copied_bytes,
-            encoded_bytes,
         }))
     }
 }
@@ -742,18 +744,27 @@ pub struct SpliceOutcome {
 }
 
 impl SplicingWriter {
-    /// Splices `plans` in order on a blocking thread; the last file is finished at the end.
-    pub fn spawn(mut self, plans: Vec<SplicePlan>) -> SpliceTask {
+    /// Splices `files` (chosen by [`SplicePlanner::select`]) in order on a blocking thread; the
+    /// last file is finished at the end.
+    pub fn spawn(mut self, planner: SplicePlanner, files: Vec<PathBuf>) -> SpliceTask {
         let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop = cancel.clone();
         let started = self.started.clone();
         let handle = tokio::task::spawn_blocking(move || {
             let mut result = Ok(());
-            for plan in &plans {
+            for path in &files {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
-                result = self.write_file(plan);
+                result = match planner.plan(path) {
+                    Ok(Some(plan)) => self.write_file(&plan),
+                    Ok(None) => Err(FloeError::InputRead {
+                        path: path.clone(),
+                        row_group: None,
+                        reason: "the file changed while the load was reading it".into(),
+                    }),
+                    Err(e) => Err(e),
+                };
                 if result.is_err() {
                     break;
                 }
