@@ -270,6 +270,7 @@ class FaultProxy:
         self.vend = None  # a `config` to hand out with every table response (vended credentials)
         self.refuse_staged_create = False  # answer 400 to "stage-create": true, as some catalogs do
         self.refused = 0
+        self.landed_before_conflict = False
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -289,6 +290,9 @@ class FaultProxy:
                 self.relay("DELETE")
 
             def relay(self, method):
+                # Where redirects point: the same origin, so a client keeps its credentials.
+                if self.path.startswith("/moved/"):
+                    self.path = self.path[len("/moved"):]
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 is_token = self.path.endswith("/oauth/tokens")
@@ -316,9 +320,24 @@ class FaultProxy:
 
                         threading.Thread(target=later).start()
                         return self.answer(504, b"gateway timeout")
+                    if fault in ("redirect-301", "redirect-307"):
+                        # A misconfigured front: a client that follows 301 re-sends the POST as
+                        # a GET, whose answer (the table) parses like a commit response.
+                        code = int(fault[-3:])
+                        self.send_response(code)
+                        self.send_header("Location", f"{proxy.uri}/moved{self.path}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                 status, data = self.forward(method, body)
                 if is_commit and fault == "lose-answer":
                     return self.answer(502, b"bad gateway")
+                if is_commit and fault == "duplicate-409":
+                    # A proxy that retried the POST: the first copy landed, the client is told
+                    # about the second one's conflict.
+                    if status == 200:
+                        proxy.landed_before_conflict = True
+                    return self.answer(409, b'{"error":{"message":"Requirement failed: branch main has changed","type":"CommitFailedException","code":409}}')
                 if proxy.vend is not None and status == 200 and "/tables" in self.path and not is_commit:
                     doc = json.loads(data)
                     if isinstance(doc, dict) and "metadata" in doc:
@@ -392,6 +411,39 @@ def test_commit_with_unknown_outcome_is_neither_lost_nor_doubled(lake, proxy, fa
     assert len(lake.table("u").snapshots()) == 2
     # Every data file the table references exists (none was cleaned up by mistake).
     assert len(lake.duckdb_rows("u")) == 110
+
+
+@pytest.mark.parametrize("fault", ["redirect-301", "redirect-307"])
+def test_redirected_commit_is_never_reported_as_landed(lake, proxy, fault):
+    props = {**lake.props, "uri": proxy.uri}
+    write(lake.root / "seed.parquet", rows_for(range(10), "s"), SCHEMA)
+    lake.floe("load", lake.name("r"), lake.root / "seed.parquet", props=props)
+    before = lake.table("r").metadata_location
+    write(lake.root / "a.parquet", rows_for(range(100, 200), "x"), SCHEMA)
+    proxy.commit_fault = fault
+    proc = lake.floe("load", lake.name("r"), lake.root / "a.parquet", props=props, ok=False)
+    assert proc.returncode != 0, proc.stdout
+    assert "redirect" in proc.stderr and "the table is unchanged" in proc.stderr, proc.stderr
+    assert "panicked" not in proc.stderr
+    assert lake.table("r").metadata_location == before
+    assert [r["id"] for r in lake.rows("r")] == list(range(10))
+    assert len(lake.duckdb_rows("r")) == 10
+
+
+def test_conflict_answer_after_the_commit_landed_keeps_the_files(lake, proxy):
+    """A 409 for a retried POST whose first copy landed: floe finds its snapshot, deletes nothing."""
+    props = {**lake.props, "uri": proxy.uri}
+    write(lake.root / "seed.parquet", rows_for(range(10), "s"), SCHEMA)
+    lake.floe("load", lake.name("d"), lake.root / "seed.parquet", props=props)
+    write(lake.root / "a.parquet", rows_for(range(100, 200), "x"), SCHEMA)
+    proxy.commit_fault = "duplicate-409"
+    out = lake.floe("load", lake.name("d"), lake.root / "a.parquet", props=props)
+    assert proxy.landed_before_conflict
+    assert not out["skipped"] and out["commit_attempts"] == 1, out
+    assert sorted(r["id"] for r in lake.rows("d")) == list(range(10)) + list(range(100, 200))
+    assert len(lake.table("d").snapshots()) == 2
+    # Every file the table references still exists.
+    assert len(lake.duckdb_rows("d")) == 110
 
 
 def noise_table(first_id, count, seed):

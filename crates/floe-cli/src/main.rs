@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use floe::{
     BatchBudget, Catalog, CatalogConfig, LoadOptions, ParquetSource, Progress, WriteOptions, ops,
@@ -365,8 +365,17 @@ async fn load(args: LoadArgs) -> Result<()> {
         }
     };
     reporter.stop();
-    let summary = result
-        .with_context(|| format!("load into {} failed; the table is unchanged", args.table))?;
+    let summary = result.map_err(|e| {
+        let context = match &e {
+            floe::FloeError::CommitStateUnknown { load_id, .. } => format!(
+                "load into {} may or may not have landed; its files are kept. Rerun exactly this to settle it: {}",
+                args.table,
+                rerun_command(load_id)
+            ),
+            _ => format!("load into {} failed; the table is unchanged", args.table),
+        };
+        anyhow::Error::new(e).context(context)
+    })?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -377,6 +386,35 @@ async fn load(args: LoadArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// This very command line with `--load-id ID` (replacing any given), shell-quoted.
+fn rerun_command(load_id: &str) -> String {
+    let mut words = Vec::new();
+    let mut args = std::env::args();
+    while let Some(arg) = args.next() {
+        if arg == "--load-id" {
+            args.next();
+        } else if !arg.starts_with("--load-id=") {
+            words.push(arg);
+        }
+    }
+    words.push("--load-id".into());
+    words.push(load_id.to_string());
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Progress on stderr: a bar on a terminal, a log line every few seconds otherwise.

@@ -46,6 +46,16 @@ pub enum FloeError {
         detail: String,
     },
 
+    /// An input value cannot be stored in the table's type without changing it (a timestamp
+    /// beyond microseconds' range, a decimal above its precision).
+    #[error("input '{origin}': column '{column}' of table {table}: {detail}")]
+    ValueOutOfRange {
+        origin: String,
+        table: String,
+        column: String,
+        detail: String,
+    },
+
     /// A required column got a null.
     #[error(
         "input '{origin}': column '{column}' is required in table {table} but has {nulls} null value(s)"

@@ -455,7 +455,11 @@ impl RestCatalog {
         let message = error_message(status, response).await;
         match status {
             StatusCode::CONFLICT => Ok(CommitOutcome::Conflict(message)),
-            s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
+            // "See other" answers a request that was processed: the table tells the outcome.
+            s if s.is_server_error()
+                || s == StatusCode::REQUEST_TIMEOUT
+                || s == StatusCode::SEE_OTHER =>
+            {
                 Ok(CommitOutcome::Unknown(message))
             }
             _ => Err(self.error(format!("{what} was refused: {message}"))),
@@ -579,6 +583,19 @@ impl RestCatalog {
                 tracing::debug!("catalog answered 401, fetching a new token");
                 renewed = true;
                 continue;
+            }
+            if response.status().is_redirection() && response.status() != StatusCode::SEE_OTHER {
+                // Not applied: the server says the resource lives elsewhere.
+                let target = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|l| l.split('?').next().unwrap_or_default().to_string())
+                    .unwrap_or_default();
+                return Err(self.error(format!(
+                    "the catalog answered {} (redirect to '{target}'); floe does not follow redirects, so nothing was sent there: set the catalog's uri to the address the server wants",
+                    response.status()
+                )));
             }
             return Ok(Ok(response));
         }
@@ -746,6 +763,9 @@ fn http_client(props: &BTreeMap<String, String>) -> std::result::Result<reqwest:
     }
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("floe/", env!("CARGO_PKG_VERSION")))
+        // A redirected POST would be re-sent as a GET whose answer looks like a commit's (and
+        // credentials would follow the redirect): a redirect is an answer, never followed.
+        .redirect(reqwest::redirect::Policy::none())
         .default_headers(headers)
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT);

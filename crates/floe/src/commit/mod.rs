@@ -17,10 +17,12 @@
 //!                                |  TableUpdates + TableRequirements
 //!                                v
 //!   Catalog::commit (SQL: compare-and-swap; REST: commit endpoint)
-//!        | committed -> done
-//!        | conflict  -> delete this attempt's manifest list, reload the
-//!        |              table; if the load id landed meanwhile -> done
-//!        |              (idempotent); else re-plan, backoff, retry
+//!        | committed -> done, if the answer's main branch is our snapshot
+//!        |              (any other answer: as unknown)
+//!        | conflict  -> reload the table first (a retried POST may have landed:
+//!        |              our snapshot id there -> done); else delete this
+//!        |              attempt's manifest list; if the load id landed
+//!        |              meanwhile -> done (idempotent); else re-plan, retry
 //!        |              (a merge fails instead: its key matches are stale)
 //!        | unknown   -> delete nothing; reload: our snapshot id there -> done;
 //!        |              branch moved past the attempt -> as conflict;
@@ -42,7 +44,7 @@ use std::time::Duration;
 use iceberg::spec::{Schema, TableMetadata};
 
 pub use added::{AddedFiles, AddedFilesSink, AddedManifests, MANIFEST_ENTRIES};
-pub use producer::{FileChanges, SnapshotOperation, SnapshotProducer, StagedSnapshot};
+pub use producer::{AddedDelete, FileChanges, SnapshotOperation, SnapshotProducer, StagedSnapshot};
 
 use crate::catalog::{Catalog, CommitOutcome, TableState};
 use crate::error::{FloeError, Result};
@@ -147,44 +149,42 @@ pub async fn commit_load(
     let planned_on = base.metadata.current_snapshot_id();
     let mut producer =
         SnapshotProducer::new(&base, load_id, operation, changes, schema_change).await?;
-    // The last attempt whose outcome is unknown, and the main-branch head it required: while
-    // the table still sits there, that attempt may yet land.
-    let mut in_doubt: Option<(StagedSnapshot, Option<i64>, String)> = None;
+    // The last attempt not known to have failed (its outcome unknown, or a conflict answer not
+    // yet checked against the table), and the main-branch head it required: while the table
+    // still sits there, an unknown attempt may yet land.
+    let mut in_doubt: Option<Doubt> = None;
     for attempt in 1..=max_attempts {
         let staged = match producer.stage(&base, attempt).await {
             Ok(staged) => staged,
             Err(e) => return Err(give_up(&mut producer, &base, load_id, &in_doubt, e).await),
         };
-        match catalog
+        let required = base.metadata.current_snapshot_id();
+        let reason = match catalog
             .commit(&base, &staged.requirements, staged.updates.clone())
             .await
         {
             Ok(CommitOutcome::Committed {
-                metadata_location, ..
-            }) => {
+                metadata_location,
+                metadata,
+            }) if metadata.current_snapshot_id() == Some(staged.snapshot_id) => {
                 tracing::info!(table = %table, snapshot_id = staged.snapshot_id, attempt, "committed");
                 return Ok(Committed::attempt(&staged, attempt, metadata_location));
             }
+            Ok(CommitOutcome::Committed { metadata, .. }) => Doubt::unknown(format!(
+                "the catalog answered success, but its main branch points at snapshot {:?}, not the load's {}",
+                metadata.current_snapshot_id(),
+                staged.snapshot_id
+            )),
             Ok(CommitOutcome::Conflict(reason)) => {
-                tracing::info!(table = %table, attempt, %reason, "commit conflict, re-planning");
-                producer.discard_attempt(&base, &staged).await;
-                if operation == SnapshotOperation::RowDelta && in_doubt.is_none() {
-                    // A merge matched its keys against `base`; rows another writer committed
-                    // since may hold the same keys, so the plan cannot simply be rebased.
-                    producer.discard_all(&base).await;
-                    return Err(FloeError::Conflict {
-                        table,
-                        reason: format!(
-                            "another writer committed during the merge ({reason}); nothing was changed, rerun the load (its load id makes the rerun safe)"
-                        ),
-                    });
-                }
+                // A conflict answer can follow a retried request whose first copy landed (a
+                // proxy resending the POST): look at the table before deleting anything.
+                tracing::info!(table = %table, attempt, %reason, "commit conflict, checking the table");
+                Doubt::conflict(reason)
             }
             Ok(CommitOutcome::Unknown(reason)) => {
                 // The attempt may have landed: nothing it references may be deleted.
                 tracing::warn!(table = %table, attempt, %reason, "commit outcome unknown, checking the table");
-                let required = base.metadata.current_snapshot_id();
-                in_doubt = Some((staged, required, reason));
+                Doubt::unknown(reason)
             }
             Err(e) => {
                 if in_doubt.is_none() {
@@ -192,19 +192,16 @@ pub async fn commit_load(
                 }
                 return Err(give_up(&mut producer, &base, load_id, &in_doubt, e).await);
             }
-        }
+        };
+        in_doubt = Some(reason.of(staged, required));
         // Back off a little (jittered), then look at the table as it is now.
         let jitter = (uuid::Uuid::new_v4().as_u128() % 50) as u64;
         tokio::time::sleep(Duration::from_millis((20u64 << attempt.min(6)) + jitter)).await;
-        let reloaded = match &in_doubt {
-            Some((_, _, reason)) => reload_after_unknown(catalog, &base, load_id, reason).await,
-            None => catalog.load_table(&base.ident).await.map(|t| match t {
-                Some(state) => Some(state),
-                None if base.is_staged() => Some(base.clone()),
-                None => None,
-            }),
-        };
-        base = match reloaded {
+        let reason = in_doubt
+            .as_ref()
+            .map(|d| d.reason.clone())
+            .unwrap_or_default();
+        base = match reload_after_unknown(catalog, &base, load_id, &reason).await {
             Ok(Some(state)) => state,
             Ok(None) => {
                 let e = FloeError::Conflict {
@@ -221,7 +218,7 @@ pub async fn commit_load(
                 // One of our own attempts landed (its answer was lost): done, keep everything.
                 tracing::info!(table = %table, snapshot_id, "the commit had landed");
                 let landed = match &in_doubt {
-                    Some((staged, _, _)) => Committed::attempt(staged, attempt, location),
+                    Some(doubt) => Committed::attempt(&doubt.staged, attempt, location),
                     None => Committed::found(&base, snapshot_id, attempt, false),
                 };
                 return Ok(landed);
@@ -230,19 +227,22 @@ pub async fn commit_load(
             producer.discard_all(&base).await;
             return Ok(Committed::found(&base, snapshot_id, attempt, true));
         }
-        if let Some((_, required, _)) = &in_doubt {
-            let head = base.metadata.current_snapshot_id();
-            let created = base.is_staged() != created_here;
-            if head != *required || created {
-                tracing::info!(table = %table, "the branch moved on without our snapshot: the attempt can no longer land");
-                // The branch moved past what the attempt required: it can no longer land.
-                in_doubt = None;
-            }
+        let conflict = in_doubt.as_ref().is_some_and(|d| d.conflict);
+        if let Some(doubt) = in_doubt.take_if(|d| {
+            d.conflict
+                || base.metadata.current_snapshot_id() != d.required
+                || base.is_staged() != created_here
+        }) {
+            // Refused, or the branch moved past what the attempt required: it can never land.
+            tracing::info!(table = %table, "the attempt did not land and cannot land any more");
+            producer.discard_attempt(&base, &doubt.staged).await;
         }
         if operation == SnapshotOperation::RowDelta
             && in_doubt.is_none()
-            && base.metadata.current_snapshot_id() != planned_on
+            && (conflict || base.metadata.current_snapshot_id() != planned_on)
         {
+            // A merge matched its keys against the state it planned on; rows another writer
+            // committed since may hold the same keys, so the plan cannot simply be rebased.
             producer.discard_all(&base).await;
             return Err(FloeError::Conflict {
                 table,
@@ -278,19 +278,64 @@ async fn give_up(
     producer: &mut SnapshotProducer,
     base: &TableState,
     load_id: &str,
-    in_doubt: &Option<(StagedSnapshot, Option<i64>, String)>,
+    in_doubt: &Option<Doubt>,
     error: FloeError,
 ) -> FloeError {
     match in_doubt {
-        Some((_, _, reason)) if !error.keeps_written_files() => FloeError::CommitStateUnknown {
+        Some(doubt) if !error.keeps_written_files() => FloeError::CommitStateUnknown {
             table: base.name(),
             load_id: load_id.to_string(),
-            reason: format!("{reason}; then: {error}"),
+            reason: format!("{}; then: {error}", doubt.reason),
         },
         Some(_) => error,
         None => {
             producer.discard_all(base).await;
             error
+        }
+    }
+}
+
+/// An attempt that may have landed: its outcome was unknown, or a conflict answer that the
+/// table has not yet been checked against.
+struct Doubt {
+    staged: StagedSnapshot,
+    /// The main-branch head the attempt required.
+    required: Option<i64>,
+    reason: String,
+    /// The catalog answered with a conflict: once the table is seen without our snapshot,
+    /// the attempt is known to have failed.
+    conflict: bool,
+}
+
+/// The answer that puts an attempt in doubt, before the attempt is attached.
+struct DoubtReason {
+    reason: String,
+    conflict: bool,
+}
+
+impl Doubt {
+    fn unknown(reason: String) -> DoubtReason {
+        DoubtReason {
+            reason,
+            conflict: false,
+        }
+    }
+
+    fn conflict(reason: String) -> DoubtReason {
+        DoubtReason {
+            reason,
+            conflict: true,
+        }
+    }
+}
+
+impl DoubtReason {
+    fn of(self, staged: StagedSnapshot, required: Option<i64>) -> Doubt {
+        Doubt {
+            staged,
+            required,
+            reason: self.reason,
+            conflict: self.conflict,
         }
     }
 }

@@ -55,7 +55,7 @@ pub struct FileChanges {
     /// Data files, already in manifests (see [`AddedFiles`](super::AddedFiles)).
     pub added: AddedManifests,
     /// Position-delete files (merge-on-read).
-    pub added_deletes: Vec<DataFile>,
+    pub added_deletes: Vec<AddedDelete>,
     /// Paths of live data files the load replaces (copy-on-write).
     pub removed: HashSet<String>,
 }
@@ -72,6 +72,15 @@ impl FileChanges {
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.added_deletes.is_empty() && self.removed.is_empty()
     }
+}
+
+/// A position-delete file, with the partition spec of the data file it applies to (a table
+/// whose spec changed holds data files of several specs; each delete file is filed under its
+/// data file's spec, as Iceberg's Java writers do).
+#[derive(Clone, Debug)]
+pub struct AddedDelete {
+    pub spec_id: i32,
+    pub file: DataFile,
 }
 
 /// What rewriting one manifest came to.
@@ -116,10 +125,10 @@ pub struct SnapshotProducer {
     /// The manifests of added data files, written once by the writers' sink: their entries
     /// inherit sequence numbers, so they stay valid whatever base the snapshot lands on.
     added: AddedManifests,
-    added_deletes: Vec<DataFile>,
+    added_deletes: Vec<AddedDelete>,
     removed: HashSet<String>,
     /// Likewise for added delete files.
-    deletes_manifest: Option<ManifestFile>,
+    deletes_manifests: Vec<ManifestFile>,
     /// Summary properties of everything added (data and delete files).
     added_summary: HashMap<String, String>,
     /// Partition values of everything added.
@@ -157,25 +166,45 @@ impl SnapshotProducer {
             added: changes.added,
             added_deletes: changes.added_deletes,
             removed: changes.removed,
-            deletes_manifest: None,
+            deletes_manifests: Vec::new(),
             manifest_counter: 0,
         };
-        if !producer.added_deletes.is_empty() {
-            let mut collector = SnapshotSummaryCollector::default();
-            for file in &producer.added_deletes {
-                collector.add_file(file, producer.schema.clone(), producer.spec.clone());
-                producer.added_partitions.insert(file.partition().clone());
-            }
-            producer.added_summary = sum_counts(&producer.added_summary, &collector.build());
-            let mut writer = producer.manifest_writer(
+        producer.write_delete_manifests(base).await?;
+        Ok(producer)
+    }
+
+    /// One manifest of the load's delete files per partition spec they belong to.
+    async fn write_delete_manifests(&mut self, base: &TableState) -> Result<()> {
+        if self.added_deletes.is_empty() {
+            return Ok(());
+        }
+        let mut by_spec: std::collections::BTreeMap<i32, Vec<DataFile>> = Default::default();
+        for delete in &self.added_deletes {
+            by_spec
+                .entry(delete.spec_id)
+                .or_default()
+                .push(delete.file.clone());
+        }
+        let mut collector = SnapshotSummaryCollector::default();
+        for (spec_id, files) in by_spec {
+            let spec = base
+                .metadata
+                .partition_spec_by_id(spec_id)
+                .ok_or_else(|| FloeError::Conflict {
+                    table: base.name(),
+                    reason: format!("partition spec {spec_id} of a merged data file is gone"),
+                })?
+                .clone();
+            let mut writer = self.manifest_writer(
                 base,
                 ManifestContentType::Deletes,
-                producer.schema.clone(),
-                producer.spec.as_ref().clone(),
+                self.schema.clone(),
+                spec.as_ref().clone(),
             )?;
-            for file in &producer.added_deletes {
-                let seq = -1;
-                writer.add_file(file.clone(), seq).context(|| {
+            for file in files {
+                collector.add_file(&file, self.schema.clone(), spec.clone());
+                self.added_partitions.insert(file.partition().clone());
+                writer.add_file(file.clone(), -1).context(|| {
                     format!(
                         "table {}: cannot add delete file {} to a manifest",
                         base.name(),
@@ -183,14 +212,16 @@ impl SnapshotProducer {
                     )
                 })?;
             }
-            producer.deletes_manifest = Some(writer.write_manifest_file().await.context(|| {
+            let manifest = writer.write_manifest_file().await.context(|| {
                 format!(
                     "table {}: cannot write the delete-files manifest",
                     base.name()
                 )
-            })?);
+            })?;
+            self.deletes_manifests.push(manifest);
         }
-        Ok(producer)
+        self.added_summary = sum_counts(&self.added_summary, &collector.build());
+        Ok(())
     }
 
     /// The snapshot id every attempt carries.
@@ -345,8 +376,8 @@ impl SnapshotProducer {
         let mut manifests = self
             .merge_small_manifests(base, manifests, &mut attempt_files)
             .await?;
-        if let Some(deletes) = &self.deletes_manifest {
-            manifests.insert(0, deletes.clone());
+        for (i, deletes) in self.deletes_manifests.iter().enumerate() {
+            manifests.insert(i, deletes.clone());
         }
         for (i, added) in self.added.manifests.iter().enumerate() {
             manifests.insert(i, added.clone());
@@ -665,7 +696,7 @@ impl SnapshotProducer {
 
     /// Removes the load's own manifest (after the load is abandoned or found already done).
     pub async fn discard_all(&mut self, base: &TableState) {
-        if let Some(m) = self.deletes_manifest.take() {
+        for m in std::mem::take(&mut self.deletes_manifests) {
             let _ = base.file_io.delete(&m.manifest_path).await;
         }
         self.added.discard(&base.file_io).await;

@@ -14,9 +14,14 @@ pub mod types;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Decimal128Type, Time64MicrosecondType, Time64NanosecondType, TimestampMicrosecondType,
+    TimestampNanosecondType,
+};
 use arrow_array::{Array, ArrayRef, ListArray, MapArray, RecordBatch, StructArray, new_null_array};
-use arrow_cast::cast;
-use arrow_schema::{DataType, Field, FieldRef, Fields, SchemaRef, TimeUnit};
+use arrow_cast::{CastOptions, cast_with_options};
+use arrow_schema::{ArrowError, DataType, Field, FieldRef, Fields, SchemaRef, TimeUnit};
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::spec::{NestedField, NestedFieldRef, Schema, Type};
 
@@ -119,6 +124,13 @@ fn conform_fields(
     prefix: &str,
     ctx: &Ctx,
 ) -> Result<Vec<ArrayRef>> {
+    let mut seen = HashSet::new();
+    if let Some(twice) = src_fields.iter().find(|f| !seen.insert(f.name().as_str())) {
+        return Err(ctx.mismatch(format!(
+            "column '{}' appears twice in the input",
+            join(prefix, twice.name())
+        )));
+    }
     let target_names: HashSet<&str> = target_fields.iter().map(|f| f.name().as_str()).collect();
     if let Some(extra) = src_fields
         .iter()
@@ -163,13 +175,27 @@ fn conform_column(
             iceberg.field_type
         ))
     };
-    let cast_err = |e| FloeError::Arrow {
-        context: format!("input '{}': cannot convert column '{path}'", ctx.origin),
-        source: e,
+    let cast_err = |e| match e {
+        // Strict casts report values the target type cannot hold.
+        ArrowError::CastError(detail)
+        | ArrowError::ComputeError(detail)
+        | ArrowError::ArithmeticOverflow(detail) => FloeError::ValueOutOfRange {
+            origin: ctx.origin.to_string(),
+            table: ctx.table.to_string(),
+            column: path.to_string(),
+            detail: format!(
+                "a value does not fit {} ({detail}); nothing was loaded",
+                iceberg.field_type
+            ),
+        },
+        e => FloeError::Arrow {
+            context: format!("input '{}': cannot convert column '{path}'", ctx.origin),
+            source: e,
+        },
     };
     let (array, src_type) = match src.data_type() {
         DataType::Dictionary(_, values) => (
-            cast(array, values).map_err(cast_err)?,
+            strict_cast(array, values).map_err(cast_err)?,
             values.as_ref().clone(),
         ),
         dt => (array.clone(), dt.clone()),
@@ -201,7 +227,7 @@ fn conform_column(
             let list = match &src_type {
                 DataType::List(_) => array.clone(),
                 DataType::LargeList(se) | DataType::FixedSizeList(se, _) => {
-                    cast(&array, &DataType::List(se.clone())).map_err(cast_err)?
+                    strict_cast(&array, &DataType::List(se.clone())).map_err(cast_err)?
                 }
                 _ => return Err(type_error()),
             };
@@ -281,11 +307,18 @@ fn conform_column(
             if !evolve::fits(tp, &sp) {
                 return Err(type_error());
             }
-            if &src_type == target.data_type() {
+            let out = if &src_type == target.data_type() {
                 array
             } else {
                 cast_primitive(&array, &src_type, target.data_type()).map_err(cast_err)?
+            };
+            if let DataType::Decimal128(precision, _) = target.data_type() {
+                // Arrow does not enforce a decimal's precision; Iceberg's readers do.
+                out.as_primitive::<Decimal128Type>()
+                    .validate_decimal_precision(*precision)
+                    .map_err(cast_err)?;
             }
+            out
         }
         _ => return Err(type_error()),
     };
@@ -300,18 +333,44 @@ fn conform_column(
     Ok(out)
 }
 
-/// Casts where Arrow's kernel needs a hop (Date64 keeps days, times go through the unit).
+/// Arrow casts that fail on any value the target cannot hold, instead of turning it into null.
+fn strict_cast(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    cast_with_options(array, to, &options)
+}
+
+/// Casts where Arrow's kernel needs a hop (Date64 keeps days, times go through the unit), and
+/// nanoseconds, which become microseconds rounded toward negative infinity (as Iceberg's Java
+/// writers do), so a pre-1970 instant never moves forward in time.
 fn cast_primitive(
     array: &ArrayRef,
     from: &DataType,
     to: &DataType,
-) -> Result<ArrayRef, arrow_schema::ArrowError> {
+) -> Result<ArrayRef, ArrowError> {
     match (from, to) {
         (DataType::Time32(_), DataType::Time64(TimeUnit::Microsecond)) => {
-            let ms = cast(array, &DataType::Time32(TimeUnit::Millisecond))?;
-            cast(&ms, to)
+            let ms = strict_cast(array, &DataType::Time32(TimeUnit::Millisecond))?;
+            strict_cast(&ms, to)
         }
-        _ => cast(array, to),
+        (
+            DataType::Timestamp(TimeUnit::Nanosecond, _),
+            DataType::Timestamp(TimeUnit::Microsecond, tz),
+        ) => {
+            let micros = array
+                .as_primitive::<TimestampNanosecondType>()
+                .unary::<_, TimestampMicrosecondType>(|ns| ns.div_euclid(1000));
+            Ok(Arc::new(micros.with_timezone_opt(tz.clone())))
+        }
+        (DataType::Time64(TimeUnit::Nanosecond), DataType::Time64(TimeUnit::Microsecond)) => {
+            let micros = array
+                .as_primitive::<Time64NanosecondType>()
+                .unary::<_, Time64MicrosecondType>(|ns| ns.div_euclid(1000));
+            Ok(Arc::new(micros))
+        }
+        _ => strict_cast(array, to),
     }
 }
 

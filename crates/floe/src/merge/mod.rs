@@ -148,6 +148,13 @@ impl KeyColumns {
                     fields[i].field_type
                 )));
             };
+            if matches!(p, PrimitiveType::Float | PrimitiveType::Double) {
+                // As Iceberg refuses them as identifier fields: -0.0 = 0.0 and NaN != NaN make
+                // float equality no basis for matching rows.
+                return Err(bad(format!(
+                    "key column '{name}' is {p}; floating-point columns cannot be merge keys (cast the key to a decimal, integer or string)"
+                )));
+            }
             out.names.push(name.clone());
             out.field_ids.push(fields[i].id);
             out.indices.push(i);

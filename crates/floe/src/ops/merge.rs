@@ -17,7 +17,7 @@ use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 use arrow_select::filter::filter_record_batch;
 use futures::StreamExt;
 use iceberg::TableIdent;
-use iceberg::spec::{DataFile, FormatVersion};
+use iceberg::spec::FormatVersion;
 use roaring::RoaringTreemap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::pipeline::{Prepared, Ready, finish, load_writers, prepare, splicing_allowed};
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::Catalog;
-use crate::commit::{AddedFiles, FileChanges, SnapshotOperation, commit_load};
+use crate::commit::{AddedDelete, AddedFiles, FileChanges, SnapshotOperation, commit_load};
 use crate::conform::Conformer;
 use crate::error::{FloeError, Result, ResultExt};
 use crate::merge::position_deletes::PositionDeleteWriter;
@@ -242,7 +242,7 @@ impl<'a> MergeBuilder<'a> {
         };
         let mut rows_copied = 0u64;
 
-        let mut delete_files: Vec<DataFile> = Vec::new();
+        let mut delete_files: Vec<AddedDelete> = Vec::new();
         let outcome: Result<(MergeCounts, FileChanges)> = async {
             // 1. The load, sorted by key.
             let mut load = LoadSide::new(key_conformer.arrow_schema(), load_keys.clone(), budget, spill_dir.as_deref(), input_files.is_none())?;
@@ -438,7 +438,7 @@ impl<'a> MergeBuilder<'a> {
             + changes
                 .added_deletes
                 .iter()
-                .map(|f| f.file_size_in_bytes())
+                .map(|d| d.file.file_size_in_bytes())
                 .sum::<u64>();
         if changes.is_empty() {
             summary.table_created = false;
@@ -507,8 +507,11 @@ impl<'a> MergeBuilder<'a> {
     }
 }
 
-async fn delete_files_of(file_io: &iceberg::io::FileIO, files: &[DataFile]) {
-    let paths: Vec<String> = files.iter().map(|f| f.file_path().to_string()).collect();
+async fn delete_files_of(file_io: &iceberg::io::FileIO, files: &[AddedDelete]) {
+    let paths: Vec<String> = files
+        .iter()
+        .map(|d| d.file.file_path().to_string())
+        .collect();
     super::pipeline::delete_files(file_io, &paths).await;
 }
 
@@ -520,7 +523,7 @@ struct ApplyDeletes<'a> {
     file_io: &'a iceberg::io::FileIO,
     delete_writer: Option<&'a PositionDeleteWriter>,
     removed: HashSet<String>,
-    delete_files: &'a mut Vec<DataFile>,
+    delete_files: &'a mut Vec<AddedDelete>,
     counts: &'a mut MergeCounts,
 }
 
@@ -536,7 +539,11 @@ impl ApplyDeletes<'_> {
         if let Some(deletes) = self.delete_writer {
             let files = deletes.write(target, positions).await?;
             self.counts.delete_files_added += files.len() as u64;
-            self.delete_files.extend(files);
+            self.delete_files
+                .extend(files.into_iter().map(|file| AddedDelete {
+                    spec_id: target.spec_id,
+                    file,
+                }));
             return Ok(());
         }
         // Copy-on-write: the file again, without the deleted rows (old and new).

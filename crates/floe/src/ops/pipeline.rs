@@ -16,7 +16,7 @@ use crate::commit::{
 };
 use crate::conform::evolve::{Evolution, SchemaEvolution, evolve};
 use crate::conform::{Conformer, iceberg_schema_from_arrow};
-use crate::error::{Result, ResultExt};
+use crate::error::{FloeError, Result, ResultExt};
 use crate::partition::parse_partition_spec;
 use crate::source::{Source, SourceInfo};
 use crate::write::splice::{SplicePlanner, SplicingWriter};
@@ -127,6 +127,12 @@ pub(crate) async fn prepare(
                     "load id {load_id} already landed in {table} as snapshot {snapshot_id}; nothing to do"
                 );
                 return Ok(Prepared::Skipped(Box::new(summary)));
+            }
+            if state.metadata.format_version() == iceberg::spec::FormatVersion::V3 {
+                // Refused before any data is written (the commit would refuse it too).
+                return Err(FloeError::InvalidOption(format!(
+                    "table {table} uses Iceberg format v3, which floe does not write yet; nothing was written"
+                )));
             }
             if let Some(text) = &options.partition_by {
                 let wanted = parse_partition_spec(text, state.metadata.current_schema())?;

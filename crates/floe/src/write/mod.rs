@@ -32,6 +32,7 @@ mod parallel;
 mod partition_values;
 mod partitioned;
 pub mod splice;
+mod verify;
 
 pub use parallel::ParallelWriter;
 

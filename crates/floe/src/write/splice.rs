@@ -43,6 +43,7 @@ use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr, Type as SchemaType};
 
 use super::FileSettings;
 use super::metrics::data_file_from_footer;
+use super::verify::verify_row_group;
 use crate::commit::AddedFilesSink;
 use crate::conform::Conformer;
 use crate::error::{FloeError, Result, ResultExt};
@@ -52,6 +53,9 @@ use crate::source::{BatchBudget, SourceBatch};
 /// Most decoded bytes of re-encoded columns per input row group (their encoded chunks are held
 /// until the row group is assembled).
 pub const ENCODE_BUDGET_BYTES: i64 = 64 * 1024 * 1024;
+
+/// Threads that check copied pages (the machines floe targets have two cores).
+const VERIFY_THREADS: usize = 2;
 
 /// Bytes buffered before a write to storage.
 const OUTPUT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
@@ -77,6 +81,19 @@ pub struct SplicePlan {
     /// Input root columns to decode (the re-encoded fields), and the table fields they become.
     encode_roots: Vec<usize>,
     encode_fields: Vec<usize>,
+}
+
+impl SplicePlan {
+    /// The input leaf columns whose chunks are copied.
+    fn copied_leaves(&self) -> Vec<usize> {
+        self.fields
+            .iter()
+            .flat_map(|field| match field {
+                FieldPlan::Copy(pairs) => pairs.iter().map(|&(s, _)| s).collect(),
+                FieldPlan::Encode(_) => Vec::new(),
+            })
+            .collect()
+    }
 }
 
 /// Decides which input files can be spliced into a table's data files.
@@ -487,6 +504,16 @@ impl SplicingWriter {
                 path: open.path.clone(),
                 reason: format!("{e} (splicing {} row group {rg})", plan.path.display()),
             };
+            // Nothing is copied before every chunk of the row group is proven readable.
+            verify_row_group(&pages_file, rg_meta, &plan.copied_leaves(), VERIFY_THREADS).map_err(
+                |(leaf, e)| {
+                    let column = match leaf {
+                        usize::MAX => String::new(),
+                        leaf => rg_meta.column(leaf).column_path().string(),
+                    };
+                    read_error(Some(rg), format!("column '{column}': {e}"))
+                },
+            )?;
             let mut group = open.writer.next_row_group().map_err(write_error)?;
             for field in &plan.fields {
                 match field {
@@ -494,17 +521,6 @@ impl SplicingWriter {
                         for &(s, t) in pairs {
                             let close = copied_chunk(rg_meta, s, table_descr.column(t), rows)
                                 .map_err(write_error)?;
-                            check_pages(&pages_file, &close.metadata, rows as usize).map_err(
-                                |e| {
-                                    read_error(
-                                        Some(rg),
-                                        format!(
-                                            "column '{}': {e}",
-                                            rg_meta.column(s).column_path().string()
-                                        ),
-                                    )
-                                },
-                            )?;
                             group.append_column(&reader, close).map_err(|e| {
                                 read_error(Some(rg), format!("copying column chunk {s}: {e}"))
                             })?;
@@ -578,8 +594,10 @@ impl SplicingWriter {
         let rg_meta = plan.input.metadata().row_group(rg);
         let rows = rg_meta.num_rows().max(1) as usize;
         let row_bytes = (rg_meta.total_byte_size().max(1) as usize).div_ceil(rows);
-        let batch_rows =
-            (self.budget.max_bytes / row_bytes.max(1)).clamp(1024, self.budget.max_rows);
+        // At least 1,024 rows a batch, unless the user's budget asks for fewer.
+        let batch_rows = (self.budget.max_bytes / row_bytes.max(1))
+            .max(1024)
+            .min(self.budget.max_rows.max(1));
         let mask = ProjectionMask::roots(
             plan.input.metadata().file_metadata().schema_descr(),
             plan.encode_roots.iter().copied(),
@@ -806,45 +824,6 @@ impl SpliceTask {
             result,
         }
     }
-}
-
-/// Walks the page headers of a chunk about to be copied: its bytes must be a well-formed run
-/// of pages holding exactly the values the footer promises. Copying never decodes values, so
-/// this is what stands between a damaged input and a damaged table (page bodies are checked
-/// only by readers; `--rewrite` decodes everything).
-fn check_pages(
-    file: &Arc<File>,
-    chunk: &ColumnChunkMetaData,
-    rows: usize,
-) -> std::result::Result<(), String> {
-    use parquet::column::page::PageReader;
-    let mut pages = parquet::file::serialized_reader::SerializedPageReader::new(
-        file.clone(),
-        chunk,
-        rows,
-        None,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut values = 0usize;
-    while let Some(page) = pages.peek_next_page().map_err(|e| e.to_string())? {
-        if !page.is_dict {
-            values += page.num_levels.or(page.num_rows).unwrap_or(0);
-        }
-        pages.skip_next_page().map_err(|e| e.to_string())?;
-    }
-    if values as i64 != chunk.num_values() {
-        return Err(format!(
-            "the column chunk's pages hold {values} values, its metadata says {}",
-            chunk.num_values()
-        ));
-    }
-    // A column outside lists and maps has exactly one value (or null) per row.
-    if chunk.column_descr().max_rep_level() == 0 && values != rows {
-        return Err(format!(
-            "the column chunk holds {values} values for {rows} rows"
-        ));
-    }
-    Ok(())
 }
 
 /// Reads input column chunks in large pieces (the default is 8 KiB per read call).

@@ -1,0 +1,266 @@
+"""The bad-input battery: every way an input has been seen to go wrong fails the load with an
+error that names the file (row group, column), exits non-zero, and leaves the table exactly as it
+was and readable by readers we did not write. Also the values floe must not change silently."""
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+ROWS = 150_000
+CATEGORIES = [f"c{i}" for i in range(7)]  # 7 entries: 3-bit indices can point past them
+
+
+def rows(first=0, n=ROWS):
+    ids = list(range(first, first + n))
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "cat": pa.array([CATEGORIES[i % 7] for i in ids]),
+            "name": pa.array([f"name-{i:08d}-{'x' * (i % 60)}" for i in ids]),
+            "tags": pa.array([[CATEGORIES[i % 5], CATEGORIES[i % 3]] for i in ids], pa.list_(pa.string())),
+        }
+    )
+
+
+def write(path: Path, table: pa.Table, compression="zstd", **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One data page per chunk: a chunk's last bytes are its data page's body.
+    pq.write_table(table, path, compression=compression, row_group_size=ROWS, data_page_size=1 << 30, **kw)
+    return path
+
+
+def chunk(path: Path, column: str, rg=0):
+    meta = pq.ParquetFile(path).metadata.row_group(rg)
+    for i in range(meta.num_columns):
+        c = meta.column(i)
+        if c.path_in_schema == column:
+            return c
+    raise KeyError(column)
+
+
+def damage(src: Path, dst: Path, offset: int, data: bytes) -> Path:
+    shutil.copy(src, dst)
+    with open(dst, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+    return dst
+
+
+def data_files(wh, table):
+    data = wh.dir / "s" / table / "data"
+    return sorted(p.name for p in data.iterdir()) if data.exists() else []
+
+
+def assert_refused(wh, table, path, *args, names=()):
+    """Loading `path` fails cleanly and the table stays as it was (snapshots, files, rows)."""
+    before = wh.table(f"s.{table}")
+    snapshots = len(before.snapshots())
+    files = data_files(wh, table)
+    expected = wh.pyiceberg_rows(f"s.{table}")
+    proc = wh.floe("load", f"s.{table}", path, *args, ok=False)
+    assert proc.returncode != 0, proc.stdout
+    assert "panicked" not in proc.stderr, proc.stderr
+    assert path.name in proc.stderr, proc.stderr
+    for name in names:
+        assert name in proc.stderr, proc.stderr
+    assert "the table is unchanged" in proc.stderr
+    after = wh.table(f"s.{table}")
+    assert len(after.snapshots()) == snapshots
+    assert after.metadata_location == before.metadata_location
+    assert data_files(wh, table) == files, "a failed load left files behind"
+    assert wh.pyiceberg_rows(f"s.{table}") == expected
+    assert wh.duckdb_rows(f"s.{table}") == expected
+    return proc
+
+
+@pytest.fixture
+def clean(wh):
+    """A table loaded by copying a clean file, and that file."""
+    path = write(wh.root / "clean.parquet", rows())
+    out = wh.floe("load", "s.t", path)
+    assert out["rows_copied"] == ROWS
+    return path
+
+
+# --- the copy path proves every page it copies is readable --------------------------------
+
+
+def test_damaged_compressed_dictionary_page_body(wh, clean):
+    c = chunk(clean, "cat")
+    assert c.has_dictionary_page
+    bad = damage(clean, wh.root / "dict-body.parquet", c.data_page_offset - 6, b"\x13\x37\x13\x37\x13\x37")
+    assert_refused(wh, "t", bad, names=("row group 0", "column 'cat'"))
+
+
+def test_damaged_compressed_data_page_body(wh, clean):
+    c = chunk(clean, "name")
+    end = (c.dictionary_page_offset or c.data_page_offset) + c.total_compressed_size
+    bad = damage(clean, wh.root / "data-body.parquet", end - 40, b"\xff" * 16)
+    assert_refused(wh, "t", bad, names=("row group 0", "column 'name'"))
+
+
+def test_damaged_nested_column_page_body(wh, clean):
+    c = chunk(clean, "tags.list.element")
+    end = (c.dictionary_page_offset or c.data_page_offset) + c.total_compressed_size
+    bad = damage(clean, wh.root / "nested.parquet", end - 12, b"\x00\xff\x00\xff\x00\xff")
+    assert_refused(wh, "t", bad, names=("row group 0", "tags.list.element"))
+
+
+@pytest.fixture
+def plain(wh):
+    """An uncompressed table and file: damage reaches the values without any codec noticing."""
+    path = write(wh.root / "plain.parquet", rows(), compression="none")
+    out = wh.floe("load", "s.u", path, "--compression", "uncompressed")
+    assert out["rows_copied"] == ROWS
+    return path
+
+
+def test_dictionary_index_out_of_range_in_uncompressed_page(wh, plain):
+    c = chunk(plain, "cat")
+    end = c.data_page_offset + c.total_compressed_size - (c.data_page_offset - c.dictionary_page_offset)
+    # 3-bit indices of all ones: index 7 of a 7-entry dictionary.
+    bad = damage(plain, wh.root / "index.parquet", end - 300, b"\xff" * 96)
+    proc = assert_refused(wh, "u", bad, "--compression", "uncompressed", names=("row group 0", "column 'cat'"))
+    assert "dictionary" in proc.stderr
+
+
+def test_damaged_uncompressed_dictionary_lengths(wh, plain):
+    c = chunk(plain, "name")
+    # The first entry's length prefix, right after the dictionary page header: find it by value.
+    with open(plain, "rb") as f:
+        f.seek(c.dictionary_page_offset)
+        head = f.read(512)
+    first = len("name-00000000-").to_bytes(4, "little") + b"name-00000000-"
+    at = c.dictionary_page_offset + head.index(first)
+    bad = damage(plain, wh.root / "lengths.parquet", at, (1 << 30).to_bytes(4, "little"))
+    assert_refused(wh, "u", bad, "--compression", "uncompressed", names=("row group 0", "column 'name'"))
+
+
+def test_page_checksums_are_checked(wh):
+    """A flipped bit in plain int64 values is invisible without a CRC; with one it is refused."""
+    path = write(wh.root / "crc.parquet", rows(), compression="none", write_page_checksum=True)
+    wh.floe("load", "s.c", path, "--compression", "uncompressed")
+    c = chunk(path, "id")
+    end = (c.dictionary_page_offset or c.data_page_offset) + c.total_compressed_size
+    with open(path, "rb") as f:
+        f.seek(end - 8)
+        last = f.read(8)
+    bad = damage(path, wh.root / "crc-bad.parquet", end - 8, bytes([last[0] ^ 1]) + last[1:])
+    proc = assert_refused(wh, "c", bad, "--compression", "uncompressed", names=("row group 0", "column 'id'"))
+    assert "CRC" in proc.stderr
+
+
+def test_truncated_input_is_refused(wh, clean):
+    data = clean.read_bytes()
+    meta_len = int.from_bytes(data[-8:-4], "little")
+    footer = data[-(meta_len + 8):]
+    c = chunk(clean, "name")
+    start = c.dictionary_page_offset or c.data_page_offset
+    # The chunk's second half is gone (zeros), the footer still promises it.
+    cut = start + c.total_compressed_size // 2
+    bad = wh.root / "truncated.parquet"
+    bad.write_bytes(data[:cut] + bytes(len(data) - len(footer) - cut) + footer)
+    assert_refused(wh, "t", bad, names=("row group 0", "column 'name'"))
+
+
+# --- values are never changed silently -----------------------------------------------------
+
+
+def test_timestamp_beyond_microseconds_is_refused(wh):
+    ok = pa.table({"id": pa.array([1], pa.int64()), "at": pa.array([0], pa.timestamp("ms"))})
+    pq.write_table(ok, wh.root / "ok.parquet")
+    wh.floe("load", "s.ts", wh.root / "ok.parquet")
+    forever = pa.table({"id": pa.array([2], pa.int64()), "at": pa.array([2**62], pa.timestamp("ms"))})
+    pq.write_table(forever, wh.root / "forever.parquet")
+    proc = assert_refused(wh, "ts", wh.root / "forever.parquet", names=("column 'at'", "row group 0"))
+    assert "does not fit" in proc.stderr
+
+
+def test_nanoseconds_round_toward_negative_infinity(wh):
+    ns = [-1, -1_500, 1_500, -86_400_000_000_001]
+    t = pa.table({"id": pa.array(range(len(ns)), pa.int64()), "at": pa.array(ns, pa.timestamp("ns"))})
+    pq.write_table(t, wh.root / "ns.parquet")
+    wh.floe("load", "s.ns", wh.root / "ns.parquet")
+    epoch = dt.datetime(1970, 1, 1)
+    want = [epoch + dt.timedelta(microseconds=n // 1000) for n in ns]
+    assert [r["at"] for r in wh.pyiceberg_rows("s.ns")] == want
+    assert [r["at"] for r in wh.duckdb_rows("s.ns")] == want
+
+
+def test_duplicate_column_names_are_refused_for_an_existing_table(wh):
+    s = pa.StructArray.from_arrays([pa.array([1]), pa.array([2])], names=["x", "y"])
+    pq.write_table(pa.table({"id": [1], "b": [2], "s": s}), wh.root / "first.parquet")
+    wh.floe("load", "s.dup", wh.root / "first.parquet")
+    twice = pa.Table.from_arrays([pa.array([3]), pa.array([4])], names=["id", "id"])
+    pq.write_table(twice, wh.root / "twice.parquet")
+    assert_refused(wh, "dup", wh.root / "twice.parquet", names=("'id' appears twice",))
+    s = pa.StructArray.from_arrays([pa.array([1]), pa.array([2])], names=["x", "x"])
+    pq.write_table(pa.table({"id": [5], "s": s}), wh.root / "nested-twice.parquet")
+    assert_refused(wh, "dup", wh.root / "nested-twice.parquet", names=("'s.x' appears twice",))
+
+
+def test_small_batch_rows_on_the_copy_path(wh):
+    """A re-encoded column on the copy path with --batch-rows below 1,024 (it used to panic)."""
+    import decimal
+
+    t = rows().append_column("amount", pa.array([decimal.Decimal(i) / 100 for i in range(ROWS)], pa.decimal128(10, 2)))
+    path = write(wh.root / "dec.parquet", t)
+    out = wh.floe("load", "s.small", path, "--batch-rows", "100")
+    assert out["rows_written"] == ROWS
+    assert len(wh.pyiceberg_rows("s.small")) == ROWS
+
+
+def test_float_merge_keys_are_refused(wh):
+    pq.write_table(pa.table({"k": pa.array([1.0, -0.0]), "v": [1, 2]}), wh.root / "f.parquet")
+    wh.floe("load", "s.fk", wh.root / "f.parquet")
+    proc = wh.floe("load", "s.fk", wh.root / "f.parquet", "--mode", "merge", "--key", "k", ok=False)
+    assert proc.returncode != 0 and "floating-point columns cannot be merge keys" in proc.stderr, proc.stderr
+    assert len(wh.table("s.fk").snapshots()) == 1
+
+
+# --- merges across partition spec evolution -------------------------------------------------
+
+
+def spec_rows(first, n, tag):
+    ids = list(range(first, first + n))
+    return pa.table({"id": pa.array(ids, pa.int64()), "cat": [CATEGORIES[i % 3] for i in ids], "v": [f"{tag}{i}" for i in ids]})
+
+
+@pytest.mark.parametrize("mode", ["copy-on-write", "merge-on-read"])
+@pytest.mark.parametrize("direction", ["add-field", "remove-field"])
+def test_merge_across_partition_spec_evolution(wh, mode, direction):
+    """Data files of the old and the new spec in one table (the spec changed by pyiceberg):
+    merges match rows in both, and each delete file is filed under its data file's spec."""
+    pq.write_table(spec_rows(0, 300, "a"), wh.root / "base.parquet")
+    first = ("--partition-by", "identity(cat)") if direction == "remove-field" else ()
+    wh.floe("load", "s.sp", wh.root / "base.parquet", *first)
+    with wh.table("s.sp").update_spec() as update:
+        if direction == "add-field":
+            update.add_identity("cat")
+        else:
+            update.remove_field("cat")
+    pq.write_table(spec_rows(300, 300, "b"), wh.root / "more.parquet")
+    wh.floe("load", "s.sp", wh.root / "more.parquet")
+    want = {r["id"]: r for r in spec_rows(0, 600, "x").to_pylist()}
+    for r in spec_rows(0, 300, "a").to_pylist() + spec_rows(300, 300, "b").to_pylist():
+        want[r["id"]] = r
+    # Updates that hit files of both specs, then inserts; twice, so deletes pile up.
+    for k, (first_id, n) in enumerate([(250, 100), (200, 500)]):
+        up = spec_rows(first_id, n, f"u{k}-")
+        pq.write_table(up, wh.root / f"up{k}.parquet")
+        out = wh.floe("load", "s.sp", wh.root / f"up{k}.parquet", "--mode", "merge", "--key", "id", "--merge-mode", mode)
+        for r in up.to_pylist():
+            want[r["id"]] = r
+        assert out["rows_updated"] + out["rows_inserted"] == n, out
+    expected = sorted(want.values(), key=lambda r: r["id"])
+    assert wh.pyiceberg_rows("s.sp") == expected
+    assert wh.duckdb_rows("s.sp") == expected
+    if mode == "merge-on-read":
+        # Rows of both specs were updated in place: delete files under each spec.
+        tasks = list(wh.table("s.sp").scan().plan_files())
+        assert len({d.spec_id for t in tasks for d in t.delete_files}) == 2
+
