@@ -491,64 +491,85 @@ impl SplicingWriter {
         {
             self.finish_file()?;
         }
-        for rg in 0..plan.input.metadata().num_row_groups() {
-            let rg_meta = plan.input.metadata().row_group(rg);
-            let rows = rg_meta.num_rows().max(0) as u64;
-            self.open_file(plan)?;
-            let mut encoded = match &conformer {
-                Some(conformer) => self.encode_row_group(plan, file, rg, conformer)?,
-                None => VecDeque::new(),
-            };
-            let open = self.current.as_mut().expect("open file");
-            let write_error = |e: parquet::errors::ParquetError| FloeError::DataFileWrite {
-                path: open.path.clone(),
-                reason: format!("{e} (splicing {} row group {rg})", plan.path.display()),
-            };
-            // Nothing is copied before every chunk of the row group is proven readable.
-            verify_row_group(&pages_file, rg_meta, &plan.copied_leaves(), VERIFY_THREADS).map_err(
-                |(leaf, e)| {
+        // Pages are checked a row group ahead of the copy, on their own threads (checking is
+        // CPU, copying is I/O); the channel keeps the checker at most two row groups ahead.
+        let leaves = plan.copied_leaves();
+        let metadata = plan.input.metadata();
+        std::thread::scope(|scope| -> Result<()> {
+            let (results, verified) = std::sync::mpsc::sync_channel(1);
+            let (pages, leaves) = (&pages_file, &leaves);
+            scope.spawn(move || {
+                for rg in 0..metadata.num_row_groups() {
+                    let result =
+                        verify_row_group(pages, metadata.row_group(rg), leaves, VERIFY_THREADS);
+                    let failed = result.is_err();
+                    if results.send(result).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            for rg in 0..plan.input.metadata().num_row_groups() {
+                let rg_meta = plan.input.metadata().row_group(rg);
+                let rows = rg_meta.num_rows().max(0) as u64;
+                self.open_file(plan)?;
+                let mut encoded = match &conformer {
+                    Some(conformer) => self.encode_row_group(plan, file, rg, conformer)?,
+                    None => VecDeque::new(),
+                };
+                let open = self.current.as_mut().expect("open file");
+                let write_error = |e: parquet::errors::ParquetError| FloeError::DataFileWrite {
+                    path: open.path.clone(),
+                    reason: format!("{e} (splicing {} row group {rg})", plan.path.display()),
+                };
+                // Nothing is copied before every chunk of the row group is proven readable.
+                let verified = verified.recv().unwrap_or(Err((
+                    usize::MAX,
+                    "the page check stopped unexpectedly".into(),
+                )));
+                verified.map_err(|(leaf, e)| {
                     let column = match leaf {
                         usize::MAX => String::new(),
                         leaf => rg_meta.column(leaf).column_path().string(),
                     };
                     read_error(Some(rg), format!("column '{column}': {e}"))
-                },
-            )?;
-            let mut group = open.writer.next_row_group().map_err(write_error)?;
-            for field in &plan.fields {
-                match field {
-                    FieldPlan::Copy(pairs) => {
-                        for &(s, t) in pairs {
-                            let close = copied_chunk(rg_meta, s, table_descr.column(t), rows)
-                                .map_err(write_error)?;
-                            group.append_column(&reader, close).map_err(|e| {
-                                read_error(Some(rg), format!("copying column chunk {s}: {e}"))
-                            })?;
+                })?;
+                let mut group = open.writer.next_row_group().map_err(write_error)?;
+                for field in &plan.fields {
+                    match field {
+                        FieldPlan::Copy(pairs) => {
+                            for &(s, t) in pairs {
+                                let close = copied_chunk(rg_meta, s, table_descr.column(t), rows)
+                                    .map_err(write_error)?;
+                                group.append_column(&reader, close).map_err(|e| {
+                                    read_error(Some(rg), format!("copying column chunk {s}: {e}"))
+                                })?;
+                            }
                         }
-                    }
-                    FieldPlan::Encode(leaves) => {
-                        for _ in leaves {
-                            let mut chunk =
-                                encoded.pop_front().expect("one chunk per encoded leaf");
-                            // Copied chunks come without page indexes, and a file has them
-                            // for every chunk or for none.
-                            chunk.close_mut().offset_index = None;
-                            chunk.close_mut().column_index = None;
-                            chunk.append_to_row_group(&mut group).map_err(write_error)?;
+                        FieldPlan::Encode(leaves) => {
+                            for _ in leaves {
+                                let mut chunk =
+                                    encoded.pop_front().expect("one chunk per encoded leaf");
+                                // Copied chunks come without page indexes, and a file has them
+                                // for every chunk or for none.
+                                chunk.close_mut().offset_index = None;
+                                chunk.close_mut().column_index = None;
+                                chunk.append_to_row_group(&mut group).map_err(write_error)?;
+                            }
                         }
                     }
                 }
+                group.close().map_err(write_error)?;
+                self.rows += rows;
+                self.progress.add_input_rows(rows);
+                self.progress
+                    .add_input_bytes(rg_meta.compressed_size().max(0) as u64);
+                let full = open.writer.bytes_written() as u64 >= self.target_file_size;
+                if full {
+                    self.finish_file()?;
+                }
             }
-            group.close().map_err(write_error)?;
-            self.rows += rows;
-            self.progress.add_input_rows(rows);
-            self.progress
-                .add_input_bytes(rg_meta.compressed_size().max(0) as u64);
-            let full = open.writer.bytes_written() as u64 >= self.target_file_size;
-            if full {
-                self.finish_file()?;
-            }
-        }
+            Ok(())
+        })?;
         self.progress.add_input_file();
         Ok(())
     }

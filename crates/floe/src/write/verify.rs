@@ -286,8 +286,8 @@ impl ColumnCheck {
         }
         let width = bit_width(max as u32);
         let target = if what == "repetition" { 0 } else { max as u32 };
-        let scan =
-            scan_hybrid(data, width, count, true).map_err(|e| format!("{what} levels: {e}"))?;
+        let scan = scan_hybrid(data, width, count, Unpack::Counts)
+            .map_err(|e| format!("{what} levels: {e}"))?;
         if scan.max > max as u32 {
             return Err(format!(
                 "{what} level {} above the column's maximum {max}",
@@ -315,7 +315,7 @@ impl ColumnCheck {
                 let body = data
                     .get(4..4 + len)
                     .ok_or("boolean values run past the page")?;
-                scan_hybrid(body, 1, present, false).map(|_| ())
+                scan_hybrid(body, 1, present, Unpack::No).map(|_| ())
             }
             other => Err(format!(
                 "values encoded as {other}, which floe does not copy"
@@ -333,7 +333,12 @@ impl ColumnCheck {
         }
         // Indices this narrow cannot leave the dictionary: only their runs need walking.
         let may_overflow = width == 32 || (1usize << width) > entries;
-        let scan = scan_hybrid(indices, width, present, may_overflow)?;
+        let unpack = if may_overflow {
+            Unpack::Max
+        } else {
+            Unpack::No
+        };
+        let scan = scan_hybrid(indices, width, present, unpack)?;
         if scan.max as usize >= entries {
             return Err(format!(
                 "dictionary index {} out of range of the chunk's {entries}-entry dictionary",
@@ -417,7 +422,7 @@ impl HybridScan {
 /// often it and zero occur (bit-packed values are only looked at with `unpack`). parquet-rs
 /// keeps its decoder private (and trusts its input); this walk checks every length against
 /// the bytes it has.
-fn scan_hybrid(data: &[u8], width: u8, count: usize, unpack: bool) -> VerifyResult<HybridScan> {
+fn scan_hybrid(data: &[u8], width: u8, count: usize, unpack: Unpack) -> VerifyResult<HybridScan> {
     let mut scan = HybridScan {
         max: 0,
         zeros: 0,
@@ -476,14 +481,62 @@ fn scan_hybrid(data: &[u8], width: u8, count: usize, unpack: bool) -> VerifyResu
             if needed > data.len().saturating_sub(at) {
                 return Err("bit-packed run truncated".into());
             }
-            if unpack {
-                bit_packed(&data[at..at + needed], width, taken, &mut note);
+            let packed = &data[at..at + needed];
+            match unpack {
+                Unpack::No => {}
+                Unpack::Max => note(bit_packed_max(packed, width, taken), 0),
+                Unpack::Counts => bit_packed(packed, width, taken, &mut note),
             }
             left -= taken;
             at = end.min(data.len());
         }
     }
     Ok(scan)
+}
+
+/// Which bit-packed values a walk looks at.
+#[derive(Clone, Copy, PartialEq)]
+enum Unpack {
+    /// None: only the runs' lengths are checked.
+    No,
+    /// Only the largest matters (dictionary indices).
+    Max,
+    /// Every value is counted (levels).
+    Counts,
+}
+
+/// The largest of `count` values of `width` bits, packed least significant bit first.
+fn bit_packed_max(data: &[u8], width: u8, count: usize) -> u32 {
+    let width = width as usize;
+    if width == 0 {
+        return 0;
+    }
+    let mask = if width == 32 {
+        u32::MAX as u64
+    } else {
+        (1u64 << width) - 1
+    };
+    // Values whose 8-byte window lies inside the data, then the few at the end.
+    let fast = if data.len() >= 8 {
+        ((data.len() - 8) * 8 / width + 1).min(count)
+    } else {
+        0
+    };
+    let mut max = 0u64;
+    for k in 0..fast {
+        let bit = k * width;
+        let word = u64::from_le_bytes(data[bit / 8..bit / 8 + 8].try_into().expect("8 bytes"));
+        max = max.max((word >> (bit % 8)) & mask);
+    }
+    for k in fast..count {
+        let bit = k * width;
+        let byte = bit / 8;
+        let mut word = [0u8; 8];
+        let end = (byte + 8).min(data.len());
+        word[..end - byte].copy_from_slice(&data[byte..end]);
+        max = max.max((u64::from_le_bytes(word) >> (bit % 8)) & mask);
+    }
+    max as u32
 }
 
 /// Feeds `count` values of `width` bits, packed least significant bit first, to `note`.
@@ -596,16 +649,16 @@ mod tests {
     fn hybrid_runs_are_walked_and_bounded() {
         // RLE run of 5 x value 3 (width 2), then one bit-packed group of 8 values 0..=3,0..=3.
         let data = [0x0a, 0x03, 0x03, 0b11_10_01_00, 0b11_10_01_00];
-        let scan = scan_hybrid(&data, 2, 13, true).unwrap();
+        let scan = scan_hybrid(&data, 2, 13, Unpack::Counts).unwrap();
         assert_eq!(scan.max, 3);
         assert_eq!(scan.at_max, 5 + 2);
         assert_eq!(scan.zeros, 2);
         // Asking for more values than the runs hold fails instead of inventing them.
-        assert!(scan_hybrid(&data, 2, 14, true).is_err());
+        assert!(scan_hybrid(&data, 2, 14, Unpack::Counts).is_err());
         // A truncated bit-packed group fails.
-        assert!(scan_hybrid(&data[..4], 2, 13, true).is_err());
+        assert!(scan_hybrid(&data[..4], 2, 13, Unpack::Counts).is_err());
         // A value wider than the bit width fails.
-        assert!(scan_hybrid(&[0x02, 0x04], 2, 1, true).is_err());
+        assert!(scan_hybrid(&[0x02, 0x04], 2, 1, Unpack::Counts).is_err());
     }
 
     #[test]
@@ -620,6 +673,17 @@ mod tests {
         assert!(byte_arrays(&data, 4).is_err());
         data[0] = 200;
         assert!(byte_arrays(&data, 3).is_err());
+    }
+
+    #[test]
+    fn the_fast_max_agrees_with_counting() {
+        for width in [1u8, 3, 7, 8, 10, 17, 32] {
+            let data: Vec<u8> = (0..61u32).map(|i| (i * 37 % 251) as u8).collect();
+            let count = data.len() * 8 / width as usize;
+            let mut slow = 0;
+            bit_packed(&data, width, count, &mut |v, _| slow = slow.max(v));
+            assert_eq!(bit_packed_max(&data, width, count), slow, "width {width}");
+        }
     }
 
     #[test]
