@@ -264,3 +264,40 @@ def test_merge_across_partition_spec_evolution(wh, mode, direction):
         tasks = list(wh.table("s.sp").scan().plan_files())
         assert len({d.spec_id for t in tasks for d in t.delete_files}) == 2
 
+
+
+def test_interrupted_load_deletes_its_files(wh):
+    """Ctrl-C in the middle of a load: exit 130, no file of the load left, the table as it was."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import pyarrow.compute as pc
+
+    write(wh.root / "seed.parquet", rows(0, 1000))
+    wh.floe("load", "s.int", wh.root / "seed.parquet")
+    before = wh.table("s.int").metadata_location
+    seeded = data_files(wh, "int")
+    big = wh.root / "big"
+    for k in range(8):
+        n = 400_000
+        ids = pa.array(range(k * n, (k + 1) * n), pa.int64())
+        noise = pc.cast(pc.random(n, initializer=k), pa.string())
+        t = pa.table({"id": ids, "cat": noise, "name": noise, "tags": pa.nulls(n, pa.list_(pa.string()))})
+        write(big / f"{k}.parquet", t)
+    from conftest import FLOE_BIN
+
+    cmd = [FLOE_BIN, "load", "s.int", str(big), "--rewrite", "--warehouse", str(wh.dir), "--json", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=wh.root)
+    deadline = time.time() + 120
+    while len(data_files(wh, "int")) <= len(seeded) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the load ended before it could be interrupted"
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "cancelled" in err and "the table is unchanged" in err, err
+    assert data_files(wh, "int") == seeded
+    assert wh.table("s.int").metadata_location == before
+    assert len(wh.pyiceberg_rows("s.int")) == 1000

@@ -227,7 +227,14 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", report(&e));
-            std::process::ExitCode::FAILURE
+            let cancelled = e
+                .chain()
+                .any(|c| matches!(c.downcast_ref(), Some(floe::FloeError::Cancelled)));
+            if cancelled {
+                std::process::ExitCode::from(EXIT_CANCELLED as u8)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }
@@ -331,6 +338,7 @@ async fn load(args: LoadArgs) -> Result<()> {
         }
     };
     let reporter = Reporter::start(progress.clone(), !args.no_progress);
+    let signals = tokio::spawn(cancel_on_signals(progress.clone()));
     let result = match args.mode {
         Mode::Append => {
             ops::AppendBuilder::new(&catalog, ident)
@@ -365,6 +373,7 @@ async fn load(args: LoadArgs) -> Result<()> {
         }
     };
     reporter.stop();
+    signals.abort();
     let summary = result.map_err(|e| {
         let context = match &e {
             floe::FloeError::CommitStateUnknown { load_id, .. } => format!(
@@ -387,6 +396,33 @@ async fn load(args: LoadArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Ctrl-C or SIGTERM cancels the load (it deletes its files and exits 130); a second one
+/// exits at once.
+async fn cancel_on_signals(progress: Arc<Progress>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    for round in 0.. {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        if round > 0 {
+            eprintln!("interrupted again: exiting now; files of the load may be left behind");
+            std::process::exit(EXIT_CANCELLED);
+        }
+        eprintln!("interrupted: stopping the load and deleting its files (again to exit at once)");
+        progress.cancel();
+    }
+}
+
+/// Exit status of a load stopped by a signal (128 + SIGINT, as shells report it).
+const EXIT_CANCELLED: i32 = 130;
 
 /// This very command line with `--load-id ID` (replacing any given), shell-quoted.
 fn rerun_command(load_id: &str) -> String {

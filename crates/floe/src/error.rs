@@ -126,6 +126,11 @@ pub enum FloeError {
     #[error("cannot write data file '{path}': {reason}")]
     DataFileWrite { path: String, reason: String },
 
+    /// The load was cancelled (Ctrl-C, SIGTERM, or [`crate::Progress::cancel`]) before its
+    /// commit; its files were deleted.
+    #[error("the load was cancelled before its commit; its files were deleted")]
+    Cancelled,
+
     /// The load was given an option it cannot honour.
     #[error("invalid option: {0}")]
     InvalidOption(String),

@@ -1,6 +1,9 @@
-//! Load progress counters, shared between the pipeline and whoever reports (CLI bar, logs).
+//! Load progress counters, shared between the pipeline and whoever reports (CLI bar, logs),
+//! and the switch that cancels a load (Ctrl-C in the CLI).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::error::{FloeError, Result};
 
 /// Monotonic counters updated by the pipeline stages. Cheap to update from any thread.
 #[derive(Debug, Default)]
@@ -10,6 +13,7 @@ pub struct Progress {
     input_rows: AtomicU64,
     input_files: AtomicU64,
     files_written: AtomicU64,
+    cancelled: AtomicBool,
 }
 
 /// A consistent-enough copy of the counters.
@@ -37,6 +41,22 @@ impl Progress {
     }
     pub fn add_files_written(&self, n: u64) {
         self.files_written.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Asks the load to stop: the stages reading input fail with [`FloeError::Cancelled`] at
+    /// their next batch, and the load deletes its files as after any other failure. A load
+    /// already committing finishes its commit.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+    /// `Err(Cancelled)` once [`Self::cancel`] was called.
+    pub fn check_cancelled(&self) -> Result<()> {
+        if self.is_cancelled() {
+            return Err(FloeError::Cancelled);
+        }
+        Ok(())
     }
     pub fn snapshot(&self) -> ProgressSnapshot {
         ProgressSnapshot {

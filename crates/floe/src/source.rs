@@ -434,6 +434,7 @@ fn read_file(
         }
         let reader = builder.build().map_err(|e| read_error(path, Some(rg), e))?;
         for batch in reader {
+            progress.check_cancelled()?;
             let batch = batch.map_err(|e| read_error(path, Some(rg), e))?;
             progress.add_input_rows(batch.num_rows() as u64);
             let item = SourceBatch {

@@ -27,19 +27,83 @@ pub struct CatalogConfig {
     pub props: BTreeMap<String, String>,
 }
 
-/// Whether a property holds a secret (its value never prints).
+/// Whether a property holds a secret (its value never prints). Extra request headers
+/// (`header.*`) count as secrets: they often carry API keys.
 pub(crate) fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    [
-        "secret",
-        "token",
-        "credential",
-        "password",
-        "key-id",
-        "session",
-    ]
-    .iter()
-    .any(|s| key.contains(s))
+    key.starts_with("header.")
+        || [
+            "secret",
+            "token",
+            "credential",
+            "password",
+            "key-id",
+            "session",
+        ]
+        .iter()
+        .any(|s| key.contains(s))
+}
+
+/// `text` with the user-info part of every URL in it (`scheme://user:password@host`) hidden.
+pub(crate) fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| {
+                c == '/'
+                    || c == '?'
+                    || c == '#'
+                    || c.is_whitespace()
+                    || c == '\''
+                    || c == '"'
+                    || c == ')'
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@') {
+            Some(userinfo) => {
+                out.push_str("<redacted>@");
+                out.push_str(&authority[userinfo + 1..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The `scheme://host:port` of a URL, lower-cased (default ports made explicit).
+pub(crate) fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?.to_ascii_lowercase();
+    let scheme = scheme.to_ascii_lowercase();
+    let has_port = host_port.rsplit_once(':').is_some_and(|(_, p)| {
+        !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && !host_port.ends_with(']')
+    });
+    let default_port = match scheme.as_str() {
+        "https" => "443",
+        _ => "80",
+    };
+    Some(if has_port {
+        format!("{scheme}://{host_port}")
+    } else {
+        format!("{scheme}://{host_port}:{default_port}")
+    })
+}
+
+/// Whether a URL points at this machine (plain http is acceptable there).
+pub(crate) fn is_loopback(url: &str) -> bool {
+    let Some(origin) = origin_of(url) else {
+        return false;
+    };
+    let host = origin.split_once("://").map(|(_, h)| h).unwrap_or_default();
+    let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
 
 impl std::fmt::Debug for CatalogConfig {
@@ -305,6 +369,42 @@ mod tests {
         );
         assert!(!shown.contains("hush"), "{shown}");
         assert!(shown.contains("https://catalog"), "{shown}");
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_in_messages() {
+        let text = "cannot reach http://alice:s3cret@cat.example.com:8181/v1/config (timeout), see 'https://bob@x/y'";
+        let shown = redact_urls(text);
+        assert!(!shown.contains("s3cret") && !shown.contains("alice") && !shown.contains("bob"));
+        assert!(
+            shown.contains("http://<redacted>@cat.example.com:8181/v1/config"),
+            "{shown}"
+        );
+        assert_eq!(redact_urls("no url here"), "no url here");
+        assert!(is_secret("header.X-Api-Key"));
+    }
+
+    #[test]
+    fn origins_and_loopback() {
+        assert_eq!(
+            origin_of("https://Cat.example.com/v1").unwrap(),
+            "https://cat.example.com:443"
+        );
+        assert_eq!(
+            origin_of("https://cat.example.com:443/x").unwrap(),
+            "https://cat.example.com:443"
+        );
+        assert_ne!(
+            origin_of("https://evil.example/x"),
+            origin_of("https://cat.example.com")
+        );
+        assert_ne!(
+            origin_of("http://cat.example.com"),
+            origin_of("https://cat.example.com")
+        );
+        assert!(is_loopback("http://127.0.0.1:8181"));
+        assert!(is_loopback("http://localhost/v1"));
+        assert!(!is_loopback("http://catalog.internal:8181"));
     }
 
     #[test]

@@ -42,20 +42,41 @@ pub fn parse_table_ident(name: &str) -> Result<TableIdent> {
             "expected namespace.table (for example analytics.events)",
         ));
     }
-    if parts.iter().any(|p| p.trim().is_empty()) {
-        return Err(invalid("empty name part"));
-    }
-    if parts
-        .iter()
-        .any(|p| p.chars().any(|c| c.is_control() || c == '/' || c == '\\'))
-    {
-        return Err(invalid(
-            "name parts may not contain '/', '\\' or control characters",
-        ));
-    }
     let (table, ns) = parts.split_last().expect("at least two parts");
     let ns = NamespaceIdent::from_strs(ns.iter()).map_err(|e| invalid(&e.to_string()))?;
-    Ok(TableIdent::new(ns, table.to_string()))
+    let ident = TableIdent::new(ns, table.to_string());
+    validate_ident(&ident)?;
+    Ok(ident)
+}
+
+/// Every part of a table identifier becomes a directory name under the warehouse: it must be
+/// non-empty, not `.` or `..`, and free of path separators and control characters (checked
+/// for identifiers built in code as for parsed ones).
+pub fn validate_ident(ident: &TableIdent) -> Result<()> {
+    let parts = ident
+        .namespace()
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(ident.name()));
+    for part in parts {
+        let reason = if part.trim().is_empty() {
+            "empty name part"
+        } else if part == "." || part == ".." {
+            "name parts may not be '.' or '..'"
+        } else if part
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
+        {
+            "name parts may not contain '/', '\\' or control characters"
+        } else {
+            continue;
+        };
+        return Err(FloeError::InvalidTableName {
+            name: display_ident(ident),
+            reason: reason.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Human-readable `a.b.table` form of an identifier.
@@ -256,5 +277,20 @@ mod tests {
         for bad in ["events", "a..b", ".x", "x.", "a/b.c"] {
             assert!(parse_table_ident(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn identifiers_built_in_code_cannot_escape_the_warehouse() {
+        let ns = NamespaceIdent::from_strs(["analytics"]).unwrap();
+        for bad in ["..", ".", "a/b", "x\\y", " "] {
+            let ident = TableIdent::new(ns.clone(), bad.to_string());
+            assert!(
+                validate_ident(&ident).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+        let up = TableIdent::new(NamespaceIdent::from_strs([".."]).unwrap(), "t".into());
+        assert!(validate_ident(&up).is_err());
+        assert!(validate_ident(&TableIdent::new(ns, "events".into())).is_ok());
     }
 }

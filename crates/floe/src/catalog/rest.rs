@@ -36,6 +36,7 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use super::config::{is_loopback, origin_of, redact_urls};
 use super::{CatalogConfig, CommitOutcome, TableState, display_ident, storage};
 use crate::error::{FloeError, Result};
 
@@ -175,7 +176,70 @@ fn describe(e: &reqwest::Error) -> String {
         text.push_str(&s.to_string());
         source = s.source();
     }
-    text
+    redact_urls(&text)
+}
+
+/// User property: accept a server's `uri` / `oauth2-server-uri` on another origin.
+const ALLOW_CROSS_ORIGIN: &str = "rest.allow-cross-origin-endpoints";
+/// User property: send credentials over plain http to a host that is not this machine.
+const ALLOW_INSECURE_HTTP: &str = "rest.allow-insecure-http";
+
+fn enabled(props: &BTreeMap<String, String>, key: &str) -> bool {
+    props
+        .get(key)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// A server's configuration may move the catalog or its token endpoint; a move to another
+/// origin would send the client secret or tokens there, so it is ignored unless the user opts
+/// in with [`ALLOW_CROSS_ORIGIN`].
+fn keep_endpoints_home(
+    props: &mut BTreeMap<String, String>,
+    user: &BTreeMap<String, String>,
+    uri: &str,
+) {
+    if enabled(user, ALLOW_CROSS_ORIGIN) {
+        return;
+    }
+    let home = origin_of(uri);
+    for key in ["uri", "oauth2-server-uri"] {
+        let Some(value) = props.get(key) else {
+            continue;
+        };
+        if user.get(key) == Some(value) || origin_of(value) == home {
+            continue;
+        }
+        tracing::warn!(
+            key,
+            value = %redact_urls(value),
+            "the catalog's configuration points at another origin; ignored (set {ALLOW_CROSS_ORIGIN}=true to accept)"
+        );
+        match user.get(key) {
+            Some(own) => props.insert(key.to_string(), own.clone()),
+            None => props.remove(key),
+        };
+    }
+}
+
+/// Refuses to send credentials (client secret, token, extra headers) over plain http to a
+/// host other than this machine, unless the user opts in with [`ALLOW_INSECURE_HTTP`].
+fn check_transport(props: &BTreeMap<String, String>, uri: &str) -> std::result::Result<(), String> {
+    let secrets = props
+        .keys()
+        .any(|k| k == "credential" || k == "token" || k.starts_with("header."));
+    if !secrets || enabled(props, ALLOW_INSECURE_HTTP) {
+        return Ok(());
+    }
+    let endpoints = std::iter::once(uri).chain(props.get("oauth2-server-uri").map(String::as_str));
+    for url in endpoints {
+        if url.to_ascii_lowercase().starts_with("http://") && !is_loopback(url) {
+            return Err(format!(
+                "refusing to send credentials over plain http to {}; use https, or set {ALLOW_INSECURE_HTTP}=true to allow it",
+                redact_urls(url)
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl RestCatalog {
@@ -183,7 +247,7 @@ impl RestCatalog {
         let name = config.name.clone();
         let fail = |reason: String| FloeError::Catalog {
             catalog: name.clone(),
-            reason,
+            reason: redact_urls(&reason),
         };
         let mut props = config.props.clone();
         let uri = props
@@ -209,6 +273,7 @@ impl RestCatalog {
                     .into(),
             ));
         }
+        check_transport(&props, &uri).map_err(fail)?;
         let http = http_client(&props).map_err(fail)?;
         let auth = auth_from(&props, &uri);
         let mut catalog = Self {
@@ -236,6 +301,7 @@ impl RestCatalog {
             props.entry(k).or_insert(v);
         }
         props.extend(server.overrides);
+        keep_endpoints_home(&mut props, &config.props, &uri);
         let uri = props
             .get("uri")
             .map(|u| u.trim_end_matches('/').to_string())
@@ -258,6 +324,7 @@ impl RestCatalog {
             .filter(|(k, _)| shapes_requests(k))
             .collect();
         let after: Vec<_> = props.iter().filter(|(k, _)| shapes_requests(k)).collect();
+        check_transport(&props, &uri).map_err(fail)?;
         if before != after {
             catalog.http = http_client(&props).map_err(fail)?;
             catalog.auth = auth_from(&props, &uri);
@@ -497,7 +564,7 @@ impl RestCatalog {
     fn error(&self, reason: String) -> FloeError {
         FloeError::Catalog {
             catalog: self.name.clone(),
-            reason,
+            reason: redact_urls(&reason),
         }
     }
 
@@ -884,5 +951,55 @@ mod tests {
             metadata.current_schema().as_struct()
         );
         assert_eq!(rebuilt.properties().get("k").map(String::as_str), Some("v"));
+    }
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn server_config_cannot_move_endpoints_to_another_origin() {
+        let user = props(&[
+            ("uri", "https://cat.example.com"),
+            ("credential", "id:secret"),
+        ]);
+        let mut merged = user.clone();
+        merged.insert(
+            "oauth2-server-uri".into(),
+            "https://evil.example/tokens".into(),
+        );
+        merged.insert("uri".into(), "https://cat.example.com/other".into());
+        keep_endpoints_home(&mut merged, &user, "https://cat.example.com");
+        assert!(!merged.contains_key("oauth2-server-uri"));
+        // The same origin is fine.
+        assert_eq!(merged["uri"], "https://cat.example.com/other");
+        let mut opted = user.clone();
+        opted.insert(ALLOW_CROSS_ORIGIN.into(), "true".into());
+        let mut merged = opted.clone();
+        merged.insert(
+            "oauth2-server-uri".into(),
+            "https://idp.example/tokens".into(),
+        );
+        keep_endpoints_home(&mut merged, &opted, "https://cat.example.com");
+        assert_eq!(merged["oauth2-server-uri"], "https://idp.example/tokens");
+    }
+
+    #[test]
+    fn credentials_never_travel_over_plain_http_to_another_host() {
+        let remote = props(&[("credential", "id:secret")]);
+        let err = check_transport(&remote, "http://cat.example.com:8181").unwrap_err();
+        assert!(
+            err.contains(ALLOW_INSECURE_HTTP) && !err.contains("secret@"),
+            "{err}"
+        );
+        assert!(check_transport(&remote, "https://cat.example.com").is_ok());
+        assert!(check_transport(&remote, "http://127.0.0.1:8181").is_ok());
+        assert!(check_transport(&props(&[]), "http://cat.example.com").is_ok());
+        let mut opted = remote.clone();
+        opted.insert(ALLOW_INSECURE_HTTP.into(), "true".into());
+        assert!(check_transport(&opted, "http://cat.example.com").is_ok());
     }
 }

@@ -250,6 +250,7 @@ impl<'a> MergeBuilder<'a> {
             let mut stream = source.into_stream();
             while let Some(item) = stream.next().await {
                 let input = item?;
+                options.progress.check_cancelled()?;
                 let batch = key_conformer.conform(&input)?;
                 load.push(batch, &input.origin)?;
             }

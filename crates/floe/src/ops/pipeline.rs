@@ -83,6 +83,7 @@ pub(crate) async fn prepare(
     options: &LoadOptions,
     mode: &str,
 ) -> Result<Prepared> {
+    crate::catalog::validate_ident(ident)?;
     let table = display_ident(ident);
     let load_id = options
         .load_id
@@ -271,7 +272,7 @@ pub(crate) async fn run(
     let mut failure = None;
     let mut stream = source.into_stream();
     while let Some(item) = stream.next().await {
-        let written = match item {
+        let written = match item.and_then(|i| options.progress.check_cancelled().map(|_| i)) {
             Ok(input) => match conformer.conform(&input) {
                 Ok(batch) => {
                     rows += batch.num_rows() as u64;

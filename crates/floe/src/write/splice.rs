@@ -509,6 +509,7 @@ impl SplicingWriter {
                 }
             });
             for rg in 0..plan.input.metadata().num_row_groups() {
+                self.progress.check_cancelled()?;
                 let rg_meta = plan.input.metadata().row_group(rg);
                 let rows = rg_meta.num_rows().max(0) as u64;
                 self.open_file(plan)?;
