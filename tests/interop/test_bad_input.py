@@ -301,3 +301,22 @@ def test_interrupted_load_deletes_its_files(wh):
     assert data_files(wh, "int") == seeded
     assert wh.table("s.int").metadata_location == before
     assert len(wh.pyiceberg_rows("s.int")) == 1000
+
+
+def test_failed_commit_plan_leaves_no_manifests_behind(wh):
+    """A replace whose plan fails half-way (a manifest of the table is unreadable) deletes the
+    manifests it had already rewritten, as well as its data files."""
+    write(wh.root / "one.parquet", rows(0, 1000))
+    write(wh.root / "two.parquet", rows(1000, 1000))
+    wh.floe("load", "s.leak", wh.root / "one.parquet")
+    first_manifests = {m.manifest_path for m in wh.table("s.leak").current_snapshot().manifests(wh.table("s.leak").io)}
+    wh.floe("load", "s.leak", wh.root / "two.parquet")
+    (older,) = first_manifests
+    Path(older.removeprefix("file://")).unlink()
+    metadata = wh.dir / "s" / "leak" / "metadata"
+    before = sorted(p.name for p in metadata.iterdir())
+    files = data_files(wh, "leak")
+    proc = wh.floe("load", "s.leak", wh.root / "two.parquet", "--mode", "replace", ok=False)
+    assert proc.returncode != 0 and "panicked" not in proc.stderr, proc.stderr
+    assert sorted(p.name for p in metadata.iterdir()) == before
+    assert data_files(wh, "leak") == files

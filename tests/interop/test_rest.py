@@ -592,3 +592,40 @@ def test_merge_commit_landing_late_is_kept(lake, proxy, mode):
         assert got in (expected, {i: f"old{i}" for i in range(100)})
     # Every file the table references exists.
     assert {r["id"]: r["v"] for r in lake.duckdb_rows("ml")} == got
+
+
+def test_failed_copy_leaves_no_multipart_upload_or_object(lake, seaweed):
+    """A copy-path load that fails in its last row group on S3 (after ~13 MB were sent): the
+    file it was writing is closed and deleted, so the bucket holds neither an open multipart
+    upload nor an object. (SeaweedFS lists no open upload here even for the build that dropped
+    the writer without closing it, so the upload half of this check is weaker than it looks.)"""
+    import boto3
+
+    t = noise_table(0, 1_500_000, seed=7)
+    path = lake.root / "big.parquet"
+    pq.write_table(t, path, compression="zstd", row_group_size=300_000)
+    out = lake.floe("load", lake.name("mp"), path)
+    assert out["rows_copied"] == 1_500_000, out
+    meta = pq.ParquetFile(path).metadata.row_group(4).column(2)
+    end = (meta.dictionary_page_offset or meta.data_page_offset) + meta.total_compressed_size
+    bad = lake.root / "bad.parquet"
+    data = bytearray(path.read_bytes())
+    data[end - 64:end - 32] = b"\xff" * 32
+    bad.write_bytes(bytes(data))
+    before = lake.table("mp").metadata_location
+    proc = lake.floe("load", lake.name("mp"), bad, ok=False)
+    assert proc.returncode != 0 and "row group 4" in proc.stderr, proc.stderr
+    assert lake.table("mp").metadata_location == before
+    s3 = boto3.client("s3", endpoint_url=seaweed.s3_endpoint, aws_access_key_id=seaweed.access_key,
+                      aws_secret_access_key=seaweed.secret_key, region_name=seaweed.region)
+    uploads = []
+    for bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        listing = s3.list_multipart_uploads(Bucket=bucket)
+        uploads += [u["Key"] for u in listing.get("Uploads", []) if lake.ns in u["Key"]]
+    assert uploads == []
+    table = lake.table("mp")
+    live = {task.file.file_path for task in table.scan().plan_files()}
+    location = table.location().removeprefix("s3://")
+    bucket, prefix = location.split("/", 1)
+    objects = {f"s3://{bucket}/{o['Key']}" for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/data/").get("Contents", [])}
+    assert objects == live, objects - live

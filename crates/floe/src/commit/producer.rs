@@ -265,6 +265,24 @@ impl SnapshotProducer {
 
     /// Plans and writes one commit attempt against `base`.
     pub async fn stage(&mut self, base: &TableState, attempt: u32) -> Result<StagedSnapshot> {
+        let mut written = Vec::new();
+        let staged = self.stage_into(base, attempt, &mut written).await;
+        if staged.is_err() {
+            // Nothing references what a failed plan wrote (it was never sent).
+            for path in &written {
+                let _ = base.file_io.delete(path).await;
+            }
+        }
+        staged
+    }
+
+    /// [`Self::stage`], recording every file it writes in `attempt_files` as it goes.
+    async fn stage_into(
+        &mut self,
+        base: &TableState,
+        attempt: u32,
+        attempt_files: &mut Vec<String>,
+    ) -> Result<StagedSnapshot> {
         let table = base.name();
         let metadata = &base.metadata;
         if metadata.snapshot_by_id(self.snapshot_id).is_some() {
@@ -275,7 +293,6 @@ impl SnapshotProducer {
                 reason: format!("snapshot id {} is already taken", self.snapshot_id),
             });
         }
-        let mut attempt_files = Vec::new();
         // What this attempt removes; the added side is fixed for the load.
         let mut collector = SnapshotSummaryCollector::default();
         let mut removed_partitions: HashSet<Struct> = HashSet::new();
@@ -357,9 +374,7 @@ impl SnapshotProducer {
             let missing = removed.len().saturating_sub(found);
             self.removed = removed;
             if missing > 0 {
-                for path in &attempt_files {
-                    let _ = base.file_io.delete(path).await;
-                }
+                // (`stage` deletes what this attempt wrote.)
                 return Err(FloeError::Conflict {
                     table,
                     reason: format!(
@@ -374,7 +389,7 @@ impl SnapshotProducer {
             });
         }
         let mut manifests = self
-            .merge_small_manifests(base, manifests, &mut attempt_files)
+            .merge_small_manifests(base, manifests, attempt_files)
             .await?;
         for (i, deletes) in self.deletes_manifests.iter().enumerate() {
             manifests.insert(i, deletes.clone());
@@ -511,7 +526,7 @@ impl SnapshotProducer {
             requirements,
             files_removed,
             rows_removed,
-            attempt_files,
+            attempt_files: std::mem::take(attempt_files),
         })
     }
 

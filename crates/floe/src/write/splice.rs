@@ -704,6 +704,17 @@ impl SplicingWriter {
         Ok(())
     }
 
+    /// Closes the open file of a failed load as it is, so that storage holds a whole object
+    /// (an S3 multipart upload left open would linger, unseen, until a bucket rule removes
+    /// it); the load's cleanup then deletes it with every other file it started.
+    fn abandon_file(&mut self) {
+        if let Some(mut open) = self.current.take()
+            && let Err(e) = open.writer.inner_mut().close()
+        {
+            tracing::warn!(file = %open.path, error = %e, "could not close a file of the failed load");
+        }
+    }
+
     /// Writes the footer of the open file and hands the data file to the sink.
     pub fn finish_file(&mut self) -> Result<()> {
         let Some(open) = self.current.take() else {
@@ -811,6 +822,8 @@ impl SplicingWriter {
             }
             if result.is_ok() {
                 result = self.finish_file();
+            } else {
+                self.abandon_file();
             }
             (self.rows, result)
         });
