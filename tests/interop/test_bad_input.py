@@ -320,3 +320,18 @@ def test_failed_commit_plan_leaves_no_manifests_behind(wh):
     assert proc.returncode != 0 and "panicked" not in proc.stderr, proc.stderr
     assert sorted(p.name for p in metadata.iterdir()) == before
     assert data_files(wh, "leak") == files
+
+
+def test_load_id_of_a_rolled_back_snapshot_is_not_loaded_twice(wh):
+    write(wh.root / "a.parquet", rows(0, 100))
+    write(wh.root / "b.parquet", rows(100, 100))
+    first = wh.floe("load", "s.rb", wh.root / "a.parquet", "--load-id", "run-1")
+    wh.floe("load", "s.rb", wh.root / "b.parquet", "--load-id", "run-2")
+    wh.table("s.rb").manage_snapshots().rollback_to_snapshot(first["snapshot_id"]).commit()
+    assert len(wh.pyiceberg_rows("s.rb")) == 100
+    again = wh.floe("load", "s.rb", wh.root / "b.parquet", "--load-id", "run-2")
+    assert again["skipped"] and "no longer contains" in again["message"], again
+    assert len(wh.pyiceberg_rows("s.rb")) == 100
+    # A load id never seen loads as usual.
+    assert not wh.floe("load", "s.rb", wh.root / "b.parquet", "--load-id", "run-3")["skipped"]
+    assert len(wh.pyiceberg_rows("s.rb")) == 200

@@ -149,8 +149,10 @@ struct LoadArgs {
     /// What the load may change in the table's schema.
     #[arg(long, value_enum, default_value_t = Evolution::AddColumns)]
     schema_evolution: Evolution,
-    /// Idempotency key: if a snapshot with this load id is in the table's history, the load is
-    /// a no-op. Default: a fresh UUID.
+    /// Idempotency key: if a snapshot with this load id is in the main branch's history (as far
+    /// as it survives snapshot expiry), or still in the table's metadata though main was rolled
+    /// back past it, the load is a no-op. Default: a fresh UUID, so a retry must pass the id
+    /// the first run printed.
     #[arg(long)]
     load_id: Option<String>,
     /// Print one JSON object with the load summary on stdout.

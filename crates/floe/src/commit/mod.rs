@@ -74,6 +74,23 @@ pub fn find_load(metadata: &TableMetadata, load_id: &str) -> Option<i64> {
     None
 }
 
+/// A snapshot carrying `load_id` that the table still holds but the current main branch no
+/// longer contains (the table was rolled back past it, or it sits on another branch): a rerun
+/// must not load the data a second time, and must not claim it is in `main` either. Every
+/// snapshot the metadata still lists counts (the snapshot log and branches point into them).
+pub fn find_load_off_main(metadata: &TableMetadata, load_id: &str) -> Option<i64> {
+    metadata
+        .snapshots()
+        .filter(|s| {
+            s.summary()
+                .additional_properties
+                .get(LOAD_ID_PROPERTY)
+                .is_some_and(|l| l == load_id)
+        })
+        .map(|s| s.snapshot_id())
+        .min()
+}
+
 /// What a finished commit did.
 #[derive(Debug, Clone)]
 pub struct Committed {

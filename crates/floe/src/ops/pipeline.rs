@@ -13,6 +13,7 @@ use super::{LoadOptions, LoadSummary};
 use crate::catalog::{Catalog, TableState, display_ident};
 use crate::commit::{
     AddedFiles, AddedFilesSink, FileChanges, SnapshotOperation, commit_load, find_load,
+    find_load_off_main,
 };
 use crate::conform::evolve::{Evolution, SchemaEvolution, evolve};
 use crate::conform::{Conformer, iceberg_schema_from_arrow};
@@ -126,6 +127,19 @@ pub(crate) async fn prepare(
                 summary.metadata_location = state.metadata_location.clone();
                 summary.message = format!(
                     "load id {load_id} already landed in {table} as snapshot {snapshot_id}; nothing to do"
+                );
+                return Ok(Prepared::Skipped(Box::new(summary)));
+            }
+            let chosen = options.load_id.is_some();
+            if let Some(snapshot_id) = chosen
+                .then(|| find_load_off_main(&state.metadata, &load_id))
+                .flatten()
+            {
+                summary.skipped = true;
+                summary.snapshot_id = Some(snapshot_id);
+                summary.metadata_location = state.metadata_location.clone();
+                summary.message = format!(
+                    "load id {load_id} landed in {table} as snapshot {snapshot_id}, which the current main branch no longer contains (rolled back?); nothing done, so its data is not loaded twice: use a new load id to load it again"
                 );
                 return Ok(Prepared::Skipped(Box::new(summary)));
             }
