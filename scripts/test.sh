@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV="${FLOE_VENV:-.venv}"
+VENV="$(realpath -m "${FLOE_VENV:-.venv}")"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "== creating Python venv $VENV"
   python3 -m venv "$VENV"
@@ -21,4 +21,6 @@ echo "== cargo test"
 cargo test --workspace
 echo "== interop tests (pyiceberg, DuckDB)"
 cargo build -p floe-cli
+echo "== the floe Python package (maturin develop into $VENV, reusing target/debug)"
+VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop --quiet -m crates/floe-py/Cargo.toml
 FLOE_BIN="$PWD/target/debug/floe" "$VENV/bin/python" -m pytest tests/interop -q

@@ -56,6 +56,22 @@ pub enum FloeError {
         detail: String,
     },
 
+    /// A merge key column holds nulls.
+    #[error(
+        "input '{origin}': key column '{column}' has {nulls} null value(s); merge keys must not be null"
+    )]
+    NullKey {
+        origin: String,
+        column: String,
+        nulls: usize,
+    },
+
+    /// One key appears several times in a merge load that refuses duplicates.
+    #[error(
+        "the load has {rows} rows with key {key} and --on-duplicate-keys error rejects duplicates"
+    )]
+    DuplicateKey { rows: usize, key: String },
+
     /// A required column got a null.
     #[error(
         "input '{origin}': column '{column}' is required in table {table} but has {nulls} null value(s)"

@@ -29,6 +29,20 @@ pub enum SchemaEvolution {
     Strict,
 }
 
+/// `add-columns` or `strict`.
+impl std::str::FromStr for SchemaEvolution {
+    type Err = crate::error::FloeError;
+    fn from_str(s: &str) -> crate::error::Result<Self> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "add-columns" => Ok(Self::AddColumns),
+            "strict" => Ok(Self::Strict),
+            other => Err(crate::error::FloeError::InvalidOption(format!(
+                "schema evolution '{other}': expected add-columns or strict"
+            ))),
+        }
+    }
+}
+
 /// The outcome of evolving a schema against an input.
 #[derive(Debug, Clone)]
 pub struct Evolution {

@@ -68,6 +68,74 @@ pub enum DuplicateKeys {
     Error,
 }
 
+/// The names the CLI and the Python package use (`upsert`, `insert-only`, `delete-insert`).
+impl std::str::FromStr for MergeStrategy {
+    type Err = FloeError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "upsert" => Ok(Self::Upsert),
+            "insert-only" => Ok(Self::InsertOnly),
+            "delete-insert" => Ok(Self::DeleteInsert),
+            other => Err(FloeError::InvalidOption(format!(
+                "merge strategy '{other}': expected upsert, insert-only or delete-insert"
+            ))),
+        }
+    }
+}
+
+/// `copy-on-write` or `merge-on-read`.
+impl std::str::FromStr for MergeMode {
+    type Err = FloeError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "copy-on-write" => Ok(Self::CopyOnWrite),
+            "merge-on-read" => Ok(Self::MergeOnRead),
+            other => Err(FloeError::InvalidOption(format!(
+                "merge mode '{other}': expected copy-on-write or merge-on-read"
+            ))),
+        }
+    }
+}
+
+impl DuplicateKeys {
+    /// From the faces' two settings: `dedup_sort` (`COLUMN[:asc|desc]`, default descending)
+    /// and `on_duplicate_keys` (`last` or `error`), which exclude each other.
+    pub fn from_settings(dedup_sort: Option<&str>, on_duplicate_keys: &str) -> Result<Self> {
+        let error = match on_duplicate_keys.to_ascii_lowercase().as_str() {
+            "last" => false,
+            "error" => true,
+            other => {
+                return Err(FloeError::InvalidOption(format!(
+                    "on-duplicate-keys '{other}': expected last or error"
+                )));
+            }
+        };
+        match (dedup_sort, error) {
+            (Some(_), true) => Err(FloeError::InvalidOption(
+                "dedup-sort and on-duplicate-keys error exclude each other".into(),
+            )),
+            (None, true) => Ok(Self::Error),
+            (None, false) => Ok(Self::LastWins),
+            (Some(spec), false) => {
+                let (column, order) = spec.rsplit_once(':').unwrap_or((spec, "desc"));
+                let descending = match order.to_ascii_lowercase().as_str() {
+                    "desc" => true,
+                    "asc" => false,
+                    other => {
+                        return Err(FloeError::InvalidOption(format!(
+                            "dedup-sort {spec}: order must be asc or desc, not '{other}'"
+                        )));
+                    }
+                };
+                Ok(Self::SortBy {
+                    column: column.to_string(),
+                    descending,
+                })
+            }
+        }
+    }
+}
+
 /// The merge a load asks for.
 #[derive(Debug, Clone)]
 pub struct MergeSpec {
@@ -434,10 +502,11 @@ impl LoadSide {
         for (k, &i) in self.keys.indices.iter().enumerate() {
             let nulls = batch.column(i).null_count();
             if nulls > 0 {
-                return Err(FloeError::InvalidOption(format!(
-                    "input '{origin}': key column '{}' has {nulls} null value(s); merge keys must not be null",
-                    self.keys.names[k]
-                )));
+                return Err(FloeError::NullKey {
+                    origin: origin.to_string(),
+                    column: self.keys.names[k].clone(),
+                    nulls,
+                });
             }
         }
         self.ranges.update(&self.keys, &batch);
@@ -777,11 +846,10 @@ fn pick_winner<'a>(
         return Ok(last);
     }
     match (policy, keys.dedup) {
-        (DuplicateKeys::Error, _) => Err(FloeError::InvalidOption(format!(
-            "the load has {} rows with key {} and --on-duplicate-keys error rejects duplicates",
-            group.len(),
-            key_description(last, keys)
-        ))),
+        (DuplicateKeys::Error, _) => Err(FloeError::DuplicateKey {
+            rows: group.len(),
+            key: key_description(last, keys),
+        }),
         (DuplicateKeys::SortBy { .. }, Some((col, descending))) => {
             let mut best = &group[0];
             for candidate in &group[1..] {

@@ -10,6 +10,7 @@ pub mod append;
 pub mod merge;
 mod pipeline;
 pub mod replace;
+pub mod request;
 
 use std::sync::Arc;
 
@@ -19,9 +20,10 @@ pub use append::AppendBuilder;
 pub use merge::MergeBuilder;
 /// The merge vocabulary (strategies, modes, duplicate-key policies).
 pub mod merge_spec {
-    pub use crate::merge::{DuplicateKeys, MergeCounts, MergeMode, MergeStrategy};
+    pub use crate::merge::{DuplicateKeys, MergeCounts, MergeMode, MergeSpec, MergeStrategy};
 }
 pub use replace::ReplaceBuilder;
+pub use request::{LoadKind, run};
 
 use crate::commit::DEFAULT_MAX_ATTEMPTS;
 pub use crate::conform::evolve::SchemaEvolution;

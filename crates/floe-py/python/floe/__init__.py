@@ -1,0 +1,147 @@
+"""floe: stream Arrow data or Parquet files into Apache Iceberg tables, in bounded memory, with
+exactly one atomic snapshot per load.
+
+    import floe
+    summary = floe.load("analytics.events", reader)          # any __arrow_c_stream__ object
+    summary = floe.load("analytics.events", "data/*.parquet", mode="replace")
+    summary = floe.load("shop.orders", df, mode="merge", key="order_id")
+
+The defaults are those of `floe load`: an embedded SQLite catalog in ./warehouse unless
+pyiceberg's configuration (.pyiceberg.yaml, PYICEBERG_CATALOG__*) names one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+
+from . import _floe
+from ._floe import (
+    BadInputError,
+    CancelledError,
+    CatalogError,
+    CommitStateUnknownError,
+    ConflictError,
+    FloeError,
+    InvalidOptionError,
+    SchemaMismatchError,
+    StorageError,
+)
+
+__all__ = [
+    "load",
+    "LoadSummary",
+    "FloeError",
+    "InvalidOptionError",
+    "BadInputError",
+    "SchemaMismatchError",
+    "CatalogError",
+    "ConflictError",
+    "CommitStateUnknownError",
+    "CancelledError",
+    "StorageError",
+]
+
+_MERGE_FIELDS = ("rows_inserted", "rows_updated", "rows_deleted", "files_rewritten", "delete_files_added", "spill_runs")
+
+
+class LoadSummary:
+    """What a load did: every field of `floe load --json`, as attributes.
+
+    Merge counts (rows_inserted, rows_updated, rows_deleted, files_rewritten,
+    delete_files_added, spill_runs) are None for loads that are not merges.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Mapping[str, Any]):
+        self._fields = dict(fields)
+        for name in _MERGE_FIELDS:
+            self._fields.setdefault(name, None)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The summary as a plain dict (as `--json` prints it)."""
+        return {k: v for k, v in self._fields.items() if not (k in _MERGE_FIELDS and v is None)}
+
+    def __repr__(self) -> str:
+        return f"LoadSummary({self._fields['message']!r})"
+
+
+Source = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]], Any]
+
+
+def load(
+    table: str,
+    source: Source,
+    *,
+    mode: str = "append",
+    key: Union[str, Sequence[str], None] = None,
+    strategy: str = "upsert",
+    merge_mode: str = "copy-on-write",
+    hard_delete_column: Optional[str] = None,
+    dedup_sort: Optional[str] = None,
+    on_duplicate_keys: str = "last",
+    replace_partitions: bool = False,
+    partition_by: Optional[str] = None,
+    schema_evolution: str = "add-columns",
+    load_id: Optional[str] = None,
+    catalog: Union[None, str, Mapping[str, Any]] = None,
+    warehouse: Union[str, "os.PathLike[str]", None] = None,
+    memory_limit: Union[int, str, None] = None,
+    target_file_size: Union[int, str, None] = None,
+    progress: Optional[Callable[[Dict[str, int]], None]] = None,
+) -> LoadSummary:
+    """Load `source` into `table` (``namespace.table``; a missing table and namespace are
+    created from the source's schema) as exactly one snapshot, or nothing.
+
+    source: a Parquet path, directory or glob, a list of them, or any object with
+        ``__arrow_c_stream__`` (pyarrow Table / RecordBatchReader, polars DataFrame, DuckDB
+        relation, ...). Streams are read batch by batch, never collected; the GIL is released
+        while floe works.
+    mode: "append", "replace" (the whole table, or with replace_partitions=True only the
+        partitions the load has) or "merge" (by `key`; strategy "upsert", "insert-only" or
+        "delete-insert"; merge_mode "copy-on-write" or "merge-on-read"; hard_delete_column
+        marks rows to delete; dedup_sort="col[:asc|desc]" or on_duplicate_keys="error"
+        decide between duplicate keys, by default the last one wins).
+    partition_by: the partition spec of a table the load creates, e.g. "day(ts), bucket(16, id)".
+    schema_evolution: "add-columns" (new columns, safe widening) or "strict".
+    load_id: idempotency key; a rerun with the same id is a no-op (default: a fresh UUID).
+    catalog: None (pyiceberg's configuration, else the embedded SQLite catalog), a catalog
+        name, or a dict of pyiceberg-style properties (type, uri, warehouse, s3.*, ...).
+    warehouse: directory of the embedded catalog (default ./warehouse).
+    memory_limit: bytes the merge's sorts may use before spilling (default 256MiB).
+    target_file_size: data file size, bytes or e.g. "512MiB" (default: the table's property).
+    progress: called about every 0.1 s with counters (input_rows, input_bytes,
+        input_bytes_total, input_files, files_written); an exception it raises cancels the load.
+
+    Raises a subclass of FloeError; Ctrl-C cancels the load (its files are deleted) and raises
+    KeyboardInterrupt.
+    """
+    text = _floe.load(
+        table,
+        source,
+        mode=mode,
+        key=key,
+        strategy=strategy,
+        merge_mode=merge_mode,
+        hard_delete_column=hard_delete_column,
+        dedup_sort=dedup_sort,
+        on_duplicate_keys=on_duplicate_keys,
+        replace_partitions=replace_partitions,
+        partition_by=partition_by,
+        schema_evolution=schema_evolution,
+        load_id=load_id,
+        catalog=catalog,
+        warehouse=None if warehouse is None else str(warehouse),
+        memory_limit=memory_limit,
+        target_file_size=target_file_size,
+        progress=progress,
+    )
+    return LoadSummary(json.loads(text))

@@ -1,0 +1,69 @@
+"""Type stubs of the floe package."""
+
+import os
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+
+from ._floe import (
+    BadInputError as BadInputError,
+    CancelledError as CancelledError,
+    CatalogError as CatalogError,
+    CommitStateUnknownError as CommitStateUnknownError,
+    ConflictError as ConflictError,
+    FloeError as FloeError,
+    InvalidOptionError as InvalidOptionError,
+    SchemaMismatchError as SchemaMismatchError,
+    StorageError as StorageError,
+)
+
+class LoadSummary:
+    table: str
+    mode: str
+    load_id: str
+    snapshot_id: Optional[int]
+    operation: Optional[str]
+    rows_written: int
+    rows_copied: int
+    files_added: int
+    files_removed: int
+    rows_removed: int
+    bytes_written: int
+    input_files: int
+    input_bytes: int
+    duration_ms: int
+    skipped: bool
+    table_created: bool
+    schema_changes: list[str]
+    schema_id: Optional[int]
+    commit_attempts: int
+    metadata_location: Optional[str]
+    message: str
+    rows_inserted: Optional[int]
+    rows_updated: Optional[int]
+    rows_deleted: Optional[int]
+    files_rewritten: Optional[int]
+    delete_files_added: Optional[int]
+    spill_runs: Optional[int]
+    def __init__(self, fields: Mapping[str, Any]) -> None: ...
+    def to_dict(self) -> Dict[str, Any]: ...
+
+def load(
+    table: str,
+    source: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], Any],
+    *,
+    mode: str = "append",
+    key: Union[str, Sequence[str], None] = None,
+    strategy: str = "upsert",
+    merge_mode: str = "copy-on-write",
+    hard_delete_column: Optional[str] = None,
+    dedup_sort: Optional[str] = None,
+    on_duplicate_keys: str = "last",
+    replace_partitions: bool = False,
+    partition_by: Optional[str] = None,
+    schema_evolution: str = "add-columns",
+    load_id: Optional[str] = None,
+    catalog: Union[None, str, Mapping[str, Any]] = None,
+    warehouse: Union[str, os.PathLike[str], None] = None,
+    memory_limit: Union[int, str, None] = None,
+    target_file_size: Union[int, str, None] = None,
+    progress: Optional[Callable[[Dict[str, int]], None]] = None,
+) -> LoadSummary: ...

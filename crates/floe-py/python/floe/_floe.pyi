@@ -1,0 +1,35 @@
+"""Type stubs of floe's native core (see floe.load for the documented entry point)."""
+
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+
+def load(
+    table: str,
+    source: Any,
+    *,
+    mode: str = ...,
+    key: Union[str, Sequence[str], None] = ...,
+    strategy: str = ...,
+    merge_mode: str = ...,
+    hard_delete_column: Optional[str] = ...,
+    dedup_sort: Optional[str] = ...,
+    on_duplicate_keys: str = ...,
+    replace_partitions: bool = ...,
+    partition_by: Optional[str] = ...,
+    schema_evolution: str = ...,
+    load_id: Optional[str] = ...,
+    catalog: Union[None, str, Mapping[str, Any]] = ...,
+    warehouse: Optional[str] = ...,
+    memory_limit: Union[int, str, None] = ...,
+    target_file_size: Union[int, str, None] = ...,
+    progress: Optional[Callable[[Dict[str, int]], None]] = ...,
+) -> str: ...
+
+class FloeError(Exception): ...
+class InvalidOptionError(FloeError): ...
+class BadInputError(FloeError): ...
+class SchemaMismatchError(FloeError): ...
+class CatalogError(FloeError): ...
+class ConflictError(FloeError): ...
+class CommitStateUnknownError(FloeError): ...
+class CancelledError(FloeError): ...
+class StorageError(FloeError): ...

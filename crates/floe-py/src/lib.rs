@@ -1,0 +1,442 @@
+//! floe-py: the native core of the `floe` Python package, a thin face over the floe library
+//! like the CLI is. It parses Python arguments into the library's own types
+//! ([`floe::ops::LoadKind`], [`floe::LoadOptions`]), turns a Python source into a
+//! [`floe::Source`] (Parquet paths, or any object exporting the Arrow C stream interface,
+//! read batch by batch), runs [`floe::ops::run`] with the GIL released, and maps
+//! [`floe::FloeError`] onto a small exception hierarchy.
+//!
+//! While a load runs, the calling thread waits without the GIL and wakes every 100 ms to
+//! report progress (the `progress` callable) and to check for Ctrl-C: a KeyboardInterrupt
+//! cancels the load, which deletes its files, and is raised once the load has stopped.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_array::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
+use arrow_schema::ArrowError;
+use floe::ops::merge_spec::{DuplicateKeys, MergeMode, MergeSpec, MergeStrategy};
+use floe::ops::{LoadKind, SchemaEvolution};
+use floe::{
+    Catalog, CatalogConfig, FloeError, LoadOptions, ParquetSource, Progress, Source, WriteOptions,
+};
+use futures::StreamExt;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyDict, PyList, PyString};
+
+create_exception!(
+    _floe,
+    FloeBaseError,
+    PyException,
+    "Every error floe raises."
+);
+create_exception!(
+    _floe,
+    InvalidOptionError,
+    FloeBaseError,
+    "An argument floe cannot honour (unknown mode, missing key column, bad table name)."
+);
+create_exception!(
+    _floe,
+    BadInputError,
+    FloeBaseError,
+    "An input that cannot be loaded: unreadable, damaged, a value the table cannot hold, a null key or a null in a required column. The message names the file (row group) and column."
+);
+create_exception!(
+    _floe,
+    SchemaMismatchError,
+    FloeBaseError,
+    "The input's columns or types do not fit the table (and schema evolution may not change it)."
+);
+create_exception!(
+    _floe,
+    CatalogError,
+    FloeBaseError,
+    "The catalog could not be configured, opened or reached."
+);
+create_exception!(
+    _floe,
+    ConflictError,
+    FloeBaseError,
+    "Another writer changed the table during the load; nothing was committed. Rerunning with the same load_id is safe."
+);
+create_exception!(
+    _floe,
+    CommitStateUnknownError,
+    FloeBaseError,
+    "The commit may or may not have landed; the load's files were kept. Rerun with the same load_id to settle it."
+);
+create_exception!(
+    _floe,
+    CancelledError,
+    FloeBaseError,
+    "The load was cancelled before its commit; its files were deleted."
+);
+create_exception!(
+    _floe,
+    StorageError,
+    FloeBaseError,
+    "Writing or reading table files failed."
+);
+
+/// The Python exception for a library error (the message is the library's, which names the
+/// table, file and column).
+fn to_py_err(e: FloeError) -> PyErr {
+    let message = e.to_string();
+    match e {
+        FloeError::InvalidTableName { .. } | FloeError::InvalidOption(_) => {
+            InvalidOptionError::new_err(message)
+        }
+        FloeError::NoInput { .. }
+        | FloeError::InputRead { .. }
+        | FloeError::UnsupportedType { .. }
+        | FloeError::ValueOutOfRange { .. }
+        | FloeError::NullKey { .. }
+        | FloeError::DuplicateKey { .. }
+        | FloeError::NullInRequiredColumn { .. } => BadInputError::new_err(message),
+        FloeError::SchemaMismatch { .. } => SchemaMismatchError::new_err(message),
+        FloeError::Catalog { .. } | FloeError::CatalogNotSupported { .. } => {
+            CatalogError::new_err(message)
+        }
+        FloeError::Conflict { .. } | FloeError::RetriesExhausted { .. } => {
+            ConflictError::new_err(message)
+        }
+        FloeError::CommitStateUnknown { .. } => CommitStateUnknownError::new_err(message),
+        FloeError::Cancelled => CancelledError::new_err(message),
+        FloeError::Iceberg { .. }
+        | FloeError::Arrow { .. }
+        | FloeError::Io { .. }
+        | FloeError::DataFileWrite { .. } => StorageError::new_err(message),
+    }
+}
+
+/// Where the rows come from.
+enum PySource {
+    Paths(Vec<String>),
+    Stream(ArrowArrayStreamReader),
+}
+
+impl PySource {
+    fn from_object(source: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if let Ok(path) = source.extract::<PathBuf>() {
+            return Ok(Self::Paths(vec![path.to_string_lossy().into_owned()]));
+        }
+        if let Ok(list) = source.cast::<PyList>() {
+            let paths = list
+                .iter()
+                .map(|p| {
+                    p.extract::<PathBuf>()
+                        .map(|p| p.to_string_lossy().into_owned())
+                })
+                .collect::<PyResult<Vec<_>>>()
+                .map_err(|_| PyTypeError::new_err("a list source must hold paths"))?;
+            return Ok(Self::Paths(paths));
+        }
+        if source.hasattr("__arrow_c_stream__")? {
+            let capsule = source.call_method0("__arrow_c_stream__")?;
+            let capsule = capsule.cast::<PyCapsule>().map_err(|_| {
+                PyTypeError::new_err("__arrow_c_stream__ did not return a PyCapsule")
+            })?;
+            let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
+            // SAFETY: the capsule holds an ArrowArrayStream (its name says so); from_raw moves
+            // the stream out and leaves a released one behind, as the C stream protocol
+            // expects of a consumer.
+            let reader = unsafe {
+                ArrowArrayStreamReader::from_raw(pointer.as_ptr() as *mut FFI_ArrowArrayStream)
+            }
+            .map_err(|e| BadInputError::new_err(format!("cannot read the Arrow stream: {e}")))?;
+            return Ok(Self::Stream(reader));
+        }
+        Err(PyTypeError::new_err(
+            "source must be a path, a list of paths, or an object with __arrow_c_stream__ (pyarrow Table or RecordBatchReader, polars DataFrame, DuckDB relation, ...)",
+        ))
+    }
+
+    /// The library source; a stream is read on a thread of its own, batch by batch.
+    fn into_source(self, progress: &Arc<Progress>) -> floe::Result<Source> {
+        match self {
+            Self::Paths(paths) => {
+                let parquet = ParquetSource::from_inputs(&paths)?;
+                progress.set_input_bytes_total(parquet.total_bytes());
+                parquet.into_source(progress.clone())
+            }
+            Self::Stream(reader) => Ok(stream_source(reader, progress.clone())),
+        }
+    }
+}
+
+/// Batches in flight between the stream's reader thread and the load.
+const STREAM_BATCHES: usize = 2;
+
+/// A source over an Arrow C stream. Its batches are pulled on a thread (pulling may call back
+/// into Python, which takes the GIL); a stream that ends without the reader reaching its end
+/// (the thread died) fails the load instead of committing a prefix.
+fn stream_source(reader: ArrowArrayStreamReader, progress: Arc<Progress>) -> Source {
+    use arrow_array::RecordBatchReader;
+    let schema = reader.schema();
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<Result<RecordBatch, ArrowError>>(STREAM_BATCHES);
+    let finished = Arc::new(AtomicBool::new(false));
+    let finished_in_reader = finished.clone();
+    std::thread::spawn(move || {
+        for batch in reader {
+            if let Ok(b) = &batch {
+                progress.add_input_rows(b.num_rows() as u64);
+            }
+            let failed = batch.is_err();
+            if tx.blocking_send(batch).is_err() || failed {
+                return;
+            }
+        }
+        finished_in_reader.store(true, Ordering::SeqCst);
+    });
+    let mut ended = false;
+    let stream = futures::stream::poll_fn(move |cx| {
+        if ended {
+            return std::task::Poll::Ready(None);
+        }
+        match rx.poll_recv(cx) {
+            std::task::Poll::Ready(None) => {
+                ended = true;
+                if finished.load(Ordering::SeqCst) {
+                    std::task::Poll::Ready(None)
+                } else {
+                    std::task::Poll::Ready(Some(Err(ArrowError::ExternalError(
+                        "the stream's reader stopped before the end of the stream".into(),
+                    ))))
+                }
+            }
+            other => other,
+        }
+    });
+    Source::from_stream(schema, "<arrow stream>", stream.boxed())
+}
+
+/// A key argument: `"id"`, `"tenant,id"` or `["tenant", "id"]`.
+fn keys_of(key: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    let Some(key) = key else {
+        return Ok(Vec::new());
+    };
+    if key.cast::<PyString>().is_ok() {
+        let text: String = key.extract()?;
+        return Ok(text
+            .split(',')
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect());
+    }
+    key.extract::<Vec<String>>()
+        .map_err(|_| PyTypeError::new_err("key must be a column name or a list of them"))
+}
+
+/// A size argument: bytes as an int, or text such as `"256MiB"`.
+fn size_of(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<u64>> {
+    let Some(value) = value else { return Ok(None) };
+    if let Ok(n) = value.extract::<u64>() {
+        return Ok(Some(n));
+    }
+    let text: String = value.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be bytes (int) or a size like '256MiB'"
+        ))
+    })?;
+    floe::write::parse_size(&text)
+        .map(Some)
+        .map_err(|e| InvalidOptionError::new_err(format!("{what}: {e}")))
+}
+
+/// The catalog: `None` (pyiceberg's configuration, else the embedded SQLite catalog), a name
+/// from `.pyiceberg.yaml` / `PYICEBERG_CATALOG__*`, or a dict of pyiceberg-style properties.
+fn catalog_config(
+    catalog: Option<&Bound<'_, PyAny>>,
+    warehouse: Option<PathBuf>,
+) -> PyResult<CatalogConfig> {
+    match catalog {
+        Some(c) if c.cast::<PyDict>().is_ok() => {
+            let props: std::collections::BTreeMap<String, String> = c
+                .extract::<std::collections::HashMap<String, Bound<'_, PyAny>>>()?
+                .into_iter()
+                .map(|(k, v)| Ok((k, v.str()?.to_string())))
+                .collect::<PyResult<_>>()?;
+            let name = props
+                .get("name")
+                .cloned()
+                .unwrap_or_else(|| "default".into());
+            Ok(CatalogConfig { name, props })
+        }
+        Some(c) => {
+            let name: String = c.extract().map_err(|_| {
+                PyTypeError::new_err("catalog must be None, a catalog name or a dict of properties")
+            })?;
+            CatalogConfig::resolve(Some(&name), warehouse.as_deref()).map_err(to_py_err)
+        }
+        None => CatalogConfig::resolve(None, warehouse.as_deref()).map_err(to_py_err),
+    }
+}
+
+/// The native `load`; `floe.load` (Python) documents it and wraps the summary.
+#[pyfunction]
+#[pyo3(signature = (
+    table, source, *, mode="append", key=None, strategy="upsert", merge_mode="copy-on-write",
+    hard_delete_column=None, dedup_sort=None, on_duplicate_keys="last", replace_partitions=false,
+    partition_by=None, schema_evolution="add-columns", load_id=None, catalog=None,
+    warehouse=None, memory_limit=None, target_file_size=None, progress=None
+))]
+#[allow(clippy::too_many_arguments)]
+fn load(
+    py: Python<'_>,
+    table: &str,
+    source: &Bound<'_, PyAny>,
+    mode: &str,
+    key: Option<&Bound<'_, PyAny>>,
+    strategy: &str,
+    merge_mode: &str,
+    hard_delete_column: Option<String>,
+    dedup_sort: Option<String>,
+    on_duplicate_keys: &str,
+    replace_partitions: bool,
+    partition_by: Option<String>,
+    schema_evolution: &str,
+    load_id: Option<String>,
+    catalog: Option<&Bound<'_, PyAny>>,
+    warehouse: Option<PathBuf>,
+    memory_limit: Option<&Bound<'_, PyAny>>,
+    target_file_size: Option<&Bound<'_, PyAny>>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
+    let keys = keys_of(key)?;
+    let merge = if mode.eq_ignore_ascii_case("merge") {
+        Some(MergeSpec {
+            keys,
+            strategy: strategy.parse::<MergeStrategy>().map_err(to_py_err)?,
+            mode: merge_mode.parse::<MergeMode>().map_err(to_py_err)?,
+            hard_delete_column,
+            duplicates: DuplicateKeys::from_settings(dedup_sort.as_deref(), on_duplicate_keys)
+                .map_err(to_py_err)?,
+            memory_limit: size_of(memory_limit, "memory_limit")?
+                .map_or(floe::ops::merge::DEFAULT_MEMORY_LIMIT, |n| n as usize),
+        })
+    } else if !keys.is_empty() {
+        return Err(InvalidOptionError::new_err("key goes with mode='merge'"));
+    } else {
+        None
+    };
+    let kind = LoadKind::from_mode(mode, replace_partitions, merge).map_err(to_py_err)?;
+    let config = catalog_config(catalog, warehouse)?;
+    let shared = Arc::new(Progress::default());
+    let mut options = LoadOptions::default()
+        .with_progress(shared.clone())
+        .with_schema_evolution(
+            schema_evolution
+                .parse::<SchemaEvolution>()
+                .map_err(to_py_err)?,
+        )
+        .with_write_options(WriteOptions {
+            target_file_size: size_of(target_file_size, "target_file_size")?,
+            ..WriteOptions::default()
+        });
+    if let Some(id) = load_id {
+        options = options.with_load_id(id);
+    }
+    if let Some(spec) = partition_by {
+        options = options.with_partition_by(spec);
+    }
+    let source = PySource::from_object(source)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StorageError::new_err(format!("cannot start the async runtime: {e}")))?;
+    let task_progress = shared.clone();
+    let handle = runtime.spawn(async move {
+        let catalog = Catalog::open(config).await?;
+        let source = source.into_source(&task_progress)?;
+        let summary = floe::ops::run(&catalog, ident, kind, options, source).await?;
+        serde_json::to_string(&summary).map_err(|e| FloeError::InvalidOption(e.to_string()))
+    });
+    let outcome = wait(py, &runtime, handle, &shared, progress.as_ref());
+    // Dropping the runtime waits for its tasks: never with the GIL held.
+    py.detach(move || drop(runtime));
+    outcome
+}
+
+/// Waits for the load without the GIL, waking to report progress and to catch Ctrl-C.
+fn wait(
+    py: Python<'_>,
+    runtime: &tokio::runtime::Runtime,
+    mut handle: tokio::task::JoinHandle<floe::Result<String>>,
+    progress: &Arc<Progress>,
+    callback: Option<&Py<PyAny>>,
+) -> PyResult<String> {
+    let mut interrupted: Option<PyErr> = None;
+    loop {
+        let done = py.detach(|| {
+            runtime.block_on(async {
+                tokio::time::timeout(Duration::from_millis(100), &mut handle)
+                    .await
+                    .ok()
+            })
+        });
+        if let Some(joined) = done {
+            if let Some(e) = interrupted {
+                return Err(e);
+            }
+            return match joined {
+                Ok(result) => result.map_err(to_py_err),
+                Err(e) => Err(StorageError::new_err(format!(
+                    "the load failed unexpectedly: {e}"
+                ))),
+            };
+        }
+        if interrupted.is_some() {
+            continue;
+        }
+        if let Err(e) = py.check_signals() {
+            // Ctrl-C (or another signal handler raising): stop the load, then raise.
+            progress.cancel();
+            interrupted = Some(e);
+            continue;
+        }
+        if let Some(callback) = callback
+            && let Err(e) = report(py, callback, progress)
+        {
+            progress.cancel();
+            interrupted = Some(e);
+        }
+    }
+}
+
+fn report(py: Python<'_>, callback: &Py<PyAny>, progress: &Progress) -> PyResult<()> {
+    let p = progress.snapshot();
+    let info = PyDict::new(py);
+    info.set_item("input_rows", p.input_rows)?;
+    info.set_item("input_bytes", p.input_bytes)?;
+    info.set_item("input_bytes_total", p.input_bytes_total)?;
+    info.set_item("input_files", p.input_files)?;
+    info.set_item("files_written", p.files_written)?;
+    callback.call1(py, (info,))?;
+    Ok(())
+}
+
+#[pymodule]
+fn _floe(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add("FloeError", py.get_type::<FloeBaseError>())?;
+    m.add("InvalidOptionError", py.get_type::<InvalidOptionError>())?;
+    m.add("BadInputError", py.get_type::<BadInputError>())?;
+    m.add("SchemaMismatchError", py.get_type::<SchemaMismatchError>())?;
+    m.add("CatalogError", py.get_type::<CatalogError>())?;
+    m.add("ConflictError", py.get_type::<ConflictError>())?;
+    m.add(
+        "CommitStateUnknownError",
+        py.get_type::<CommitStateUnknownError>(),
+    )?;
+    m.add("CancelledError", py.get_type::<CancelledError>())?;
+    m.add("StorageError", py.get_type::<StorageError>())?;
+    Ok(())
+}

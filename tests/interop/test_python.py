@@ -1,0 +1,208 @@
+"""floe from Python (`import floe`, the pyo3 package built from crates/floe-py): every mode
+against the embedded SQLite catalog, sources from pyarrow, polars and DuckDB, read back with
+pyiceberg and DuckDB and compared exactly, and with the same load done by the CLI."""
+
+import threading
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+floe = pytest.importorskip("floe")
+
+
+def table(first, n, tag="v"):
+    ids = list(range(first, first + n))
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "cat": pa.array([f"c{i % 3}" for i in ids]),
+            "v": pa.array([f"{tag}{i}" for i in ids]),
+            "deleted": pa.array([False] * n),
+        }
+    )
+
+
+def load(wh, name, source, **kw):
+    return floe.load(name, source, warehouse=wh.dir, **kw)
+
+
+def rows(wh, name):
+    got = wh.pyiceberg_rows(name)
+    assert wh.duckdb_rows(name) == got
+    return got
+
+
+def test_pyarrow_table_and_reader(wh):
+    s = load(wh, "p.t", table(0, 1000))
+    assert isinstance(s, floe.LoadSummary) and s.rows_written == 1000 and s.table_created
+    assert s.operation == "append" and s.to_dict()["rows_written"] == 1000
+    reader = table(1000, 1000).to_reader(max_chunksize=100)
+    assert load(wh, "p.t", reader).rows_written == 1000
+    assert rows(wh, "p.t") == table(0, 2000).to_pylist()
+    assert len(wh.table("p.t").snapshots()) == 2
+
+
+def test_generator_stream_is_consumed_batch_by_batch(wh):
+    pulled = []
+
+    def batches():
+        for k in range(20):
+            pulled.append(k)
+            yield from table(k * 500, 500).to_batches()
+
+    reader = pa.RecordBatchReader.from_batches(table(0, 1).schema, batches())
+    seen = []
+    s = load(wh, "p.g", reader, progress=lambda p: seen.append(p["input_rows"]))
+    assert s.rows_written == 10_000 and pulled == list(range(20))
+    assert rows(wh, "p.g") == table(0, 10_000).to_pylist()
+    assert all(isinstance(n, int) for n in seen)
+
+
+def test_a_stream_that_raises_commits_nothing(wh):
+    load(wh, "p.f", table(0, 10))
+    before = wh.table("p.f").metadata_location
+
+    def batches():
+        yield from table(100, 1000).to_batches()
+        raise ValueError("the producer broke")
+
+    reader = pa.RecordBatchReader.from_batches(table(0, 1).schema, batches())
+    with pytest.raises(floe.BadInputError, match="the producer broke"):
+        load(wh, "p.f", reader)
+    assert wh.table("p.f").metadata_location == before
+    data = wh.dir / "p" / "f" / "data"
+    assert len(list(data.iterdir())) == 1
+    assert rows(wh, "p.f") == table(0, 10).to_pylist()
+
+
+def test_polars_and_duckdb_sources(wh):
+    import duckdb
+    import polars as pl
+
+    load(wh, "p.src", pl.from_arrow(table(0, 500)))
+    con = duckdb.connect()
+    rel = con.sql("SELECT range AS id, 'c' || (range % 3) AS cat, 'v' || range AS v, false AS deleted FROM range(500, 1000)")
+    load(wh, "p.src", rel)
+    assert rows(wh, "p.src") == table(0, 1000).to_pylist()
+
+
+def test_parquet_paths_take_the_copy_path(wh):
+    big = table(0, 200_000)
+    pq.write_table(big, wh.root / "a.parquet", compression="zstd", row_group_size=200_000)
+    s = load(wh, "p.files", str(wh.root / "a.parquet"))
+    assert s.rows_copied == 200_000 and s.input_files == 1
+    s = load(wh, "p.files", [wh.root / "a.parquet"], mode="replace")
+    assert s.operation == "overwrite"
+    assert len(rows(wh, "p.files")) == 200_000
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"mode": "replace"},
+        {"mode": "merge", "key": "id"},
+        {"mode": "merge", "key": ["id"], "merge_mode": "merge-on-read"},
+        {"mode": "merge", "key": "id", "strategy": "insert-only"},
+        {"mode": "merge", "key": "cat,id", "strategy": "delete-insert"},
+        {"mode": "merge", "key": "id", "hard_delete_column": "deleted"},
+    ],
+)
+def test_modes_match_the_cli(wh, kw):
+    base, change = table(0, 300), table(200, 200, "new")
+    change = change.set_column(3, "deleted", pa.array([i % 4 == 0 for i in range(200)]))
+    pq.write_table(base, wh.root / "base.parquet")
+    pq.write_table(change, wh.root / "change.parquet")
+    load(wh, "p.py", base)
+    load(wh, "p.py", change, **kw)
+    wh.floe("load", "p.cli", wh.root / "base.parquet")
+    args = []
+    for name, value in kw.items():
+        value = ",".join(value) if isinstance(value, list) else value
+        args += [f"--{name.replace('_', '-')}", value]
+    wh.floe("load", "p.cli", wh.root / "change.parquet", *args)
+    assert rows(wh, "p.py") == rows(wh, "p.cli")
+
+
+def test_replace_partitions_and_partition_by(wh):
+    load(wh, "p.part", table(0, 300), partition_by="identity(cat)")
+    s = load(wh, "p.part", table(1000, 3).filter(pa.compute.equal(table(1000, 3)["cat"], "c1")),
+             mode="replace", replace_partitions=True)
+    got = rows(wh, "p.part")
+    assert {r["cat"] for r in got if r["id"] >= 1000} == {"c1"}
+    assert not [r for r in got if r["cat"] == "c1" and r["id"] < 1000]
+    assert len([r for r in got if r["cat"] != "c1"]) == 200
+    assert s.files_removed >= 1
+
+
+def test_load_id_makes_a_rerun_a_no_op(wh):
+    assert not load(wh, "p.id", table(0, 10), load_id="run-1").skipped
+    again = load(wh, "p.id", table(0, 10), load_id="run-1")
+    assert again.skipped and len(rows(wh, "p.id")) == 10
+
+
+def test_typed_exceptions(wh):
+    load(wh, "p.e", table(0, 10))
+    with pytest.raises(floe.InvalidOptionError, match="key column 'nope'"):
+        load(wh, "p.e", table(0, 10), mode="merge", key="nope")
+    with pytest.raises(floe.SchemaMismatchError, match="'v'"):
+        load(wh, "p.e", pa.table({"id": [1], "v": [1.5]}), schema_evolution="strict")
+    with pytest.raises(floe.SchemaMismatchError):
+        load(wh, "p.e", pa.table({"id": [1], "v": pa.array([[1]])}))
+    with pytest.raises(floe.CatalogError, match="prod"):
+        floe.load("p.e", table(0, 1), catalog="prod")
+    nulls = pa.table({"id": pa.array([1, None], pa.int64()), "v": ["a", "b"]})
+    with pytest.raises(floe.BadInputError, match="null"):
+        load(wh, "p.e", nulls, mode="merge", key="id")
+    with pytest.raises(floe.InvalidOptionError):
+        load(wh, "p.e", table(0, 1), mode="sideways")
+    with pytest.raises(TypeError):
+        load(wh, "p.e", 42)
+    assert issubclass(floe.ConflictError, floe.FloeError)
+    assert len(wh.table("p.e").snapshots()) == 1
+
+
+def test_a_catalog_given_as_properties(wh):
+    props = {"type": "sql", "uri": f"sqlite:///{wh.dir}/catalog.db", "warehouse": f"file://{wh.dir}"}
+    wh.dir.mkdir(parents=True, exist_ok=True)
+    floe.load("p.props", table(0, 5), catalog=props)
+    assert len(rows(wh, "p.props")) == 5
+
+
+def test_the_gil_is_released_while_floe_works(wh):
+    """A Python thread keeps running while a load is in progress."""
+    ticks = []
+    stop = threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            ticks.append(1)
+            stop.wait(0.001)
+
+    t = threading.Thread(target=tick)
+    t.start()
+    try:
+        load(wh, "p.gil", table(0, 300_000))
+    finally:
+        stop.set()
+        t.join()
+    assert len(ticks) > 5
+
+
+def test_an_exception_in_the_progress_callback_cancels_the_load(wh):
+    load(wh, "p.cb", table(0, 10))
+    before = wh.table("p.cb").metadata_location
+
+    def batches():
+        for k in range(200):
+            yield from table(k * 1000, 1000).to_batches()
+            threading.Event().wait(0.01)
+
+    def progress(p):
+        raise RuntimeError("stop now")
+
+    reader = pa.RecordBatchReader.from_batches(table(0, 1).schema, batches())
+    with pytest.raises(RuntimeError, match="stop now"):
+        load(wh, "p.cb", reader, progress=progress)
+    assert wh.table("p.cb").metadata_location == before
+    assert len(list((wh.dir / "p" / "cb" / "data").iterdir())) == 1
