@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use floe::ops::merge_spec::{DuplicateKeys, MergeMode, MergeSpec, MergeStrategy, OnDuplicateKeys};
+use floe::ops::{LoadKind, LoadMode, SchemaEvolution};
 use floe::{
     BatchBudget, Catalog, CatalogConfig, LoadOptions, ParquetSource, Progress, WriteOptions, ops,
 };
@@ -43,51 +45,6 @@ floe load analytics.events big.parquet --load-id run-42   # rerun: no duplicate"
     Load(LoadArgs),
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    /// Add the input's rows (snapshot operation `append`).
-    Append,
-    /// Make the input the table's whole content (snapshot operation `overwrite`).
-    Replace,
-    /// Match rows by --key against the table: upsert (default), insert-only, delete-insert.
-    Merge,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Strategy {
-    /// A load row whose key matches a live row replaces it; others are inserted.
-    Upsert,
-    /// Load rows whose key already exists are dropped; others are inserted.
-    InsertOnly,
-    /// Live rows whose key appears in the load are deleted, then all load rows inserted.
-    DeleteInsert,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum MergeModeArg {
-    /// Rewrite files that hold matched rows without them (readers need nothing special).
-    CopyOnWrite,
-    /// Write position-delete files instead (format v2 tables; faster merges).
-    MergeOnRead,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum OnDuplicateKeys {
-    /// The last occurrence in input order wins (or the --dedup-sort winner).
-    Last,
-    /// Reject the load.
-    Error,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Evolution {
-    /// Add new columns (top level or nested) and widen types safely (int->long, float->double,
-    /// decimal precision), in the load's own commit.
-    AddColumns,
-    /// Refuse any change to the table's schema.
-    Strict,
-}
-
 #[derive(clap::Args, Debug)]
 struct LoadArgs {
     /// Target table: namespace.table (nested namespaces allowed: a.b.table).
@@ -96,17 +53,17 @@ struct LoadArgs {
     #[arg(required = true)]
     inputs: Vec<String>,
     /// What the load does to the table.
-    #[arg(long, value_enum, default_value_t = Mode::Append)]
-    mode: Mode,
+    #[arg(long, value_enum, default_value_t = LoadMode::Append)]
+    mode: LoadMode,
     /// Merge key columns, comma separated (with --mode merge).
     #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
     key: Vec<String>,
     /// Merge strategy.
-    #[arg(long, value_enum, default_value_t = Strategy::Upsert)]
-    strategy: Strategy,
+    #[arg(long, value_enum, default_value_t = MergeStrategy::Upsert)]
+    strategy: MergeStrategy,
     /// How a merge removes matched rows.
-    #[arg(long, value_enum, default_value_t = MergeModeArg::CopyOnWrite)]
-    merge_mode: MergeModeArg,
+    #[arg(long, value_enum, default_value_t = MergeMode::CopyOnWrite)]
+    merge_mode: MergeMode,
     /// Load rows where this column is true (boolean) or not null (other types) delete the live
     /// row with their key and are not inserted.
     #[arg(long, value_name = "COLUMN")]
@@ -147,8 +104,8 @@ struct LoadArgs {
     #[arg(long, value_name = "DIR")]
     spill_dir: Option<PathBuf>,
     /// What the load may change in the table's schema.
-    #[arg(long, value_enum, default_value_t = Evolution::AddColumns)]
-    schema_evolution: Evolution,
+    #[arg(long, value_enum, default_value_t = SchemaEvolution::AddColumns)]
+    schema_evolution: SchemaEvolution,
     /// Idempotency key: if a snapshot with this load id is in the main branch's history (as far
     /// as it survives snapshot expiry), or still in the table's metadata though main was rolled
     /// back past it, the load is a no-op. Default: a fresh UUID, so a retry must pass the id
@@ -260,6 +217,7 @@ fn init_logging(verbose: u8) {
 
 async fn load(args: LoadArgs) -> Result<()> {
     let ident = floe::parse_table_ident(&args.table)?;
+    let kind = LoadKind::from_mode(args.mode, args.replace_partitions, merge_spec(&args)?)?;
     let config = CatalogConfig::resolve(args.catalog.as_deref(), args.warehouse.as_deref())?;
     let catalog = Catalog::open(config).await?;
     let progress = Arc::new(Progress::default());
@@ -270,95 +228,10 @@ async fn load(args: LoadArgs) -> Result<()> {
     });
     progress.set_input_bytes_total(parquet.total_bytes());
     let source = parquet.into_source(progress.clone())?;
-    let options = LoadOptions::default()
-        .with_progress(progress.clone())
-        .with_schema_evolution(match args.schema_evolution {
-            Evolution::AddColumns => ops::SchemaEvolution::AddColumns,
-            Evolution::Strict => ops::SchemaEvolution::Strict,
-        })
-        .with_write_options(WriteOptions {
-            target_file_size: args.target_file_size,
-            compression: args.compression.clone(),
-            compression_level: args.compression_level,
-            row_group_bytes: args.row_group_size.map(|n| n as usize),
-            max_open_files: Some(args.max_open_files),
-            spill_dir: args.spill_dir.clone(),
-            writers: args.writers,
-            rewrite: args.rewrite,
-        });
-    let options = match &args.load_id {
-        Some(id) => options.with_load_id(id.clone()),
-        None => options,
-    };
-    let options = match &args.partition_by {
-        Some(spec) => options.with_partition_by(spec.clone()),
-        None => options,
-    };
-    if args.replace_partitions && args.mode != Mode::Replace {
-        anyhow::bail!("--replace-partitions goes with --mode replace");
-    }
-    if args.mode == Mode::Merge && args.key.is_empty() {
-        anyhow::bail!("--mode merge needs --key COLUMN[,COLUMN...]");
-    }
-    if args.mode != Mode::Merge && !args.key.is_empty() {
-        anyhow::bail!("--key goes with --mode merge");
-    }
-    let duplicates = match (&args.dedup_sort, args.on_duplicate_keys) {
-        (Some(_), OnDuplicateKeys::Error) => {
-            anyhow::bail!("--dedup-sort and --on-duplicate-keys error exclude each other")
-        }
-        (None, OnDuplicateKeys::Error) => ops::merge_spec::DuplicateKeys::Error,
-        (None, OnDuplicateKeys::Last) => ops::merge_spec::DuplicateKeys::LastWins,
-        (Some(spec), _) => {
-            let (column, order) = spec.rsplit_once(':').unwrap_or((spec.as_str(), "desc"));
-            let descending = match order.to_ascii_lowercase().as_str() {
-                "desc" => true,
-                "asc" => false,
-                other => {
-                    anyhow::bail!("--dedup-sort {spec}: order must be asc or desc, not '{other}'")
-                }
-            };
-            ops::merge_spec::DuplicateKeys::SortBy {
-                column: column.to_string(),
-                descending,
-            }
-        }
-    };
+    let options = load_options(&args, progress.clone());
     let reporter = Reporter::start(progress.clone(), !args.no_progress);
     let signals = tokio::spawn(cancel_on_signals(progress.clone()));
-    let result = match args.mode {
-        Mode::Append => {
-            ops::AppendBuilder::new(&catalog, ident)
-                .with_options(options)
-                .execute(source)
-                .await
-        }
-        Mode::Merge => {
-            ops::MergeBuilder::new(&catalog, ident, args.key.clone())
-                .with_options(options)
-                .with_strategy(match args.strategy {
-                    Strategy::Upsert => ops::merge_spec::MergeStrategy::Upsert,
-                    Strategy::InsertOnly => ops::merge_spec::MergeStrategy::InsertOnly,
-                    Strategy::DeleteInsert => ops::merge_spec::MergeStrategy::DeleteInsert,
-                })
-                .with_mode(match args.merge_mode {
-                    MergeModeArg::CopyOnWrite => ops::merge_spec::MergeMode::CopyOnWrite,
-                    MergeModeArg::MergeOnRead => ops::merge_spec::MergeMode::MergeOnRead,
-                })
-                .with_hard_delete_column(args.hard_delete_column.clone())
-                .with_duplicates(duplicates)
-                .with_memory_limit(args.memory_limit as usize)
-                .execute(source)
-                .await
-        }
-        Mode::Replace => {
-            ops::ReplaceBuilder::new(&catalog, ident)
-                .with_options(options)
-                .only_partitions_in_load(args.replace_partitions)
-                .execute(source)
-                .await
-        }
-    };
+    let result = ops::run(&catalog, ident, kind, options, source).await;
     reporter.stop();
     signals.abort();
     let summary = result.map_err(|e| {
@@ -382,6 +255,45 @@ async fn load(args: LoadArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The merge settings of the flags (used by `--mode merge` only).
+fn merge_spec(args: &LoadArgs) -> Result<MergeSpec> {
+    Ok(MergeSpec {
+        keys: args.key.clone(),
+        strategy: args.strategy,
+        mode: args.merge_mode,
+        hard_delete_column: args.hard_delete_column.clone(),
+        duplicates: DuplicateKeys::from_settings(
+            args.dedup_sort.as_deref(),
+            args.on_duplicate_keys,
+        )?,
+        memory_limit: args.memory_limit as usize,
+    })
+}
+
+fn load_options(args: &LoadArgs, progress: Arc<Progress>) -> LoadOptions {
+    let options = LoadOptions::default()
+        .with_progress(progress)
+        .with_schema_evolution(args.schema_evolution)
+        .with_write_options(WriteOptions {
+            target_file_size: args.target_file_size,
+            compression: args.compression.clone(),
+            compression_level: args.compression_level,
+            row_group_bytes: args.row_group_size.map(|n| n as usize),
+            max_open_files: Some(args.max_open_files),
+            spill_dir: args.spill_dir.clone(),
+            writers: args.writers,
+            rewrite: args.rewrite,
+        });
+    let options = match &args.load_id {
+        Some(id) => options.with_load_id(id.clone()),
+        None => options,
+    };
+    match &args.partition_by {
+        Some(spec) => options.with_partition_by(spec.clone()),
+        None => options,
+    }
 }
 
 /// Ctrl-C or SIGTERM cancels the load (it deletes its files and exits 130); a second one

@@ -17,8 +17,8 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use arrow_array::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
 use arrow_schema::ArrowError;
-use floe::ops::merge_spec::{DuplicateKeys, MergeMode, MergeSpec, MergeStrategy};
-use floe::ops::{LoadKind, SchemaEvolution};
+use floe::ops::merge_spec::{DuplicateKeys, MergeMode, MergeSpec, MergeStrategy, OnDuplicateKeys};
+use floe::ops::{LoadKind, LoadMode, SchemaEvolution};
 use floe::{
     Catalog, CatalogConfig, FloeError, LoadOptions, ParquetSource, Progress, Source, WriteOptions,
 };
@@ -309,23 +309,22 @@ fn load(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<String> {
     let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
-    let keys = keys_of(key)?;
-    let merge = if mode.eq_ignore_ascii_case("merge") {
-        Some(MergeSpec {
-            keys,
-            strategy: strategy.parse::<MergeStrategy>().map_err(to_py_err)?,
-            mode: merge_mode.parse::<MergeMode>().map_err(to_py_err)?,
-            hard_delete_column,
-            duplicates: DuplicateKeys::from_settings(dedup_sort.as_deref(), on_duplicate_keys)
+    let merge = MergeSpec {
+        keys: keys_of(key)?,
+        strategy: strategy.parse::<MergeStrategy>().map_err(to_py_err)?,
+        mode: merge_mode.parse::<MergeMode>().map_err(to_py_err)?,
+        hard_delete_column,
+        duplicates: DuplicateKeys::from_settings(
+            dedup_sort.as_deref(),
+            on_duplicate_keys
+                .parse::<OnDuplicateKeys>()
                 .map_err(to_py_err)?,
-            memory_limit: size_of(memory_limit, "memory_limit")?
-                .map_or(floe::ops::merge::DEFAULT_MEMORY_LIMIT, |n| n as usize),
-        })
-    } else if !keys.is_empty() {
-        return Err(InvalidOptionError::new_err("key goes with mode='merge'"));
-    } else {
-        None
+        )
+        .map_err(to_py_err)?,
+        memory_limit: size_of(memory_limit, "memory_limit")?
+            .map_or(floe::ops::merge::DEFAULT_MEMORY_LIMIT, |n| n as usize),
     };
+    let mode = mode.parse::<LoadMode>().map_err(to_py_err)?;
     let kind = LoadKind::from_mode(mode, replace_partitions, merge).map_err(to_py_err)?;
     let config = catalog_config(catalog, warehouse)?;
     let shared = Arc::new(Progress::default());

@@ -20,7 +20,7 @@ use super::types::{join, new_type, primitive_of};
 use crate::error::{FloeError, Result, ResultExt};
 
 /// What a load may do to the table's schema.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum SchemaEvolution {
     /// Add new columns and widen types safely (the default).
     #[default]

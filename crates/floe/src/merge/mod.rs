@@ -35,7 +35,7 @@ use crate::error::{FloeError, Result, ResultExt};
 use crate::spill::{ExternalSorter, QueueStream, SortedStream, SpillQueue};
 
 /// What to do with load rows whose key is already in the table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum MergeStrategy {
     /// A matching live row is replaced; other rows are inserted.
     #[default]
@@ -47,7 +47,7 @@ pub enum MergeStrategy {
 }
 
 /// How deleted rows leave the table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum MergeMode {
     /// Files holding matched rows are rewritten without them.
     #[default]
@@ -97,26 +97,44 @@ impl std::str::FromStr for MergeMode {
     }
 }
 
+/// What a load does with one key appearing several times (upsert, insert-only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnDuplicateKeys {
+    /// The last occurrence in input order wins (or the dedup-sort winner).
+    #[default]
+    Last,
+    /// Reject the load.
+    Error,
+}
+
+/// `last` or `error`.
+impl std::str::FromStr for OnDuplicateKeys {
+    type Err = FloeError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "last" => Ok(Self::Last),
+            "error" => Ok(Self::Error),
+            other => Err(FloeError::InvalidOption(format!(
+                "on-duplicate-keys '{other}': expected last or error"
+            ))),
+        }
+    }
+}
+
 impl DuplicateKeys {
     /// From the faces' two settings: `dedup_sort` (`COLUMN[:asc|desc]`, default descending)
-    /// and `on_duplicate_keys` (`last` or `error`), which exclude each other.
-    pub fn from_settings(dedup_sort: Option<&str>, on_duplicate_keys: &str) -> Result<Self> {
-        let error = match on_duplicate_keys.to_ascii_lowercase().as_str() {
-            "last" => false,
-            "error" => true,
-            other => {
-                return Err(FloeError::InvalidOption(format!(
-                    "on-duplicate-keys '{other}': expected last or error"
-                )));
-            }
-        };
-        match (dedup_sort, error) {
-            (Some(_), true) => Err(FloeError::InvalidOption(
+    /// and `on_duplicate_keys`, which exclude each other when it is `error`.
+    pub fn from_settings(
+        dedup_sort: Option<&str>,
+        on_duplicate_keys: OnDuplicateKeys,
+    ) -> Result<Self> {
+        match (dedup_sort, on_duplicate_keys) {
+            (Some(_), OnDuplicateKeys::Error) => Err(FloeError::InvalidOption(
                 "dedup-sort and on-duplicate-keys error exclude each other".into(),
             )),
-            (None, true) => Ok(Self::Error),
-            (None, false) => Ok(Self::LastWins),
-            (Some(spec), false) => {
+            (None, OnDuplicateKeys::Error) => Ok(Self::Error),
+            (None, OnDuplicateKeys::Last) => Ok(Self::LastWins),
+            (Some(spec), OnDuplicateKeys::Last) => {
                 let (column, order) = spec.rsplit_once(':').unwrap_or((spec, "desc"));
                 let descending = match order.to_ascii_lowercase().as_str() {
                     "desc" => true,

@@ -20,10 +20,12 @@ pub use append::AppendBuilder;
 pub use merge::MergeBuilder;
 /// The merge vocabulary (strategies, modes, duplicate-key policies).
 pub mod merge_spec {
-    pub use crate::merge::{DuplicateKeys, MergeCounts, MergeMode, MergeSpec, MergeStrategy};
+    pub use crate::merge::{
+        DuplicateKeys, MergeCounts, MergeMode, MergeSpec, MergeStrategy, OnDuplicateKeys,
+    };
 }
 pub use replace::ReplaceBuilder;
-pub use request::{LoadKind, run};
+pub use request::{LoadKind, LoadMode, run};
 
 use crate::commit::DEFAULT_MAX_ATTEMPTS;
 pub use crate::conform::evolve::SchemaEvolution;

@@ -10,6 +10,33 @@ use crate::error::{FloeError, Result};
 use crate::merge::MergeSpec;
 use crate::source::Source;
 
+/// The modes a face names (`append`, `replace`, `merge`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadMode {
+    /// Add the input's rows (snapshot operation `append`).
+    #[default]
+    Append,
+    /// Make the input the table's whole content (snapshot operation `overwrite`).
+    Replace,
+    /// Match rows by key against the table: upsert (default), insert-only, delete-insert.
+    Merge,
+}
+
+/// `append`, `replace` or `merge`.
+impl std::str::FromStr for LoadMode {
+    type Err = FloeError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "append" => Ok(Self::Append),
+            "replace" => Ok(Self::Replace),
+            "merge" => Ok(Self::Merge),
+            other => Err(FloeError::InvalidOption(format!(
+                "mode '{other}': expected append, replace or merge"
+            ))),
+        }
+    }
+}
+
 /// What a load does to the table.
 #[derive(Debug, Clone)]
 pub enum LoadKind {
@@ -22,38 +49,29 @@ pub enum LoadKind {
 }
 
 impl LoadKind {
-    /// The kind a face names by mode (`append`, `replace`, `merge`), with its settings; a
-    /// setting that belongs to another mode is an error.
-    pub fn from_mode(
-        mode: &str,
-        replace_partitions: bool,
-        merge: Option<MergeSpec>,
-    ) -> Result<Self> {
-        let kind = match mode.to_ascii_lowercase().as_str() {
-            "append" => Self::Append,
-            "replace" => Self::Replace {
-                partitions_only: replace_partitions,
-            },
-            "merge" => match merge {
-                Some(spec) if !spec.keys.is_empty() => Self::Merge(spec),
-                _ => {
-                    return Err(FloeError::InvalidOption(
-                        "mode merge needs a key (one or more columns)".into(),
-                    ));
-                }
-            },
-            other => {
-                return Err(FloeError::InvalidOption(format!(
-                    "mode '{other}': expected append, replace or merge"
-                )));
-            }
-        };
-        if replace_partitions && !matches!(kind, Self::Replace { .. }) {
+    /// The kind of `mode` with the faces' settings. `merge` is used only by mode merge, which
+    /// needs its keys; keys or replace-partitions given to another mode are an error.
+    pub fn from_mode(mode: LoadMode, replace_partitions: bool, merge: MergeSpec) -> Result<Self> {
+        if replace_partitions && mode != LoadMode::Replace {
             return Err(FloeError::InvalidOption(
                 "replace-partitions goes with mode replace".into(),
             ));
         }
-        Ok(kind)
+        if mode != LoadMode::Merge && !merge.keys.is_empty() {
+            return Err(FloeError::InvalidOption("key goes with mode merge".into()));
+        }
+        Ok(match mode {
+            LoadMode::Append => Self::Append,
+            LoadMode::Replace => Self::Replace {
+                partitions_only: replace_partitions,
+            },
+            LoadMode::Merge if merge.keys.is_empty() => {
+                return Err(FloeError::InvalidOption(
+                    "mode merge needs a key (one or more columns)".into(),
+                ));
+            }
+            LoadMode::Merge => Self::Merge(merge),
+        })
     }
 }
 
@@ -90,5 +108,39 @@ pub async fn run(
                 .execute(source)
                 .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(keys: &[&str]) -> MergeSpec {
+        MergeSpec {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            strategy: Default::default(),
+            mode: Default::default(),
+            hard_delete_column: None,
+            duplicates: Default::default(),
+            memory_limit: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn modes_parse_and_settings_must_belong_to_them() {
+        assert_eq!("MERGE".parse::<LoadMode>().unwrap(), LoadMode::Merge);
+        assert!("upsert".parse::<LoadMode>().is_err());
+        let merge = LoadKind::from_mode(LoadMode::Merge, false, spec(&["id"])).unwrap();
+        assert!(matches!(merge, LoadKind::Merge(s) if s.keys == ["id"]));
+        assert!(LoadKind::from_mode(LoadMode::Merge, false, spec(&[])).is_err());
+        assert!(LoadKind::from_mode(LoadMode::Append, false, spec(&["id"])).is_err());
+        assert!(LoadKind::from_mode(LoadMode::Append, true, spec(&[])).is_err());
+        let replace = LoadKind::from_mode(LoadMode::Replace, true, spec(&[])).unwrap();
+        assert!(matches!(
+            replace,
+            LoadKind::Replace {
+                partitions_only: true
+            }
+        ));
     }
 }
