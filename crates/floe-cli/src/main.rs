@@ -86,6 +86,14 @@ struct LoadArgs {
     /// Transforms: identity, year, month, day, hour, bucket(N, c), truncate(W, c), void.
     #[arg(long, value_name = "SPEC")]
     partition_by: Option<String>,
+    /// Location of a table floe creates (default: <warehouse>/<namespace>/<table>, or the
+    /// REST catalog's choice).
+    #[arg(long, value_name = "URI")]
+    table_location: Option<String>,
+    /// A property of a table floe creates, e.g. write.parquet.compression-codec=zstd
+    /// (repeatable).
+    #[arg(long = "table-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    table_properties: Vec<(String, String)>,
     /// Partitioned tables: most data files open at once; past it the least recently written
     /// is finished, so memory stays bounded however many partitions a load touches.
     #[arg(long, default_value_t = 16)]
@@ -290,9 +298,22 @@ fn load_options(args: &LoadArgs, progress: Arc<Progress>) -> LoadOptions {
         Some(id) => options.with_load_id(id.clone()),
         None => options,
     };
-    match &args.partition_by {
+    let options = match &args.partition_by {
         Some(spec) => options.with_partition_by(spec.clone()),
         None => options,
+    };
+    let options = options.with_table_properties(args.table_properties.iter().cloned().collect());
+    match &args.table_location {
+        Some(location) => options.with_table_location(location.clone()),
+        None => options,
+    }
+}
+
+/// `KEY=VALUE` of --table-property.
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("'{text}': expected KEY=VALUE")),
     }
 }
 

@@ -284,7 +284,8 @@ fn catalog_config(
     table, source, *, mode="append", key=None, strategy="upsert", merge_mode="copy-on-write",
     hard_delete_column=None, dedup_sort=None, on_duplicate_keys="last", replace_partitions=false,
     partition_by=None, schema_evolution="add-columns", load_id=None, catalog=None,
-    warehouse=None, memory_limit=None, target_file_size=None, progress=None
+    warehouse=None, memory_limit=None, target_file_size=None, progress=None, location=None,
+    table_properties=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn load(
@@ -307,6 +308,8 @@ fn load(
     memory_limit: Option<&Bound<'_, PyAny>>,
     target_file_size: Option<&Bound<'_, PyAny>>,
     progress: Option<Py<PyAny>>,
+    location: Option<String>,
+    table_properties: Option<std::collections::HashMap<String, String>>,
 ) -> PyResult<String> {
     let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
     let merge = MergeSpec {
@@ -344,6 +347,12 @@ fn load(
     }
     if let Some(spec) = partition_by {
         options = options.with_partition_by(spec);
+    }
+    if let Some(location) = location {
+        options = options.with_table_location(location);
+    }
+    if let Some(properties) = table_properties {
+        options = options.with_table_properties(properties);
     }
     let source = PySource::from_object(source)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -3,7 +3,8 @@
 //! Accepted transforms: `identity(c)` or plain `c`, `year(c)`, `month(c)`, `day(c)`,
 //! `hour(c)`, `bucket(N, c)`, `truncate(W, c)`, `void(c)`; `bucket[N](c)` and `truncate[W](c)`
 //! work too. Columns may be nested (`a.b`). Partition field names follow Iceberg's Java
-//! convention (`c`, `c_day`, `c_bucket`, `c_trunc`, `c_null`, ...).
+//! convention (`c`, `c_day`, `c_bucket`, `c_trunc`, `c_null`, ...); `TERM as NAME` names a
+//! field explicitly (`bucket(16, id) as id_bucket_16`).
 
 use iceberg::spec::{PartitionSpec, Schema, Transform, Type, UnboundPartitionSpec};
 
@@ -37,6 +38,18 @@ fn split_top_level(text: &str) -> Vec<&str> {
 }
 
 /// One term: (transform, source column).
+/// `TERM as NAME` -> (`TERM`, `Some(NAME)`); the keyword is case-insensitive.
+fn split_alias(term: &str) -> (&str, Option<&str>) {
+    let term = term.trim();
+    let lower = term.to_ascii_lowercase();
+    match lower.rfind(" as ") {
+        Some(at) if !term[at + 4..].trim().is_empty() => {
+            (term[..at].trim(), Some(term[at + 4..].trim()))
+        }
+        _ => (term, None),
+    }
+}
+
 fn parse_term(term: &str) -> std::result::Result<(Transform, String), String> {
     let Some(open) = term.find('(') else {
         return Ok((Transform::Identity, term.to_string()));
@@ -112,6 +125,7 @@ pub fn parse_partition_spec(text: &str, schema: &Schema) -> Result<UnboundPartit
         return Err(bad(text, "no partition fields"));
     }
     for term in terms {
+        let (term, name) = split_alias(term);
         let (transform, column) =
             parse_term(term).map_err(|r| bad(text, format!("'{term}': {r}")))?;
         let field = schema
@@ -136,7 +150,11 @@ pub fn parse_partition_spec(text: &str, schema: &Schema) -> Result<UnboundPartit
             )
         })?;
         builder = builder
-            .add_partition_field(&column, field_name(&column, &transform), transform)
+            .add_partition_field(
+                &column,
+                name.map_or_else(|| field_name(&column, &transform), str::to_string),
+                transform,
+            )
             .map_err(|e| bad(text, e.message().to_string()))?;
     }
     let spec = builder
@@ -191,6 +209,10 @@ mod tests {
             ]
         );
         assert_eq!(spec.fields()[1].transform, Transform::Bucket(16));
+        let named =
+            parse_partition_spec("bucket(16, user_id) AS u16, day(ts) as d", &schema()).unwrap();
+        let names: Vec<&str> = named.fields().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["u16", "d"]);
         assert_eq!(spec.fields()[2].transform, Transform::Truncate(4));
         for ok in [
             "year(ts)",

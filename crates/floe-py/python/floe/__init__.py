@@ -97,6 +97,8 @@ def load(
     memory_limit: Union[int, str, None] = None,
     target_file_size: Union[int, str, None] = None,
     progress: Optional[Callable[[Dict[str, int]], None]] = None,
+    location: Optional[str] = None,
+    table_properties: Optional[Mapping[str, str]] = None,
 ) -> LoadSummary:
     """Load `source` into `table` (``namespace.table``; a missing table and namespace are
     created from the source's schema) as exactly one snapshot, or nothing.
@@ -120,6 +122,8 @@ def load(
     target_file_size: data file size, bytes or e.g. "512MiB" (default: the table's property).
     progress: called about every 0.1 s with counters (input_rows, input_bytes,
         input_bytes_total, input_files, files_written); an exception it raises cancels the load.
+    location: where a table the load creates lives (default: the catalog's choice).
+    table_properties: properties of a table the load creates (ignored for existing tables).
 
     Raises a subclass of FloeError; Ctrl-C cancels the load (its files are deleted) and raises
     KeyboardInterrupt.
@@ -143,5 +147,7 @@ def load(
         memory_limit=memory_limit,
         target_file_size=target_file_size,
         progress=progress,
+        location=location,
+        table_properties=None if table_properties is None else {str(k): str(v) for k, v in table_properties.items()},
     )
     return LoadSummary(json.loads(text))

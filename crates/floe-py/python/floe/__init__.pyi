@@ -66,4 +66,6 @@ def load(
     memory_limit: Union[int, str, None] = None,
     target_file_size: Union[int, str, None] = None,
     progress: Optional[Callable[[Dict[str, int]], None]] = None,
+    location: Optional[str] = None,
+    table_properties: Optional[Mapping[str, str]] = None,
 ) -> LoadSummary: ...

@@ -22,6 +22,8 @@ def load(
     memory_limit: Union[int, str, None] = ...,
     target_file_size: Union[int, str, None] = ...,
     progress: Optional[Callable[[Dict[str, int]], None]] = ...,
+    location: Optional[str] = ...,
+    table_properties: Optional[Mapping[str, str]] = ...,
 ) -> str: ...
 
 class FloeError(Exception): ...

@@ -205,20 +205,23 @@ impl Catalog {
     }
 
     /// Prepares a new table's metadata without registering it; the load's commit creates it.
+    /// `location` overrides where the table lives (default: the catalog's choice).
     pub async fn stage_table(
         &self,
         ident: &TableIdent,
         schema: Schema,
         partition_spec: Option<UnboundPartitionSpec>,
         properties: HashMap<String, String>,
+        location: Option<String>,
     ) -> Result<TableState> {
+        let location = location.map(|l| l.trim_end_matches('/').to_string());
         match &self.backend {
             Backend::Sql(c) => {
-                c.stage_table(ident, schema, partition_spec, properties)
+                c.stage_table(ident, schema, partition_spec, properties, location)
                     .await
             }
             Backend::Rest(c) => {
-                c.stage_table(ident, schema, partition_spec, properties)
+                c.stage_table(ident, schema, partition_spec, properties, location)
                     .await
             }
         }

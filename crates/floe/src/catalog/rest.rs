@@ -396,10 +396,11 @@ impl RestCatalog {
         schema: Schema,
         partition_spec: Option<UnboundPartitionSpec>,
         properties: HashMap<String, String>,
+        location: Option<String>,
     ) -> Result<TableState> {
         let mut request = CreateTableRequest {
             name: ident.name().to_string(),
-            location: None,
+            location,
             schema,
             partition_spec,
             write_order: None,

@@ -178,6 +178,7 @@ impl SqlCatalog {
         schema: Schema,
         partition_spec: Option<UnboundPartitionSpec>,
         properties: HashMap<String, String>,
+        location: Option<String>,
     ) -> Result<TableState> {
         let ns_location = self
             .inner
@@ -185,9 +186,10 @@ impl SqlCatalog {
             .await
             .ok()
             .and_then(|ns| ns.properties().get("location").cloned());
-        let location = match ns_location {
-            Some(loc) => format!("{}/{}", loc.trim_end_matches('/'), ident.name()),
-            None => format!(
+        let location = match (location, ns_location) {
+            (Some(given), _) => given,
+            (None, Some(loc)) => format!("{}/{}", loc.trim_end_matches('/'), ident.name()),
+            (None, None) => format!(
                 "{}/{}/{}",
                 self.warehouse.trim_end_matches('/'),
                 ident.namespace().join("/"),

@@ -12,6 +12,7 @@ mod pipeline;
 pub mod replace;
 pub mod request;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -44,6 +45,11 @@ pub struct LoadOptions {
     pub schema_evolution: SchemaEvolution,
     /// Partition spec for a table the load creates, e.g. `day(ts), bucket(16, id)`.
     pub partition_by: Option<String>,
+    /// Location of a table the load creates (default: the catalog's choice, for the embedded
+    /// catalog `<warehouse>/<namespace>/<table>`). Ignored for an existing table.
+    pub table_location: Option<String>,
+    /// Table properties of a table the load creates. Ignored for an existing table.
+    pub table_properties: HashMap<String, String>,
 }
 
 impl Default for LoadOptions {
@@ -55,6 +61,8 @@ impl Default for LoadOptions {
             progress: Arc::new(Progress::default()),
             schema_evolution: SchemaEvolution::default(),
             partition_by: None,
+            table_location: None,
+            table_properties: HashMap::new(),
         }
     }
 }
@@ -82,6 +90,18 @@ impl LoadOptions {
 
     pub fn with_partition_by(mut self, spec: impl Into<String>) -> Self {
         self.partition_by = Some(spec.into());
+        self
+    }
+
+    /// Where a table the load creates lives (e.g. the folder a dlt dataset uses).
+    pub fn with_table_location(mut self, location: impl Into<String>) -> Self {
+        self.table_location = Some(location.into());
+        self
+    }
+
+    /// Properties of a table the load creates (e.g. `write.parquet.compression-codec`).
+    pub fn with_table_properties(mut self, properties: HashMap<String, String>) -> Self {
+        self.table_properties = properties;
         self
     }
 

@@ -194,7 +194,13 @@ pub(crate) async fn prepare(
             catalog.ensure_namespace(ident.namespace()).await?;
             summary.table_created = true;
             let staged = catalog
-                .stage_table(ident, evolution.schema, spec, Default::default())
+                .stage_table(
+                    ident,
+                    evolution.schema,
+                    spec,
+                    options.table_properties.clone(),
+                    options.table_location.clone(),
+                )
                 .await?;
             (staged, None)
         }

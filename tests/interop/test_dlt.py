@@ -1,0 +1,270 @@
+"""floe as dlt's Iceberg destination (floe.dlt), against real dlt from PyPI.
+
+Each test runs the same dlt pipeline twice: once into floe's destination and once into the
+reference (dlt's own filesystem + iceberg, or dlt's DuckDB destination for what dlt's Iceberg
+job cannot do: delete-insert, hard deletes), then reads floe's tables with pyiceberg and DuckDB
+and compares them row for row with the reference. floe must leave exactly one snapshot per
+table per load package.
+"""
+
+import datetime as dt
+import glob
+import os
+import uuid
+from decimal import Decimal
+
+import dlt
+import pytest
+from dlt.destinations.impl.filesystem.iceberg_adapter import iceberg_adapter, iceberg_partition
+
+import floe
+import floe.dlt
+from conftest import duckdb_connection
+
+
+def canon(value):
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.timezone.utc)
+    if isinstance(value, Decimal):
+        return value.normalize()
+    return value
+
+
+class Lake:
+    """One dlt pipeline into one destination, and readers for its tables."""
+
+    def __init__(self, root, kind, **dest_args):
+        self.root = root / kind
+        self.kind = kind
+        self.bucket = self.root / "bucket"
+        if kind == "floe":
+            dest = floe.dlt.filesystem(bucket_url=str(self.bucket), **dest_args)
+        elif kind == "dlt-iceberg":
+            dest = dlt.destinations.filesystem(bucket_url=str(self.bucket), **dest_args)
+        else:
+            dest = dlt.destinations.duckdb(str(self.root / "ref.duckdb"))
+        self.pipeline = dlt.pipeline(
+            f"p{uuid.uuid4().hex[:8]}",
+            destination=dest,
+            dataset_name="ds",
+            pipelines_dir=str(self.root / "pipelines"),
+        )
+
+    def run(self, data, **kw):
+        if self.kind == "dlt-iceberg":
+            kw.setdefault("table_format", "iceberg")
+        info = self.pipeline.run(data, **kw)
+        info.raise_on_failed_jobs()
+        return info
+
+    def metadata(self, table):
+        files = sorted(glob.glob(f"{self.bucket}/ds/{table}/metadata/*.metadata.json"))
+        assert files, f"no Iceberg metadata for {table} in {self.bucket}"
+        return files[-1]
+
+    def iceberg(self, table):
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        catalog = SqlCatalog("read", uri="sqlite:///:memory:", warehouse=f"file://{self.bucket}")
+        catalog.create_namespace("ds")
+        return catalog.register_table(f"ds.{table}", self.metadata(table))
+
+    def rows(self, table, drop=("_dlt_load_id",), reader="pyiceberg"):
+        if self.kind == "duckdb":
+            with self.pipeline.sql_client() as sql:
+                with sql.execute_query(f"SELECT * FROM {sql.make_qualified_table_name(table)}") as cur:
+                    names = [d[0] for d in cur.description]
+                    data = [dict(zip(names, r)) for r in cur.fetchall()]
+        elif reader == "pyiceberg":
+            data = self.iceberg(table).scan().to_arrow().to_pylist()
+        else:
+            con = duckdb_connection(self.root)
+            data = con.execute(f"SELECT * FROM iceberg_scan('{self.metadata(table)}')").arrow()
+            data = (data.read_all() if hasattr(data, "read_all") else data).to_pylist()
+        out = [tuple(sorted((k, canon(v)) for k, v in r.items() if k not in drop)) for r in data]
+        return sorted(out, key=repr)
+
+    def snapshots(self, table):
+        return self.iceberg(table).snapshots()
+
+
+def assert_same(floe_lake, ref, tables, drop=("_dlt_load_id",)):
+    for table in tables:
+        expected = ref.rows(table, drop)
+        assert expected, f"reference table {table} is empty"
+        for reader in ("pyiceberg", "duckdb"):
+            got = floe_lake.rows(table, drop, reader)
+            assert got == expected, f"{table} read by {reader} differs from the reference"
+
+
+def one_snapshot_per_package(lake, table, packages):
+    snaps = lake.snapshots(table)
+    assert len(snaps) == packages, [s.summary for s in snaps]
+    assert all(s.summary["floe.load-id"].startswith("dlt:") for s in snaps), [s.summary for s in snaps]
+
+
+def records(ids, version=0):
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    for i in ids:
+        yield {
+            "id": i,
+            "name": f"user {i} v{version}",
+            "amount": Decimal(f"{i}.{version:02d}"),
+            "ts": base + dt.timedelta(hours=i, minutes=version),
+            "day": (base + dt.timedelta(days=i % 5)).date(),
+            "flag": (i + version) % 2 == 0,
+            "score": i / 7 + version,
+            "address": {"city": f"c{i % 3}", "zip": 1000 + i},
+            "tags": [{"t": f"t{j}", "v": version} for j in range((i + version) % 3)],
+        }
+
+
+@pytest.fixture
+def lakes(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt_data"))
+    monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")
+    for k in [k for k in os.environ if k.startswith("PYICEBERG_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("PYICEBERG_HOME", str(tmp_path))
+    return lambda kind: Lake(tmp_path, kind)
+
+
+def test_append_then_replace_match_dlt_iceberg(lakes):
+    mine, ref = lakes("floe"), lakes("dlt-iceberg")
+    for lake in (mine, ref):
+        res = dlt.resource(records, name="users", write_disposition="append")
+        lake.run(res(range(0, 40)))
+        lake.run(res(range(40, 90), version=1))
+    assert_same(mine, ref, ["users", "users__tags"], drop=("_dlt_load_id", "_dlt_id", "_dlt_parent_id", "_dlt_root_id"))
+    one_snapshot_per_package(mine, "users", 2)
+    one_snapshot_per_package(mine, "users__tags", 2)
+    for lake in (mine, ref):
+        res = dlt.resource(records, name="users", write_disposition="replace")
+        lake.run(res(range(5, 25), version=2))
+    assert_same(mine, ref, ["users", "users__tags"], drop=("_dlt_load_id", "_dlt_id", "_dlt_parent_id", "_dlt_root_id"))
+    one_snapshot_per_package(mine, "users", 3)
+    assert mine.iceberg("users").current_snapshot().summary["operation"].value == "overwrite"
+
+
+@pytest.mark.parametrize("strategy", ["upsert", "insert-only"])
+def test_merge_matches_dlt_iceberg(lakes, strategy):
+    mine, ref = lakes("floe"), lakes("dlt-iceberg")
+    for lake in (mine, ref):
+        res = dlt.resource(records, name="users", primary_key="id", write_disposition={"disposition": "merge", "strategy": strategy})
+        lake.run(res(range(0, 60)))
+        lake.run(res(range(30, 100), version=1))
+    # upsert derives _dlt_id from the primary key, so nested rows compare exactly too.
+    assert_same(mine, ref, ["users", "users__tags"])
+    one_snapshot_per_package(mine, "users", 2)
+    one_snapshot_per_package(mine, "users__tags", 2)
+    names = {r["id"]: r["name"] for r in mine.iceberg("users").scan().to_arrow().to_pylist()}
+    assert len(names) == 100
+    assert names[45] == ("user 45 v1" if strategy == "upsert" else "user 45 v0")
+
+
+def flat(ids, version=0, deleted=()):
+    for i in ids:
+        yield {"id": i, "day": f"d{i % 4}", "seq": version * 1000 + i, "name": f"n{i} v{version}", "deleted": i in deleted}
+
+
+def test_delete_insert_dedup_and_hard_delete_match_duckdb(lakes):
+    mine, ref = lakes("floe"), lakes("duckdb")
+    for lake in (mine, ref):
+        hints = {"primary_key": "id", "columns": {"deleted": {"hard_delete": True}, "seq": {"dedup_sort": "desc"}},
+                 "write_disposition": {"disposition": "merge", "strategy": "delete-insert"}}
+        res = dlt.resource(flat, name="items", **hints)
+        lake.run(res(range(0, 30)))
+        # duplicates of a key: the greatest seq wins; ids 3 and 4 are hard-deleted
+        dupes = list(flat(range(10, 20), version=1)) + list(flat(range(10, 15), version=2)) + list(flat([3, 4], 3, deleted={3, 4}))
+        lake.run(dlt.resource(dupes, name="items", **hints))
+    assert_same(mine, ref, ["items"], drop=("_dlt_load_id", "_dlt_id"))
+    one_snapshot_per_package(mine, "items", 2)
+    ids = sorted(r["id"] for r in mine.iceberg("items").scan().to_arrow().to_pylist())
+    assert ids == [i for i in range(30) if i not in (3, 4)]
+
+
+def test_delete_insert_by_merge_key_matches_duckdb(lakes):
+    mine, ref = lakes("floe"), lakes("duckdb")
+    for lake in (mine, ref):
+        hints = {"merge_key": "day", "write_disposition": {"disposition": "merge", "strategy": "delete-insert"}}
+        lake.run(dlt.resource(flat, name="days", **hints)(range(0, 40)))
+        # replaces every row of days d1 and d3 by these (fewer) rows
+        lake.run(dlt.resource([r for r in flat(range(100, 110), 1) if r["day"] in ("d1", "d3")], name="days", **hints))
+    assert_same(mine, ref, ["days"], drop=("_dlt_load_id", "_dlt_id"))
+    one_snapshot_per_package(mine, "days", 2)
+
+
+def test_upsert_with_hard_delete_matches_duckdb(lakes):
+    mine, ref = lakes("floe"), lakes("duckdb")
+    for lake in (mine, ref):
+        hints = {"primary_key": "id", "columns": {"deleted": {"hard_delete": True}},
+                 "write_disposition": {"disposition": "merge", "strategy": "upsert"}}
+        lake.run(dlt.resource(flat, name="items", **hints)(range(0, 20)))
+        lake.run(dlt.resource(flat, name="items", **hints)(range(15, 25), 1, deleted={15, 16, 24}))
+    # One documented difference: dlt's SQL upsert inserts a row flagged deleted whose key is new
+    # (id 24 here); floe never lands a row flagged deleted.
+    drop = ("_dlt_load_id", "_dlt_id")
+    expected = [r for r in ref.rows("items", drop) if ("deleted", True) not in r]
+    assert len(expected) == len(ref.rows("items", drop)) - 1
+    for reader in ("pyiceberg", "duckdb"):
+        assert mine.rows("items", drop, reader) == expected
+
+
+def test_partition_hints_give_dlt_s_spec(lakes):
+    mine, ref = lakes("floe"), lakes("dlt-iceberg")
+    for lake in (mine, ref):
+        res = dlt.resource(records, name="users", write_disposition="append", max_table_nesting=0)
+        res = iceberg_adapter(res, partition=[iceberg_partition.day("ts"), iceberg_partition.bucket(4, "id"), "flag"],
+                              table_properties={"write.metadata.previous-versions-max": "7"})
+        lake.run(res(range(0, 50)))
+    def spec(lake):
+        t = lake.iceberg("users")
+        schema = t.schema()
+        return [(schema.find_column_name(f.source_id), str(f.transform), f.name) for f in t.spec().fields]
+    assert spec(mine) == spec(ref)
+    assert mine.iceberg("users").properties["write.metadata.previous-versions-max"] == "7"
+    assert_same(mine, ref, ["users"], drop=("_dlt_load_id", "_dlt_id"))
+
+
+def test_new_columns_then_merge_match_duckdb(lakes):
+    # The reference is dlt's DuckDB destination: dlt 1.31's own Iceberg job fails this merge
+    # (pyiceberg's upsert cannot cast the load, which has the new column, to the table's rows).
+    mine, ref = lakes("floe"), lakes("duckdb")
+    for lake in (mine, ref):
+        hints = {"primary_key": "id", "write_disposition": {"disposition": "merge", "strategy": "upsert"}}
+        lake.run(dlt.resource([{"id": i, "a": i} for i in range(10)], name="evo", **hints))
+        lake.run(dlt.resource([{"id": i, "a": -i, "b": f"new {i}"} for i in range(5, 15)], name="evo", **hints))
+    assert_same(mine, ref, ["evo"])
+    one_snapshot_per_package(mine, "evo", 2)
+
+
+def test_retried_job_after_its_commit_adds_nothing(lakes, monkeypatch):
+    """The job's commit lands, then the job fails before dlt records it (a crash, a lost
+    connection): dlt runs the job again, and floe's load id makes that a no-op."""
+    from dlt.common.destination.exceptions import DestinationTransientException
+
+    original = floe.dlt.FloeIcebergLoadJob.run
+    attempts = []
+
+    def crash_after_commit(self):
+        original(self)
+        attempts.append(self.load_table_name)
+        if attempts.count(self.load_table_name) == 1:
+            raise DestinationTransientException("simulated crash after the commit")
+
+    monkeypatch.setattr(floe.dlt.FloeIcebergLoadJob, "run", crash_after_commit)
+    mine = lakes("floe")
+    mine.run(dlt.resource(flat, name="items", write_disposition="append")(range(0, 25)))
+    assert attempts.count("items") == 2
+    assert len(mine.rows("items")) == 25
+    one_snapshot_per_package(mine, "items", 1)
+
+
+def test_what_floe_cannot_do_fails_before_anything_is_written(lakes):
+    mine = lakes("floe")
+    res = dlt.resource(records, name="users", primary_key="id",
+                       write_disposition={"disposition": "merge", "strategy": "delete-insert"})
+    with pytest.raises(Exception) as failed:
+        mine.run(res(range(0, 10)))
+    assert "delete-insert with nested tables" in str(failed.value)
+    assert not glob.glob(f"{mine.bucket}/ds/users*/metadata/*.json")
