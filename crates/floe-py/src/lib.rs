@@ -178,8 +178,7 @@ const STREAM_BATCHES: usize = 2;
 fn stream_source(reader: ArrowArrayStreamReader, progress: Arc<Progress>) -> Source {
     use arrow_array::RecordBatchReader;
     let schema = reader.schema();
-    let (tx, mut rx) =
-        tokio::sync::mpsc::channel::<Result<RecordBatch, ArrowError>>(STREAM_BATCHES);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ArrowError>>(STREAM_BATCHES);
     let finished = Arc::new(AtomicBool::new(false));
     let finished_in_reader = finished.clone();
     std::thread::spawn(move || {
@@ -194,24 +193,8 @@ fn stream_source(reader: ArrowArrayStreamReader, progress: Arc<Progress>) -> Sou
         }
         finished_in_reader.store(true, Ordering::SeqCst);
     });
-    let mut ended = false;
-    let stream = futures::stream::poll_fn(move |cx| {
-        if ended {
-            return std::task::Poll::Ready(None);
-        }
-        match rx.poll_recv(cx) {
-            std::task::Poll::Ready(None) => {
-                ended = true;
-                if finished.load(Ordering::SeqCst) {
-                    std::task::Poll::Ready(None)
-                } else {
-                    std::task::Poll::Ready(Some(Err(ArrowError::ExternalError(
-                        "the stream's reader stopped before the end of the stream".into(),
-                    ))))
-                }
-            }
-            other => other,
-        }
+    let stream = floe::source::guarded_channel(rx, finished, || {
+        ArrowError::ExternalError("the stream's reader stopped before the end of the stream".into())
     });
     Source::from_stream(schema, "<arrow stream>", stream.boxed())
 }

@@ -319,7 +319,7 @@ fn read_files(
     progress: Arc<Progress>,
     columns: Option<Vec<String>>,
 ) -> BatchStream {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(budget.channel_batches.max(1));
+    let (tx, rx) = tokio::sync::mpsc::channel(budget.channel_batches.max(1));
     // Set only when every file was read to the end: a channel that closes without it means
     // the reader died, and the load must fail rather than commit a prefix of the input.
     let finished = Arc::new(AtomicBool::new(false));
@@ -346,6 +346,26 @@ fn read_files(
         };
         let _ = tx.blocking_send(Err(error));
     });
+    guarded_channel(rx, finished, || FloeError::InputRead {
+        path: PathBuf::from("<input>"),
+        row_group: None,
+        reason: "the reader stopped before the end of the input".into(),
+    })
+    .boxed()
+}
+
+/// The items of `rx` until its senders are gone. If they go before the producer set
+/// `finished` (it died: a panic, a dropped thread), the stream ends with one `died()` error,
+/// so a load fails instead of committing a prefix of its input.
+pub fn guarded_channel<T, E>(
+    mut rx: tokio::sync::mpsc::Receiver<std::result::Result<T, E>>,
+    finished: Arc<AtomicBool>,
+    died: impl Fn() -> E + Send + 'static,
+) -> impl futures::Stream<Item = std::result::Result<T, E>> + Send + 'static
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
     let mut ended = false;
     futures::stream::poll_fn(move |cx| {
         if ended {
@@ -357,17 +377,12 @@ fn read_files(
                 if finished.load(Ordering::SeqCst) {
                     std::task::Poll::Ready(None)
                 } else {
-                    std::task::Poll::Ready(Some(Err(FloeError::InputRead {
-                        path: PathBuf::from("<input>"),
-                        row_group: None,
-                        reason: "the reader stopped before the end of the input".into(),
-                    })))
+                    std::task::Poll::Ready(Some(Err(died())))
                 }
             }
             other => other,
         }
     })
-    .boxed()
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -139,9 +139,13 @@ def _partition_by(table: Dict[str, Any]) -> Optional[str]:
         create_identity_specs,
         parse_partition_hints,
     )
-    from dlt.destinations.impl.filesystem.iceberg_partition_spec import _default_field_name
 
     specs = create_identity_specs(get_columns_names_with_prop(table, "partition")) + parse_partition_hints(table)
+    if not specs:
+        return None
+    # Imports pyiceberg (a quarter second): only for partitioned tables.
+    from dlt.destinations.impl.filesystem.iceberg_partition_spec import _default_field_name
+
     terms = []
     for spec in specs:
         column = _quote(spec.source_column)
@@ -150,7 +154,7 @@ def _partition_by(table: Dict[str, Any]) -> Optional[str]:
         else:
             term = f"{spec.transform}({column})"
         terms.append(f"{term} as {_default_field_name(spec)}")
-    return ", ".join(terms) or None
+    return ", ".join(terms)
 
 
 def _quote(column: str) -> str:
