@@ -268,3 +268,54 @@ def test_what_floe_cannot_do_fails_before_anything_is_written(lakes):
         mine.run(res(range(0, 10)))
     assert "delete-insert with nested tables" in str(failed.value)
     assert not glob.glob(f"{mine.bucket}/ds/users*/metadata/*.json")
+
+
+def test_rest_catalog_and_s3(tmp_path, monkeypatch):
+    """The live REST catalog + S3 (SeaweedFS), configured the way dlt users configure dlt's own
+    Iceberg destination: bucket_url + credentials, and the [iceberg_catalog] section."""
+    import json
+
+    from seaweed import SeaweedServer
+
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt_data"))
+    monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")
+    dataset = "d" + uuid.uuid4().hex[:10]
+    with SeaweedServer() as server:
+        props = server.catalog_props()
+        monkeypatch.setenv("ICEBERG_CATALOG__ICEBERG_CATALOG_NAME", "lake")
+        monkeypatch.setenv("ICEBERG_CATALOG__ICEBERG_CATALOG_TYPE", "rest")
+        monkeypatch.setenv("ICEBERG_CATALOG__ICEBERG_CATALOG_CONFIG", json.dumps({"type": "rest", **props}))
+        credentials = {"aws_access_key_id": server.access_key, "aws_secret_access_key": server.secret_key,
+                       "endpoint_url": server.s3_endpoint, "region_name": server.region}
+        # dlt keeps its own files beside the tables, so its bucket is a plain one (SeaweedFS's
+        # table bucket takes only the catalog's own writes).
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=server.s3_endpoint, aws_access_key_id=server.access_key,
+                          aws_secret_access_key=server.secret_key, region_name=server.region)
+        s3.create_bucket(Bucket="dlt")
+        dest = floe.dlt.filesystem(bucket_url="s3://dlt/lake", credentials=credentials)
+        mine = dlt.pipeline(f"p{uuid.uuid4().hex[:8]}", destination=dest, dataset_name=dataset,
+                            pipelines_dir=str(tmp_path / "pipelines"))
+        ref = Lake(tmp_path, "duckdb")
+        hints = {"primary_key": "id", "write_disposition": {"disposition": "merge", "strategy": "upsert"}}
+        for p in (mine, ref.pipeline):
+            p.run(dlt.resource(flat, name="items", **hints)(range(0, 30))).raise_on_failed_jobs()
+            p.run(dlt.resource(flat, name="items", **hints)(range(20, 40), 1)).raise_on_failed_jobs()
+        table = server.pyiceberg_catalog().load_table(f"{dataset}.items")
+        assert len(table.snapshots()) == 2
+        # the catalog placed the table (in its table bucket); dlt's own files are in its bucket
+        assert table.location().startswith(f"s3://{server.table_bucket}/")
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="dlt", Prefix=f"lake/{dataset}/")["Contents"]]
+        assert sum(f"/{dataset}/_dlt_loads/" in k for k in keys) == 2, keys
+        drop = ("_dlt_load_id",)
+        expected = ref.rows("items", drop)
+
+        def canon_rows(rows):
+            return sorted((tuple(sorted((k, canon(v)) for k, v in r.items() if k not in drop)) for r in rows), key=repr)
+
+        assert canon_rows(table.scan().to_arrow().to_pylist()) == expected
+        con = server.duckdb_connection(extension_dir=str(tmp_path / "ext"))
+        got = con.execute(f"SELECT * FROM iceberg_scan('{table.metadata_location}')").arrow()
+        got = (got.read_all() if hasattr(got, "read_all") else got).to_pylist()
+        assert canon_rows(got) == expected

@@ -27,6 +27,8 @@ What each table gets, from dlt's hints:
   every transform and the field names dlt would give; table properties from config and adapter.
 - load id ``dlt:<load id>:<table>``: a package retried after floe committed but before dlt
   recorded it adds nothing.
+- location of a new table: chosen by a REST catalog; ``<bucket_url>/<dataset>/<table>`` with a
+  SQLite catalog or dlt's in-memory one.
 
 What floe refuses (a terminal job error, before anything is written): ``delete-insert`` on a
 table with nested tables, ``delete-insert`` with a merge key other than the primary key, more
@@ -196,12 +198,15 @@ class FloeIcebergLoadJob(TableFormatLoadFilesystemJob):
         load_id = f"dlt:{self._load_id}:{name}"
         logger.info(f"floe: loading {len(self.file_paths)} file(s) into {ident} ({plan})")
         with client.floe_catalog(name, location) as catalog:
+            # A REST catalog places new tables itself (many accept no other location); SQL
+            # catalogs get dlt's location, <bucket_url>/<dataset>/<table>.
+            new_table_location = None if catalog["type"] == "rest" else location.rstrip("/")
             try:
                 summary = floe.load(
                     ident,
                     list(self.file_paths),
                     catalog=catalog,
-                    location=location.rstrip("/"),
+                    location=new_table_location,
                     table_properties={str(k): str(v) for k, v in properties.items()},
                     load_id=load_id,
                     **plan,
