@@ -252,3 +252,37 @@ def test_upsert_with_hard_deletes_and_duplicates_reads_the_winners_again(wh, mod
     want = normalize(want.values())
     assert normalize(wh.pyiceberg_rows("s.hd")) == want
     assert normalize(wh.duckdb_rows("s.hd")) == want
+
+
+@pytest.mark.parametrize("path", ["copy", "rewrite"])
+def test_metrics_modes_apply_to_copied_and_reencoded_files(wh, tmp_path, path):
+    """write.metadata.metrics.*: `none` keeps a (PII) column out of the manifests, the default
+    truncate(16) cuts string bounds; readers still see every row and filter correctly."""
+    src = write(tmp_path / "in" / "a.parquet", events(0, ROWS))
+    extra = ["--rewrite"] if path == "rewrite" else []
+    out = wh.floe("load", "m.events", src, *extra,
+                  "--table-property", "write.metadata.metrics.column.name=none",
+                  "--table-property", "write.metadata.metrics.column.id=counts")
+    assert (out["rows_copied"] == ROWS) == (path == "copy")
+    table = wh.table("m.events")
+    schema = table.schema()
+    name_id, id_id, amount_id = (schema.find_field(c).field_id for c in ("name", "id", "amount"))
+    files = table.inspect.files().to_pylist()
+    assert files
+
+    def keys(metric):
+        return {k for k, _ in (metric or [])}
+
+    for f in files:
+        for metric in ("column_sizes", "value_counts", "null_value_counts", "lower_bounds", "upper_bounds"):
+            assert name_id not in keys(f[metric]), metric
+        assert id_id in keys(f["value_counts"]) and id_id not in keys(f["lower_bounds"])
+        assert amount_id in keys(f["lower_bounds"]), "other columns keep their bounds"
+    # bounds of other columns are kept, so filters still prune and answer exactly
+    got = table.scan(row_filter="id >= 1000 and id < 1010").to_arrow().num_rows
+    assert got == 10
+    from conftest import duckdb_connection
+
+    con = duckdb_connection(tmp_path)
+    n = con.execute(f"SELECT count(*) FROM iceberg_scan('{table.metadata_location}') WHERE name = 'name-00000005-xxxxx'").fetchone()[0]
+    assert n == 1

@@ -208,8 +208,9 @@ async fn write_data_file(
         FileSettings::resolve(state.metadata.properties(), &WriteOptions::default()).unwrap();
     let conformer =
         floe::conform::Conformer::new("t", state.metadata.current_schema().clone()).unwrap();
-    let added =
-        floe::commit::AddedFiles::new("t", &state.metadata, state.file_io.clone()).into_sink();
+    let added = floe::commit::AddedFiles::new("t", &state.metadata, state.file_io.clone())
+        .unwrap()
+        .into_sink();
     let mut writer = TableWriter::new(
         "t",
         state.metadata.clone(),

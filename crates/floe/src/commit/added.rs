@@ -19,7 +19,8 @@ use iceberg::spec::{
 };
 use uuid::Uuid;
 
-use crate::error::{Result, ResultExt};
+use crate::error::{FloeError, Result, ResultExt};
+use crate::write::metrics_config::MetricsConfig;
 
 /// Entries per manifest: bounds the `DataFile`s held in memory at once.
 pub const MANIFEST_ENTRIES: usize = 1000;
@@ -35,6 +36,7 @@ pub struct AddedFiles {
     format_version: FormatVersion,
     schema: SchemaRef,
     spec: PartitionSpecRef,
+    metrics: MetricsConfig,
     snapshot_id: i64,
     commit_uuid: Uuid,
     writer: Option<ManifestWriter>,
@@ -92,15 +94,20 @@ pub fn fresh_snapshot_id(metadata: &TableMetadata) -> i64 {
 }
 
 impl AddedFiles {
-    /// Files of `metadata`'s current schema and default spec (the metadata writers write with).
-    pub fn new(table: &str, metadata: &TableMetadata, file_io: FileIO) -> Self {
-        Self {
+    /// Files of `metadata`'s current schema and default spec (the metadata writers write with),
+    /// their metrics cut to the table's metrics modes.
+    pub fn new(table: &str, metadata: &TableMetadata, file_io: FileIO) -> Result<Self> {
+        let metrics =
+            MetricsConfig::from_properties(metadata.properties(), metadata.current_schema())
+                .map_err(|e| FloeError::InvalidOption(format!("table {table}: {e}")))?;
+        Ok(Self {
             table: table.to_string(),
             file_io,
             metadata_dir: format!("{}/metadata", metadata.location().trim_end_matches('/')),
             format_version: metadata.format_version(),
             schema: metadata.current_schema().clone(),
             spec: metadata.default_partition_spec().clone(),
+            metrics,
             snapshot_id: fresh_snapshot_id(metadata),
             commit_uuid: Uuid::new_v4(),
             writer: None,
@@ -111,7 +118,7 @@ impl AddedFiles {
             paths: Vec::new(),
             rows: 0,
             bytes: 0,
-        }
+        })
     }
 
     /// A sink for writers running on other tasks.
@@ -121,6 +128,12 @@ impl AddedFiles {
 
     /// Adds one finished data file.
     pub async fn add(&mut self, file: DataFile) -> Result<()> {
+        let file = self.metrics.apply(file, self.spec.spec_id()).map_err(|e| {
+            FloeError::InvalidOption(format!(
+                "table {}: cannot apply metrics modes: {e}",
+                self.table
+            ))
+        })?;
         self.collector
             .add_file(&file, self.schema.clone(), self.spec.clone());
         self.partitions.insert(file.partition().clone());

@@ -206,7 +206,7 @@ impl<'a> MergeBuilder<'a> {
         let settings = FileSettings::resolve(base.metadata.properties(), &options.write)?;
         let conformer = Conformer::new(&table, schema.clone())?;
         let load_uuid = Uuid::new_v4();
-        let added = AddedFiles::new(&table, &write_metadata, base.file_io.clone()).into_sink();
+        let added = AddedFiles::new(&table, &write_metadata, base.file_io.clone())?.into_sink();
         // Inserted and rewritten rows encode on several cores, as in an append.
         let mut writer = load_writers(&table, &write_metadata, &base, &settings, options, &added)?;
         let spill_dir = options.write.spill_dir.clone();

@@ -250,7 +250,7 @@ pub(crate) async fn run(
     } = ready;
     let settings = FileSettings::resolve(base.metadata.properties(), &options.write)?;
     let conformer = Conformer::new(&table, write_metadata.current_schema().clone())?;
-    let added = AddedFiles::new(&table, &write_metadata, base.file_io.clone()).into_sink();
+    let added = AddedFiles::new(&table, &write_metadata, base.file_io.clone())?.into_sink();
     // Input files whose column chunks can be copied are taken out of the stream and spliced
     // on their own thread while the rest decode and encode as usual.
     let planner = SplicePlanner::new(conformer.arrow_schema().clone(), &settings)?;

@@ -28,6 +28,7 @@ use crate::commit::AddedFilesSink;
 use crate::error::{FloeError, Result, ResultExt};
 
 mod metrics;
+pub mod metrics_config;
 mod parallel;
 mod partition_values;
 mod partitioned;
