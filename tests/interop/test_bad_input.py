@@ -335,3 +335,22 @@ def test_load_id_of_a_rolled_back_snapshot_is_not_loaded_twice(wh):
     # A load id never seen loads as usual.
     assert not wh.floe("load", "s.rb", wh.root / "b.parquet", "--load-id", "run-3")["skipped"]
     assert len(wh.pyiceberg_rows("s.rb")) == 200
+
+
+def test_a_closed_stdout_is_no_panic(wh, tmp_path):
+    """`floe load ... | head -c 0`: the reader is gone when floe prints its summary. The load
+    has landed; floe must exit 0, not panic on the broken pipe."""
+    import os
+    import subprocess
+
+    from conftest import FLOE_BIN
+
+    src = write(tmp_path / "a.parquet", rows(0, 1000))
+    read, write_end = os.pipe()
+    os.close(read)
+    proc = subprocess.run([FLOE_BIN, "load", "p.t", src, "--warehouse", wh.dir, "--json"],
+                          stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert "panicked" not in proc.stderr
+    assert wh.table("p.t").scan().to_arrow().num_rows == 1000

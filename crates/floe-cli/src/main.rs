@@ -253,16 +253,26 @@ async fn load(args: LoadArgs) -> Result<()> {
         };
         anyhow::Error::new(e).context(context)
     })?;
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+    let line = if args.json {
+        serde_json::to_string(&summary)?
     } else {
-        println!(
+        format!(
             "{} [{:.1}s]",
             summary.message,
             summary.duration_ms as f64 / 1000.0
-        );
+        )
+    };
+    print_summary(&line)
+}
+
+/// Prints the summary line. The load has landed by now: a reader that went away (`| head`)
+/// is not an error, and must not become a panic.
+fn print_summary(line: &str) -> Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout(), "{line}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The merge settings of the flags (used by `--mode merge` only).

@@ -8,7 +8,7 @@
 //! files written before a column was renamed or dropped read correctly; then the usual conform
 //! step casts promoted types and fills columns the file predates with nulls.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
@@ -16,7 +16,7 @@ use arrow_schema::{Field, Schema as ArrowSchema};
 use futures::StreamExt;
 use iceberg::arrow::ArrowFileReader;
 use iceberg::io::FileIO;
-use iceberg::spec::{DataContentType, DataFile, Schema};
+use iceberg::spec::{DataContentType, DataFile, ManifestContentType, Schema};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
 use roaring::RoaringTreemap;
@@ -61,8 +61,14 @@ async fn open(
         .map_err(|e| read_error(location, e))
 }
 
-/// Lists live data files and reads every live position-delete file.
-pub async fn live_state(state: &TableState) -> Result<LiveState> {
+/// The live data files `wanted` keeps (a merge's candidates: files that may hold a load key)
+/// and their deleted positions. Memory follows the candidates, not the table: other files'
+/// entries are dropped as the manifests stream by, and positions deleted in other files are
+/// skipped while the delete files are read.
+pub async fn live_state(
+    state: &TableState,
+    wanted: impl Fn(&LiveFile) -> bool,
+) -> Result<LiveState> {
     let table = state.name();
     let mut out = LiveState::default();
     let Some(snapshot) = state.metadata.current_snapshot() else {
@@ -74,7 +80,13 @@ pub async fn live_state(state: &TableState) -> Result<LiveState> {
         .load()
         .await
         .context(|| format!("table {table}: cannot read the manifest list"))?;
-    for manifest in list.entries() {
+    // Data manifests first, so the delete files are read knowing the candidates.
+    let (data, deletes): (Vec<_>, Vec<_>) = list
+        .entries()
+        .iter()
+        .partition(|m| m.content == ManifestContentType::Data);
+    let mut delete_files = Vec::new();
+    for manifest in data.into_iter().chain(deletes) {
         let loaded = manifest.load_manifest(&state.file_io).await.context(|| {
             format!(
                 "table {table}: cannot read manifest {}",
@@ -84,14 +96,16 @@ pub async fn live_state(state: &TableState) -> Result<LiveState> {
         for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
             let file = entry.data_file();
             match file.content_type() {
-                DataContentType::Data => out.files.push(LiveFile {
-                    file: file.clone(),
-                    spec_id: manifest.partition_spec_id,
-                }),
-                DataContentType::PositionDeletes => {
-                    read_position_deletes(&state.file_io, file.file_path(), &mut out.deleted)
-                        .await?
+                DataContentType::Data => {
+                    let live = LiveFile {
+                        file: file.clone(),
+                        spec_id: manifest.partition_spec_id,
+                    };
+                    if wanted(&live) {
+                        out.files.push(live);
+                    }
                 }
+                DataContentType::PositionDeletes => delete_files.push(file.file_path().to_string()),
                 DataContentType::EqualityDeletes => {
                     return Err(FloeError::InvalidOption(format!(
                         "table {table} has equality-delete files, which floe's merge does not read yet"
@@ -100,12 +114,20 @@ pub async fn live_state(state: &TableState) -> Result<LiveState> {
             }
         }
     }
+    let candidates: HashSet<&str> = out.files.iter().map(|f| f.file.file_path()).collect();
+    let mut deleted = HashMap::new();
+    for path in &delete_files {
+        read_position_deletes(&state.file_io, path, &candidates, &mut deleted).await?;
+    }
+    out.deleted = deleted;
     Ok(out)
 }
 
+/// Adds the positions `location` deletes in the files of `candidates` to `into`.
 async fn read_position_deletes(
     file_io: &FileIO,
     location: &str,
+    candidates: &HashSet<&str>,
     into: &mut HashMap<String, RoaringTreemap>,
 ) -> Result<()> {
     let mut reader = open(file_io, location)
@@ -127,9 +149,12 @@ async fn read_position_deletes(
             ));
         };
         for i in 0..batch.num_rows() {
-            into.entry(paths.value(i).to_string())
-                .or_default()
-                .insert(positions.value(i) as u64);
+            let path = paths.value(i);
+            if candidates.contains(path) {
+                into.entry(path.to_string())
+                    .or_default()
+                    .insert(positions.value(i) as u64);
+            }
         }
     }
     Ok(())

@@ -263,13 +263,12 @@ impl<'a> MergeBuilder<'a> {
             let (sorted_load, load_queue) = load.finish()?;
 
             // 2. The table's keys, from files that may hold a load key.
-            let live = if base.is_staged() || load_rows == 0 { Default::default() } else { live_state(&base).await? };
-            let candidates: Vec<LiveFile> = live
-                .files
-                .into_iter()
-                .filter(|f| ranges.may_match(&keys, &f.file))
-                .filter(|f| partition_filter.as_ref().is_none_or(|p| p.may_match(f.spec_id, f.file.partition())))
-                .collect();
+            let may_hold_a_load_key = |f: &LiveFile| {
+                ranges.may_match(&keys, &f.file)
+                    && partition_filter.as_ref().is_none_or(|p| p.may_match(f.spec_id, f.file.partition()))
+            };
+            let mut live = if base.is_staged() || load_rows == 0 { Default::default() } else { live_state(&base, may_hold_a_load_key).await? };
+            let candidates: Vec<LiveFile> = std::mem::take(&mut live.files);
             tracing::info!(table = %table, candidates = candidates.len(), "scanning candidate files' keys");
             let sorted_table = if candidates.is_empty() {
                 None
