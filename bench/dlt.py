@@ -36,6 +36,7 @@ COMMON = textwrap.dedent('''
     import datetime as dt, os, sys, json
     import dlt
     os.environ["RUNTIME__LOG_LEVEL"] = "WARNING"
+    os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
     kind, root, rows, phase = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     os.environ["DLT_DATA_DIR"] = root + "/dlt_data"
     BASE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

@@ -123,6 +123,7 @@ def records(ids, version=0):
 def lakes(tmp_path, monkeypatch):
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt_data"))
     monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")  # no calls home from CI
     for k in [k for k in os.environ if k.startswith("PYICEBERG_")]:
         monkeypatch.delenv(k)
     monkeypatch.setenv("PYICEBERG_HOME", str(tmp_path))
@@ -279,6 +280,7 @@ def test_rest_catalog_and_s3(tmp_path, monkeypatch):
 
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt_data"))
     monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     dataset = "d" + uuid.uuid4().hex[:10]
     with SeaweedServer() as server:
         props = server.catalog_props()
