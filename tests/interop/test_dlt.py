@@ -317,6 +317,13 @@ def test_rest_catalog_and_s3(tmp_path, monkeypatch):
             return sorted((tuple(sorted((k, canon(v)) for k, v in r.items() if k not in drop)) for r in rows), key=repr)
 
         assert canon_rows(table.scan().to_arrow().to_pylist()) == expected
+        # A request the catalog refuses (4xx) is a typed, non-retryable error; dlt fails such a
+        # job at once instead of retrying it.
+        import pyarrow as pa
+
+        with pytest.raises(floe.CatalogRefusedError, match="within bucket"):
+            floe.load(f"{dataset}.elsewhere", pa.table({"id": [1]}), catalog={"type": "rest", "name": "lake", **props},
+                      location="s3://dlt/elsewhere")
         con = server.duckdb_connection(extension_dir=str(tmp_path / "ext"))
         got = con.execute(f"SELECT * FROM iceberg_scan('{table.metadata_location}')").arrow()
         got = (got.read_all() if hasattr(got, "read_all") else got).to_pylist()

@@ -60,6 +60,12 @@ create_exception!(
 );
 create_exception!(
     _floe,
+    CatalogRefusedError,
+    CatalogError,
+    "The catalog refused the request (or its type is not supported): retrying will not help."
+);
+create_exception!(
+    _floe,
     ConflictError,
     FloeBaseError,
     "Another writer changed the table during the load; nothing was committed. Rerunning with the same load_id is safe."
@@ -99,9 +105,10 @@ fn to_py_err(e: FloeError) -> PyErr {
         | FloeError::DuplicateKey { .. }
         | FloeError::NullInRequiredColumn { .. } => BadInputError::new_err(message),
         FloeError::SchemaMismatch { .. } => SchemaMismatchError::new_err(message),
-        FloeError::Catalog { .. } | FloeError::CatalogNotSupported { .. } => {
-            CatalogError::new_err(message)
+        FloeError::CatalogRefused { .. } | FloeError::CatalogNotSupported { .. } => {
+            CatalogRefusedError::new_err(message)
         }
+        FloeError::Catalog { .. } => CatalogError::new_err(message),
         FloeError::Conflict { .. } | FloeError::RetriesExhausted { .. } => {
             ConflictError::new_err(message)
         }
@@ -422,6 +429,7 @@ fn _floe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BadInputError", py.get_type::<BadInputError>())?;
     m.add("SchemaMismatchError", py.get_type::<SchemaMismatchError>())?;
     m.add("CatalogError", py.get_type::<CatalogError>())?;
+    m.add("CatalogRefusedError", py.get_type::<CatalogRefusedError>())?;
     m.add("ConflictError", py.get_type::<ConflictError>())?;
     m.add(
         "CommitStateUnknownError",

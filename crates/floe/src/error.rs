@@ -87,6 +87,11 @@ pub enum FloeError {
     #[error("catalog '{catalog}': {reason}")]
     Catalog { catalog: String, reason: String },
 
+    /// The catalog refused a request (a 4xx answer other than a conflict, timeout or rate
+    /// limit): asking again will not help; the request or the configuration must change.
+    #[error("catalog '{catalog}' refused: {reason}")]
+    CatalogRefused { catalog: String, reason: String },
+
     /// A catalog type floe does not speak yet.
     #[error(
         "catalog '{catalog}' has type '{kind}', which floe does not support yet (supported: sql with SQLite, rest)"

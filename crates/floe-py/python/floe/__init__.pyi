@@ -7,6 +7,7 @@ from ._floe import (
     BadInputError as BadInputError,
     CancelledError as CancelledError,
     CatalogError as CatalogError,
+    CatalogRefusedError as CatalogRefusedError,
     CommitStateUnknownError as CommitStateUnknownError,
     ConflictError as ConflictError,
     FloeError as FloeError,

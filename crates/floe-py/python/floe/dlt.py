@@ -211,7 +211,13 @@ class FloeIcebergLoadJob(TableFormatLoadFilesystemJob):
                     load_id=load_id,
                     **plan,
                 )
-            except (floe.InvalidOptionError, floe.BadInputError, floe.SchemaMismatchError, floe.CancelledError) as e:
+            except (
+                floe.InvalidOptionError,
+                floe.BadInputError,
+                floe.SchemaMismatchError,
+                floe.CatalogRefusedError,
+                floe.CancelledError,
+            ) as e:
                 raise DestinationTerminalException(f"floe: {e}") from e
             except floe.FloeError as e:
                 # Conflicts, unknown commit outcomes, storage and catalog trouble: dlt retries

@@ -577,7 +577,22 @@ impl RestCatalog {
             StatusCode::FORBIDDEN => " (the credentials lack permission)",
             _ => "",
         };
-        self.error(format!("{what}: {message}{hint}"))
+        let reason = redact_urls(&format!("{what}: {message}{hint}"));
+        let transient = matches!(
+            status,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS
+        ) || status.as_u16() == 419;
+        if status.is_client_error() && !transient {
+            FloeError::CatalogRefused {
+                catalog: self.name.clone(),
+                reason,
+            }
+        } else {
+            FloeError::Catalog {
+                catalog: self.name.clone(),
+                reason,
+            }
+        }
     }
 
     async fn parse<T: serde::de::DeserializeOwned>(
