@@ -202,3 +202,42 @@ impl<T> ResultExt<T> for std::result::Result<T, std::io::Error> {
         })
     }
 }
+
+/// A face's name for one of the library's choices (`insert-only`, `merge-on-read`, ...):
+/// case-insensitive, `_` taken as `-`. Unknown names are an error that lists the known ones,
+/// `{what} 'name': expected a, b or c`.
+pub(crate) fn parse_choice<T: clap::ValueEnum>(what: &str, text: &str) -> Result<T> {
+    let name = text.to_ascii_lowercase().replace('_', "-");
+    let name_of = |v: &T| v.to_possible_value().map(|p| p.get_name().to_string());
+    if let Some(found) = T::value_variants()
+        .iter()
+        .find(|v| name_of(v).as_deref() == Some(name.as_str()))
+    {
+        return Ok(found.clone());
+    }
+    let names: Vec<String> = T::value_variants().iter().filter_map(name_of).collect();
+    let expected = match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.concat(),
+    };
+    Err(FloeError::InvalidOption(format!(
+        "{what} '{name}': expected {expected}"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merge::MergeStrategy;
+
+    #[test]
+    fn choices_parse_by_name_and_errors_list_them() {
+        let s: MergeStrategy = parse_choice("merge strategy", "Insert_Only").unwrap();
+        assert_eq!(s, MergeStrategy::InsertOnly);
+        let e = parse_choice::<MergeStrategy>("merge strategy", "merge").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid option: merge strategy 'merge': expected upsert, insert-only or delete-insert"
+        );
+    }
+}

@@ -200,7 +200,7 @@ class FloeIcebergLoadJob(TableFormatLoadFilesystemJob):
         with client.floe_catalog(name, location) as catalog:
             # A REST catalog places new tables itself (many accept no other location); SQL
             # catalogs get dlt's location, <bucket_url>/<dataset>/<table>.
-            new_table_location = None if catalog["type"] == "rest" else location.rstrip("/")
+            new_table_location = None if catalog["type"] == "rest" else location
             try:
                 summary = floe.load(
                     ident,

@@ -33,13 +33,7 @@ pub enum SchemaEvolution {
 impl std::str::FromStr for SchemaEvolution {
     type Err = crate::error::FloeError;
     fn from_str(s: &str) -> crate::error::Result<Self> {
-        match s.to_ascii_lowercase().replace('_', "-").as_str() {
-            "add-columns" => Ok(Self::AddColumns),
-            "strict" => Ok(Self::Strict),
-            other => Err(crate::error::FloeError::InvalidOption(format!(
-                "schema evolution '{other}': expected add-columns or strict"
-            ))),
-        }
+        crate::error::parse_choice("schema evolution", s)
     }
 }
 

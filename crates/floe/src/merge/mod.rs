@@ -72,14 +72,7 @@ pub enum DuplicateKeys {
 impl std::str::FromStr for MergeStrategy {
     type Err = FloeError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().replace('_', "-").as_str() {
-            "upsert" => Ok(Self::Upsert),
-            "insert-only" => Ok(Self::InsertOnly),
-            "delete-insert" => Ok(Self::DeleteInsert),
-            other => Err(FloeError::InvalidOption(format!(
-                "merge strategy '{other}': expected upsert, insert-only or delete-insert"
-            ))),
-        }
+        crate::error::parse_choice("merge strategy", s)
     }
 }
 
@@ -87,13 +80,7 @@ impl std::str::FromStr for MergeStrategy {
 impl std::str::FromStr for MergeMode {
     type Err = FloeError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().replace('_', "-").as_str() {
-            "copy-on-write" => Ok(Self::CopyOnWrite),
-            "merge-on-read" => Ok(Self::MergeOnRead),
-            other => Err(FloeError::InvalidOption(format!(
-                "merge mode '{other}': expected copy-on-write or merge-on-read"
-            ))),
-        }
+        crate::error::parse_choice("merge mode", s)
     }
 }
 
@@ -111,13 +98,7 @@ pub enum OnDuplicateKeys {
 impl std::str::FromStr for OnDuplicateKeys {
     type Err = FloeError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "last" => Ok(Self::Last),
-            "error" => Ok(Self::Error),
-            other => Err(FloeError::InvalidOption(format!(
-                "on-duplicate-keys '{other}': expected last or error"
-            ))),
-        }
+        crate::error::parse_choice("on-duplicate-keys", s)
     }
 }
 

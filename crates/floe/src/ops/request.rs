@@ -26,14 +26,7 @@ pub enum LoadMode {
 impl std::str::FromStr for LoadMode {
     type Err = FloeError;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "append" => Ok(Self::Append),
-            "replace" => Ok(Self::Replace),
-            "merge" => Ok(Self::Merge),
-            other => Err(FloeError::InvalidOption(format!(
-                "mode '{other}': expected append, replace or merge"
-            ))),
-        }
+        crate::error::parse_choice("mode", s)
     }
 }
 
