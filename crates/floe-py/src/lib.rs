@@ -78,6 +78,12 @@ create_exception!(
 );
 create_exception!(
     _floe,
+    UnsupportedTableError,
+    FloeBaseError,
+    "The table uses a feature floe does not read or write yet (format v3, equality deletes, merge-on-read in a format v1 table); nothing was written."
+);
+create_exception!(
+    _floe,
     CancelledError,
     FloeBaseError,
     "The load was cancelled before its commit; its files were deleted."
@@ -103,7 +109,10 @@ fn to_py_err(e: FloeError) -> PyErr {
         | FloeError::ValueOutOfRange { .. }
         | FloeError::NullKey { .. }
         | FloeError::DuplicateKey { .. }
+        | FloeError::InputChanged { .. }
         | FloeError::NullInRequiredColumn { .. } => BadInputError::new_err(message),
+        FloeError::UnsupportedTable { .. } => UnsupportedTableError::new_err(message),
+        FloeError::TaskFailed { .. } => FloeBaseError::new_err(message),
         FloeError::SchemaMismatch { .. } => SchemaMismatchError::new_err(message),
         FloeError::CatalogRefused { .. } | FloeError::CatalogNotSupported { .. } => {
             CatalogRefusedError::new_err(message)
@@ -436,6 +445,10 @@ fn _floe(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py.get_type::<CommitStateUnknownError>(),
     )?;
     m.add("CancelledError", py.get_type::<CancelledError>())?;
+    m.add(
+        "UnsupportedTableError",
+        py.get_type::<UnsupportedTableError>(),
+    )?;
     m.add("StorageError", py.get_type::<StorageError>())?;
     Ok(())
 }

@@ -72,6 +72,16 @@ pub enum FloeError {
     )]
     DuplicateKey { rows: usize, key: String },
 
+    /// An input file changed between two reads of one load (a merge reads Parquet inputs
+    /// twice; the copy path plans a file, then copies it).
+    #[error("input '{path}' changed while the load was reading it; nothing was written")]
+    InputChanged { path: PathBuf },
+
+    /// The table uses a feature floe does not read or write yet (format v3, equality
+    /// deletes, delete files in a format v1 table).
+    #[error("table {table}: {detail}")]
+    UnsupportedTable { table: String, detail: String },
+
     /// A required column got a null.
     #[error(
         "input '{origin}': column '{column}' is required in table {table} but has {nulls} null value(s)"
@@ -146,6 +156,11 @@ pub enum FloeError {
     /// A data file could not be written.
     #[error("cannot write data file '{path}': {reason}")]
     DataFileWrite { path: String, reason: String },
+
+    /// A task of the load (a data file writer, the copy thread) stopped without reporting
+    /// why: it panicked or was cancelled by the runtime.
+    #[error("{task} stopped unexpectedly: {reason}")]
+    TaskFailed { task: String, reason: String },
 
     /// The load was cancelled (Ctrl-C, SIGTERM, or [`crate::Progress::cancel`]) before its
     /// commit; its files were deleted.

@@ -29,6 +29,7 @@ pub mod catalog;
 pub mod commit;
 pub mod conform;
 pub mod error;
+pub mod ledger;
 pub mod merge;
 pub mod ops;
 pub mod partition;

@@ -55,7 +55,8 @@ enum Body {
     },
 }
 
-type BatchStream = BoxStream<'static, Result<SourceBatch>>;
+/// The batches of a source, each with where it came from.
+pub type BatchStream = BoxStream<'static, Result<SourceBatch>>;
 
 impl Source {
     /// Wraps any Arrow record-batch stream (the library entry point for non-file sources).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use floe::commit::{FileChanges, SnapshotOperation, commit_load, find_load};
+use floe::commit::{FileChanges, LoadOperation, commit_load, find_load};
 use floe::ops::{AppendBuilder, ReplaceBuilder};
 use floe::{Catalog, CatalogConfig, FloeError, LoadOptions, Source, parse_table_ident};
 use futures::TryStreamExt;
@@ -181,7 +181,7 @@ async fn stale_replace_replans_against_the_new_state() {
         &cat,
         stale,
         "replace-1",
-        SnapshotOperation::ReplaceAll,
+        LoadOperation::Replace,
         FileChanges::added(file),
         None,
         5,
@@ -208,9 +208,11 @@ async fn write_data_file(
         FileSettings::resolve(state.metadata.properties(), &WriteOptions::default()).unwrap();
     let conformer =
         floe::conform::Conformer::new("t", state.metadata.current_schema().clone()).unwrap();
-    let added = floe::commit::AddedFiles::new("t", &state.metadata, state.file_io.clone())
-        .unwrap()
-        .into_sink();
+    let ledger = floe::ledger::FileLedger::default();
+    let added =
+        floe::commit::AddedFiles::new("t", &state.metadata, state.file_io.clone(), ledger.clone())
+            .unwrap()
+            .into_sink();
     let mut writer = TableWriter::new(
         "t",
         state.metadata.clone(),
@@ -218,6 +220,7 @@ async fn write_data_file(
         &uuid::Uuid::new_v4().to_string(),
         &settings,
         added.clone(),
+        ledger,
     )
     .unwrap();
     let conformed = conformer
@@ -253,7 +256,7 @@ async fn commit_finds_a_load_id_that_landed_meanwhile() {
         &cat,
         stale,
         "run-7",
-        SnapshotOperation::Append,
+        LoadOperation::Append,
         FileChanges::added(file),
         None,
         5,
@@ -406,7 +409,7 @@ async fn data_is_never_committed_against_a_schema_that_changed_under_it() {
         &cat,
         stale,
         "late",
-        SnapshotOperation::Append,
+        LoadOperation::Append,
         FileChanges::added(file),
         None,
         5,

@@ -28,6 +28,7 @@ from ._floe import (
     InvalidOptionError,
     SchemaMismatchError,
     StorageError,
+    UnsupportedTableError,
 )
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "CommitStateUnknownError",
     "CancelledError",
     "StorageError",
+    "UnsupportedTableError",
 ]
 
 _MERGE_FIELDS = ("rows_inserted", "rows_updated", "rows_deleted", "files_rewritten", "delete_files_added", "spill_runs")

@@ -14,6 +14,7 @@ from ._floe import (
     InvalidOptionError as InvalidOptionError,
     SchemaMismatchError as SchemaMismatchError,
     StorageError as StorageError,
+    UnsupportedTableError as UnsupportedTableError,
 )
 
 class LoadSummary:

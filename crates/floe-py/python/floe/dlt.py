@@ -216,6 +216,7 @@ class FloeIcebergLoadJob(TableFormatLoadFilesystemJob):
                 floe.BadInputError,
                 floe.SchemaMismatchError,
                 floe.CatalogRefusedError,
+                floe.UnsupportedTableError,
                 floe.CancelledError,
             ) as e:
                 raise DestinationTerminalException(f"floe: {e}") from e

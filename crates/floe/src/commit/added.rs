@@ -3,8 +3,9 @@
 //! A load into 10,000 partitions finishes 10,000 data files; holding every `DataFile` (bounds
 //! and counts per column) until the commit would make memory grow with the number of files.
 //! Instead each finished file goes straight into a manifest, and a manifest is written out every
-//! [`MANIFEST_ENTRIES`] files. What stays in memory per file is its path (to delete it if the
-//! load fails) and its partition value (for replace-partitions), plus the summary counts.
+//! [`MANIFEST_ENTRIES`] files. What stays in memory per file is its partition value (for
+//! replace-partitions) and the summary counts; its path is in the load's [`FileLedger`], like
+//! every manifest written here.
 //!
 //! The manifests are written once per load, before the commit: their entries carry the load's
 //! snapshot id, chosen here, and inherit their sequence number when the snapshot lands.
@@ -20,6 +21,7 @@ use iceberg::spec::{
 use uuid::Uuid;
 
 use crate::error::{FloeError, Result, ResultExt};
+use crate::ledger::FileLedger;
 use crate::write::metrics_config::MetricsConfig;
 
 /// Entries per manifest: bounds the `DataFile`s held in memory at once.
@@ -44,9 +46,10 @@ pub struct AddedFiles {
     manifests: Vec<ManifestFile>,
     collector: SnapshotSummaryCollector,
     partitions: HashSet<Struct>,
-    paths: Vec<String>,
+    files: u64,
     rows: u64,
     bytes: u64,
+    ledger: FileLedger,
 }
 
 /// The finished result: manifests and what the snapshot summary needs to know about them.
@@ -59,26 +62,19 @@ pub struct AddedManifests {
     pub summary: HashMap<String, String>,
     /// The distinct partition values of the added files.
     pub partitions: HashSet<Struct>,
-    /// Every added data file's path.
-    pub paths: Vec<String>,
+    /// How many data files were added.
+    pub files: u64,
     pub rows: u64,
     pub bytes: u64,
 }
 
 impl AddedManifests {
     pub fn files(&self) -> u64 {
-        self.paths.len() as u64
+        self.files
     }
 
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
-    }
-
-    /// Deletes the manifests (the data files are the caller's).
-    pub async fn discard(&mut self, file_io: &FileIO) {
-        for m in self.manifests.drain(..) {
-            let _ = file_io.delete(&m.manifest_path).await;
-        }
+        self.files == 0
     }
 }
 
@@ -96,7 +92,13 @@ pub fn fresh_snapshot_id(metadata: &TableMetadata) -> i64 {
 impl AddedFiles {
     /// Files of `metadata`'s current schema and default spec (the metadata writers write with),
     /// their metrics cut to the table's metrics modes.
-    pub fn new(table: &str, metadata: &TableMetadata, file_io: FileIO) -> Result<Self> {
+    /// Every manifest it writes is recorded in `ledger`.
+    pub fn new(
+        table: &str,
+        metadata: &TableMetadata,
+        file_io: FileIO,
+        ledger: FileLedger,
+    ) -> Result<Self> {
         let metrics =
             MetricsConfig::from_properties(metadata.properties(), metadata.current_schema())
                 .map_err(|e| FloeError::InvalidOption(format!("table {table}: {e}")))?;
@@ -115,9 +117,10 @@ impl AddedFiles {
             manifests: Vec::new(),
             collector: SnapshotSummaryCollector::default(),
             partitions: HashSet::new(),
-            paths: Vec::new(),
+            files: 0,
             rows: 0,
             bytes: 0,
+            ledger,
         })
     }
 
@@ -137,7 +140,7 @@ impl AddedFiles {
         self.collector
             .add_file(&file, self.schema.clone(), self.spec.clone());
         self.partitions.insert(file.partition().clone());
-        self.paths.push(file.file_path().to_string());
+        self.files += 1;
         self.rows += file.record_count();
         self.bytes += file.file_size_in_bytes();
         if self.writer.is_none() {
@@ -173,6 +176,7 @@ impl AddedFiles {
             self.commit_uuid,
             self.manifests.len()
         );
+        self.ledger.record(&path);
         let output = self
             .file_io
             .new_output(&path)
@@ -210,22 +214,9 @@ impl AddedFiles {
             manifests: std::mem::take(&mut self.manifests),
             summary: std::mem::take(&mut self.collector).build(),
             partitions: std::mem::take(&mut self.partitions),
-            paths: std::mem::take(&mut self.paths),
+            files: std::mem::take(&mut self.files),
             rows: std::mem::take(&mut self.rows),
             bytes: std::mem::take(&mut self.bytes),
         })
-    }
-
-    /// The paths of the data files added so far.
-    pub fn paths(&self) -> &[String] {
-        &self.paths
-    }
-
-    /// Deletes the manifests written so far (a failed load).
-    pub async fn discard(&mut self) {
-        self.writer = None;
-        for m in self.manifests.drain(..) {
-            let _ = self.file_io.delete(&m.manifest_path).await;
-        }
     }
 }

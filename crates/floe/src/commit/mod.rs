@@ -41,10 +41,10 @@ mod summary;
 
 use std::time::Duration;
 
-use iceberg::spec::{Schema, TableMetadata};
+use iceberg::spec::{Operation, Schema, TableMetadata};
 
 pub use added::{AddedFiles, AddedFilesSink, AddedManifests, MANIFEST_ENTRIES};
-pub use producer::{AddedDelete, FileChanges, SnapshotOperation, SnapshotProducer, StagedSnapshot};
+pub use producer::{AddedDelete, FileChanges, LoadOperation, SnapshotProducer, StagedSnapshot};
 
 use crate::catalog::{Catalog, CommitOutcome, TableState};
 use crate::error::{FloeError, Result};
@@ -103,8 +103,9 @@ pub struct Committed {
     pub metadata_location: String,
     /// The schema id of the committed snapshot.
     pub schema_id: i32,
-    /// The snapshot's operation (`append`, `overwrite`).
-    pub operation: String,
+    /// The snapshot's operation (`append`, `overwrite`); `None` if the table no longer
+    /// lists the snapshot that carries the load id.
+    pub operation: Option<Operation>,
 }
 
 impl Committed {
@@ -121,9 +122,7 @@ impl Committed {
             schema_id: snapshot
                 .and_then(|s| s.schema_id())
                 .unwrap_or(base.metadata.current_schema_id()),
-            operation: snapshot
-                .map(|s| s.summary().operation.as_str().to_string())
-                .unwrap_or_default(),
+            operation: snapshot.map(|s| s.summary().operation.clone()),
         }
     }
 
@@ -137,7 +136,7 @@ impl Committed {
             rows_removed: staged.rows_removed,
             metadata_location,
             schema_id: staged.schema_id,
-            operation: staged.operation.clone(),
+            operation: Some(staged.operation.clone()),
         }
     }
 }
@@ -153,7 +152,7 @@ pub async fn commit_load(
     catalog: &Catalog,
     mut base: TableState,
     load_id: &str,
-    operation: SnapshotOperation,
+    operation: LoadOperation,
     changes: FileChanges,
     schema_change: Option<Schema>,
     max_attempts: u32,
@@ -254,7 +253,7 @@ pub async fn commit_load(
             tracing::info!(table = %table, "the attempt did not land and cannot land any more");
             producer.discard_attempt(&base, &doubt.staged).await;
         }
-        if operation == SnapshotOperation::RowDelta
+        if operation == LoadOperation::Merge
             && in_doubt.is_none()
             && (conflict || base.metadata.current_snapshot_id() != planned_on)
         {

@@ -33,20 +33,34 @@ const DEFAULT_MANIFEST_TARGET_SIZE: u64 = 8 * 1024 * 1024;
 /// Most entries one manifest merge gathers (bounds the entries held while merging).
 const MAX_MERGED_ENTRIES: usize = 10 * super::added::MANIFEST_ENTRIES;
 
-/// What the snapshot does to the table's existing files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SnapshotOperation {
+/// What a load does to the table: decides which existing files its snapshot removes, and
+/// names the load in its summary (`append`, `replace`, `replace-partitions`, `merge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadOperation {
     /// Add files; every existing file stays.
     Append,
     /// Add files and remove every live data and delete file, in one snapshot.
-    ReplaceAll,
+    Replace,
     /// Add files and remove the live files of exactly the partitions the added files are in
     /// (dynamic partition overwrite). On an unpartitioned table this is `ReplaceAll`.
     ReplacePartitions,
     /// A merge: add data files and position-delete files, remove the data files named in
     /// [`FileChanges::removed`] (copy-on-write rewrites). Every removed file must still be
     /// live in the table, or the commit is a conflict.
-    RowDelta,
+    Merge,
+}
+
+impl LoadOperation {
+    /// The name summaries and logs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Append => "append",
+            Self::Replace => "replace",
+            Self::ReplacePartitions => "replace-partitions",
+            Self::Merge => "merge",
+        }
+    }
 }
 
 /// The files one load adds and removes.
@@ -102,7 +116,7 @@ enum Rewrite {
 pub struct StagedSnapshot {
     pub snapshot_id: i64,
     /// The snapshot's operation (`append`, `overwrite`).
-    pub operation: String,
+    pub operation: Operation,
     pub schema_id: i32,
     pub updates: Vec<TableUpdate>,
     pub requirements: Vec<TableRequirement>,
@@ -115,7 +129,7 @@ pub struct StagedSnapshot {
 /// Builds the snapshot of one load; reusable across commit attempts.
 pub struct SnapshotProducer {
     load_id: String,
-    operation: SnapshotOperation,
+    operation: LoadOperation,
     commit_uuid: Uuid,
     snapshot_id: i64,
     schema: SchemaRef,
@@ -140,15 +154,15 @@ impl SnapshotProducer {
     pub async fn new(
         base: &TableState,
         load_id: &str,
-        operation: SnapshotOperation,
+        operation: LoadOperation,
         changes: FileChanges,
         schema_change: Option<Schema>,
     ) -> Result<Self> {
         if base.metadata.format_version() == FormatVersion::V3 {
-            return Err(FloeError::InvalidOption(format!(
-                "table {} uses Iceberg format v3, which floe does not write yet",
-                base.name()
-            )));
+            return Err(FloeError::UnsupportedTable {
+                table: base.name(),
+                detail: "it uses Iceberg format v3, which floe does not write yet".into(),
+            });
         }
         let mut producer = Self {
             load_id: load_id.to_string(),
@@ -320,22 +334,22 @@ impl SnapshotProducer {
             let mut found = 0usize;
             for manifest in list.entries() {
                 let removes = |file: &DataFile| match operation {
-                    SnapshotOperation::Append => false,
-                    SnapshotOperation::RowDelta => removed.contains(file.file_path()),
-                    SnapshotOperation::ReplaceAll => true,
-                    SnapshotOperation::ReplacePartitions => {
+                    LoadOperation::Append => false,
+                    LoadOperation::Merge => removed.contains(file.file_path()),
+                    LoadOperation::Replace => true,
+                    LoadOperation::ReplacePartitions => {
                         unpartitioned
                             || (manifest.partition_spec_id == spec_id
                                 && targets.contains(file.partition()))
                     }
                 };
                 let touches_nothing = match operation {
-                    SnapshotOperation::Append => true,
-                    SnapshotOperation::RowDelta => {
+                    LoadOperation::Append => true,
+                    LoadOperation::Merge => {
                         removed.is_empty() || manifest.content != ManifestContentType::Data
                     }
-                    SnapshotOperation::ReplaceAll => false,
-                    SnapshotOperation::ReplacePartitions => {
+                    LoadOperation::Replace => false,
+                    LoadOperation::ReplacePartitions => {
                         !unpartitioned && manifest.partition_spec_id != spec_id
                     }
                 };
@@ -410,21 +424,17 @@ impl SnapshotProducer {
         }
         properties.insert(LOAD_ID_PROPERTY.to_string(), self.load_id.clone());
         let operation = match self.operation {
-            SnapshotOperation::Append => Operation::Append,
-            SnapshotOperation::RowDelta
-                if self.removed.is_empty() && self.added_deletes.is_empty() =>
-            {
+            LoadOperation::Append => Operation::Append,
+            LoadOperation::Merge if self.removed.is_empty() && self.added_deletes.is_empty() => {
                 Operation::Append
             }
-            SnapshotOperation::RowDelta => Operation::Overwrite,
-            SnapshotOperation::ReplaceAll | SnapshotOperation::ReplacePartitions => {
-                Operation::Overwrite
-            }
+            LoadOperation::Merge => Operation::Overwrite,
+            LoadOperation::Replace | LoadOperation::ReplacePartitions => Operation::Overwrite,
         };
-        if self.operation == SnapshotOperation::ReplacePartitions {
+        if self.operation == LoadOperation::ReplacePartitions {
             properties.insert("replace-partitions".to_string(), "true".to_string());
         }
-        let operation_name = operation.as_str().to_string();
+        let operation_name = operation.clone();
         let summary = with_totals(
             Summary {
                 operation,
@@ -709,12 +719,12 @@ impl SnapshotProducer {
         }
     }
 
-    /// Removes the load's own manifest (after the load is abandoned or found already done).
+    /// Removes the delete-file manifests it wrote (after the load is abandoned or found already
+    /// done); the added files and their manifests are the load's ledger's.
     pub async fn discard_all(&mut self, base: &TableState) {
         for m in std::mem::take(&mut self.deletes_manifests) {
             let _ = base.file_io.delete(&m.manifest_path).await;
         }
-        self.added.discard(&base.file_io).await;
     }
 }
 

@@ -23,7 +23,8 @@ use roaring::RoaringTreemap;
 use uuid::Uuid;
 
 use super::table_files::LiveFile;
-use crate::error::{Result, ResultExt};
+use crate::error::{FloeError, Result, ResultExt};
+use crate::ledger::{FileLedger, LedgerLocations};
 
 /// Reserved field id of `file_path` in position-delete files.
 pub const FILE_PATH_FIELD_ID: i32 = 2147483546;
@@ -35,7 +36,7 @@ const ROWS_PER_BATCH: u64 = 65536;
 pub struct PositionDeleteWriter {
     builder: RollingFileWriterBuilder<
         ParquetWriterBuilder,
-        DefaultLocationGenerator,
+        LedgerLocations<DefaultLocationGenerator>,
         DefaultFileNameGenerator,
     >,
     arrow: Arc<arrow_schema::Schema>,
@@ -49,6 +50,7 @@ impl PositionDeleteWriter {
         file_io: FileIO,
         load_uuid: Uuid,
         properties: WriterProperties,
+        ledger: FileLedger,
     ) -> Result<Self> {
         let ctx = || format!("table {table}: cannot set up position-delete writers");
         let schema = Schema::builder()
@@ -72,7 +74,10 @@ impl PositionDeleteWriter {
             parquet,
             usize::MAX,
             file_io,
-            DefaultLocationGenerator::new(metadata).context(ctx)?,
+            LedgerLocations::new(
+                DefaultLocationGenerator::new(metadata).context(ctx)?,
+                ledger,
+            ),
             DefaultFileNameGenerator::new(
                 format!("{load_uuid}-deletes"),
                 None,
@@ -124,8 +129,10 @@ impl PositionDeleteWriter {
                     .partition(target.file.partition().clone())
                     .partition_spec_id(target.spec_id)
                     .referenced_data_file(Some(path.to_string()));
-                b.build()
-                    .map_err(|e| crate::error::FloeError::InvalidOption(format!("{}: {e}", ctx())))
+                b.build().map_err(|e| FloeError::DataFileWrite {
+                    path: path.to_string(),
+                    reason: format!("cannot describe its position-delete file: {e}"),
+                })
             })
             .collect()
     }

@@ -107,9 +107,12 @@ pub async fn live_state(
                 }
                 DataContentType::PositionDeletes => delete_files.push(file.file_path().to_string()),
                 DataContentType::EqualityDeletes => {
-                    return Err(FloeError::InvalidOption(format!(
-                        "table {table} has equality-delete files, which floe's merge does not read yet"
-                    )));
+                    return Err(FloeError::UnsupportedTable {
+                        table: table.to_string(),
+                        detail:
+                            "it has equality-delete files, which floe's merge does not read yet"
+                                .into(),
+                    });
                 }
             }
         }

@@ -5,9 +5,10 @@
 
 use iceberg::TableIdent;
 
-use super::pipeline::{self, Kind};
+use super::session::{LoadSession, Opened};
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::Catalog;
+use crate::commit::LoadOperation;
 use crate::error::Result;
 use crate::source::Source;
 
@@ -34,13 +35,31 @@ impl<'a> AppendBuilder<'a> {
 
     /// Streams `source` into the table; creates the table from the source's schema if missing.
     pub async fn execute(self, source: Source) -> Result<LoadSummary> {
-        pipeline::run(
+        write_and_commit(
             self.catalog,
             &self.table,
             source,
-            self.options,
-            Kind::Append,
+            &self.options,
+            LoadOperation::Append,
         )
         .await
+    }
+}
+
+/// Append and replace: the source written as it is, then one commit.
+pub(super) async fn write_and_commit(
+    catalog: &Catalog,
+    table: &TableIdent,
+    source: Source,
+    options: &LoadOptions,
+    operation: LoadOperation,
+) -> Result<LoadSummary> {
+    let info = source.info();
+    match LoadSession::open(catalog, table, &info, options, operation).await? {
+        Opened::Skipped(summary) => Ok(*summary),
+        Opened::Ready(mut session) => {
+            let written = session.write_source(source).await;
+            session.commit(written).await
+        }
     }
 }

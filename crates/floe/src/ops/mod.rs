@@ -1,16 +1,25 @@
-//! Operations: one file and one builder per kind of load.
+//! Operations: one file and one short builder per kind of load, each driving one
+//! [`session::LoadSession`] and ending in its one commit call.
 //!
 //! - [`append::AppendBuilder`]: add the input's rows (snapshot operation `append`);
-//! - [`replace::ReplaceBuilder`]: make the input the table's whole content (`overwrite`);
-//! - [`merge::MergeBuilder`]: upsert, insert-only, delete-insert and hard deletes by key.
+//! - [`replace::ReplaceBuilder`]: make the input the table's whole content, or only the
+//!   partitions the input has (`overwrite`);
+//! - [`merge::MergeBuilder`]: upsert, insert-only, delete-insert and hard deletes by key, the
+//!   matching done by the [`crate::merge`] engine;
+//! - [`request`]: a load described as data ([`LoadKind`]), what the CLI and Python faces run.
 //!
-//! Both run the same pipeline ([`pipeline`]): source -> conform -> write -> commit.
+//! ```text
+//! LoadSession::open (prepare: table, load id, schema) -> the operation writes through the
+//! session (source -> conform -> write; merge: + match) -> LoadSession::commit (one snapshot,
+//! or nothing; the file ledger keeps or deletes the files)
+//! ```
 
 pub mod append;
 pub mod merge;
-mod pipeline;
+mod prepare;
 pub mod replace;
 pub mod request;
+mod session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +38,7 @@ pub use replace::ReplaceBuilder;
 pub use request::{LoadKind, LoadMode, run};
 
 use crate::commit::DEFAULT_MAX_ATTEMPTS;
+pub use crate::commit::LoadOperation;
 pub use crate::conform::evolve::SchemaEvolution;
 use crate::progress::Progress;
 use crate::write::WriteOptions;
@@ -115,13 +125,14 @@ impl LoadOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadSummary {
     pub table: String,
-    pub mode: String,
+    /// What the load did: `append`, `replace`, `replace-partitions` or `merge`.
+    pub mode: LoadOperation,
     pub load_id: String,
     /// The snapshot the load committed (or found already committed); `None` if nothing was
     /// committed (empty append).
     pub snapshot_id: Option<i64>,
     /// Snapshot operation: `append`, `overwrite`, or `None` when nothing was committed.
-    pub operation: Option<String>,
+    pub operation: Option<iceberg::spec::Operation>,
     /// Rows in the data files the load added (for a copy-on-write merge this includes the
     /// unchanged rows copied out of rewritten files).
     pub rows_written: u64,
@@ -151,4 +162,75 @@ pub struct LoadSummary {
     pub merge: Option<crate::merge::MergeCounts>,
     /// One line for humans.
     pub message: String,
+}
+
+impl LoadSummary {
+    /// The summary of a load that has not done anything yet.
+    pub(crate) fn new(table: &str, mode: LoadOperation, load_id: &str) -> Self {
+        Self {
+            table: table.to_string(),
+            mode,
+            load_id: load_id.to_string(),
+            snapshot_id: None,
+            operation: None,
+            rows_written: 0,
+            rows_copied: 0,
+            files_added: 0,
+            files_removed: 0,
+            rows_removed: 0,
+            bytes_written: 0,
+            input_files: 0,
+            input_bytes: 0,
+            duration_ms: 0,
+            skipped: false,
+            table_created: false,
+            schema_changes: Vec::new(),
+            schema_id: None,
+            commit_attempts: 0,
+            metadata_location: None,
+            merge: None,
+            message: String::new(),
+        }
+    }
+}
+
+/// The one line for humans about a load that committed `snapshot_id`.
+fn summary_message(
+    s: &LoadSummary,
+    table: &str,
+    merge: Option<&crate::merge::MergeCounts>,
+    snapshot_id: i64,
+) -> String {
+    let line = match (s.mode, merge) {
+        (LoadOperation::Merge, Some(c)) => format!(
+            "merged into {table}: {} inserted, {} updated, {} deleted; {} files rewritten, {} delete files (snapshot {snapshot_id}, {})",
+            c.rows_inserted,
+            c.rows_updated,
+            c.rows_deleted,
+            c.files_rewritten,
+            c.delete_files_added,
+            s.operation.as_ref().map(|o| o.as_str()).unwrap_or("?"),
+        ),
+        (LoadOperation::Append, _) | (LoadOperation::Merge, None) => format!(
+            "appended {} rows in {} files to {table} (snapshot {snapshot_id})",
+            s.rows_written, s.files_added
+        ),
+        (LoadOperation::Replace | LoadOperation::ReplacePartitions, _) => format!(
+            "replaced {}{table}: {} rows in {} files added, {} files ({} rows) removed (snapshot {snapshot_id})",
+            if s.mode == LoadOperation::ReplacePartitions {
+                "the load's partitions of "
+            } else {
+                ""
+            },
+            s.rows_written,
+            s.files_added,
+            s.files_removed,
+            s.rows_removed,
+        ),
+    };
+    if s.schema_changes.is_empty() {
+        line
+    } else {
+        format!("{line}; schema: {}", s.schema_changes.join(", "))
+    }
 }

@@ -9,9 +9,10 @@
 
 use iceberg::TableIdent;
 
-use super::pipeline::{self, Kind};
+use super::append::write_and_commit;
 use super::{LoadOptions, LoadSummary};
 use crate::catalog::Catalog;
+use crate::commit::LoadOperation;
 use crate::error::Result;
 use crate::source::Source;
 
@@ -46,11 +47,11 @@ impl<'a> ReplaceBuilder<'a> {
 
     /// Replaces the table's content with `source`; creates the table if missing.
     pub async fn execute(self, source: Source) -> Result<LoadSummary> {
-        let kind = if self.partitions_only {
-            Kind::ReplacePartitions
+        let operation = if self.partitions_only {
+            LoadOperation::ReplacePartitions
         } else {
-            Kind::Replace
+            LoadOperation::Replace
         };
-        pipeline::run(self.catalog, &self.table, source, self.options, kind).await
+        write_and_commit(self.catalog, &self.table, source, &self.options, operation).await
     }
 }

@@ -5,11 +5,11 @@
 //! `RollingFileWriter` (rolls at a real-bytes target size) -> `DataFileWriter` (one partition)
 //! -> [`TableWriter`] (splits batches by partition). floe adds what 0.10.1 leaves out: writer
 //! properties from the table (`write.parquet.compression-codec`, zstd by default, row-group
-//! byte limits), a per-load UUID in every file name, and a record of every file it started so a
-//! failed load can delete them.
+//! byte limits), a per-load UUID in every file name, and every file it starts recorded in the
+//! load's [`FileLedger`], which deletes them if the load fails.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use iceberg::io::FileIO;
@@ -17,7 +17,7 @@ use iceberg::spec::{DataFileFormat, PartitionKey, TableMetadata};
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
-    DefaultFileNameGenerator, DefaultLocationGenerator, LocationGenerator,
+    DefaultFileNameGenerator, DefaultLocationGenerator,
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
@@ -26,6 +26,7 @@ use parquet::file::properties::WriterProperties;
 
 use crate::commit::AddedFilesSink;
 use crate::error::{FloeError, Result, ResultExt};
+use crate::ledger::{FileLedger, LedgerLocations};
 
 mod metrics;
 pub mod metrics_config;
@@ -209,28 +210,10 @@ fn compression(codec: &str, level: Option<i32>) -> Result<Compression> {
     })
 }
 
-/// Remembers every file location handed out, so a failed load can remove what it wrote.
-#[derive(Clone, Debug)]
-struct TrackingLocations {
-    inner: DefaultLocationGenerator,
-    started: Arc<Mutex<Vec<String>>>,
-}
-
-impl LocationGenerator for TrackingLocations {
-    fn generate_location(&self, partition_key: Option<&PartitionKey>, file_name: &str) -> String {
-        let location = self.inner.generate_location(partition_key, file_name);
-        self.started
-            .lock()
-            .expect("location list lock")
-            .push(location.clone());
-        location
-    }
-}
-
-type PartitionWriter =
-    DataFileWriter<ParquetWriterBuilder, TrackingLocations, DefaultFileNameGenerator>;
+type Locations = LedgerLocations<DefaultLocationGenerator>;
+type PartitionWriter = DataFileWriter<ParquetWriterBuilder, Locations, DefaultFileNameGenerator>;
 type PartitionWriterBuilder =
-    DataFileWriterBuilder<ParquetWriterBuilder, TrackingLocations, DefaultFileNameGenerator>;
+    DataFileWriterBuilder<ParquetWriterBuilder, Locations, DefaultFileNameGenerator>;
 
 /// Writes a load's batches into data files of the table's current schema and partition spec.
 pub struct TableWriter {
@@ -238,8 +221,6 @@ pub struct TableWriter {
     table: String,
     metadata: Arc<TableMetadata>,
     mode: Mode,
-    started: Arc<Mutex<Vec<String>>>,
-    file_io: FileIO,
     /// Where finished data files go (into manifests, not memory).
     sink: AddedFilesSink,
 }
@@ -257,6 +238,7 @@ impl TableWriter {
         file_prefix: &str,
         settings: &FileSettings,
         sink: AddedFilesSink,
+        ledger: FileLedger,
     ) -> Result<Self> {
         let ctx = || format!("table {table}: cannot set up data file writers");
         let schema = metadata.current_schema().clone();
@@ -267,11 +249,10 @@ impl TableWriter {
             settings.partitioned_writer_properties.clone()
         };
         let parquet = ParquetWriterBuilder::new(properties, schema.clone());
-        let started = Arc::new(Mutex::new(Vec::new()));
-        let locations = TrackingLocations {
-            inner: DefaultLocationGenerator::new(&metadata).context(ctx)?,
-            started: started.clone(),
-        };
+        let locations = LedgerLocations::new(
+            DefaultLocationGenerator::new(&metadata).context(ctx)?,
+            ledger,
+        );
         let names =
             DefaultFileNameGenerator::new(file_prefix.to_string(), None, DataFileFormat::Parquet);
         let rolling = RollingFileWriterBuilder::new(
@@ -294,8 +275,6 @@ impl TableWriter {
             table: table.to_string(),
             metadata,
             mode,
-            started,
-            file_io,
             sink,
         })
     }
@@ -353,14 +332,11 @@ impl TableWriter {
         Ok(())
     }
 
-    /// Deletes every file this writer started (best effort): used when a load fails.
+    /// Stops a failed load's writer: open files are closed as they are (so storage holds whole
+    /// objects, no lingering multipart uploads); the load's ledger deletes them.
     pub async fn abort(&mut self) {
-        let _ = self.close().await;
-        let started = std::mem::take(&mut *self.started.lock().expect("location list lock"));
-        for location in started {
-            if let Err(e) = self.file_io.delete(&location).await {
-                tracing::warn!(file = %location, error = %e, "could not delete a file of the failed load");
-            }
+        if let Err(e) = self.close().await {
+            tracing::debug!(table = %self.table, error = %e, "closing the writer of a failed load");
         }
     }
 }

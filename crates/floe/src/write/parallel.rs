@@ -50,9 +50,10 @@ impl ParallelWriter {
         let k = self.next;
         self.next = (self.next + 1) % self.senders.len();
         if self.senders[k].send(batch).await.is_err() {
-            return Err(FloeError::InvalidOption(
-                "a data file writer stopped unexpectedly".into(),
-            ));
+            return Err(FloeError::TaskFailed {
+                task: "a data file writer".into(),
+                reason: "it stopped taking batches".into(),
+            });
         }
         Ok(())
     }
@@ -81,9 +82,10 @@ impl ParallelWriter {
                     writers.push(writer);
                 }
                 Err(e) => {
-                    error.get_or_insert(FloeError::InvalidOption(format!(
-                        "a data file writer failed: {e}"
-                    )));
+                    error.get_or_insert(FloeError::TaskFailed {
+                        task: "a data file writer".into(),
+                        reason: e.to_string(),
+                    });
                 }
             }
         }

@@ -47,6 +47,7 @@ use super::verify::verify_row_group;
 use crate::commit::AddedFilesSink;
 use crate::conform::Conformer;
 use crate::error::{FloeError, Result, ResultExt};
+use crate::ledger::FileLedger;
 use crate::progress::Progress;
 use crate::source::{BatchBudget, SourceBatch};
 
@@ -398,9 +399,8 @@ pub struct SplicingWriter {
     progress: Arc<Progress>,
     budget: BatchBudget,
     current: Option<OpenFile>,
-    /// Every file started, so a failed load can delete them (shared with [`SpliceTask`], which
-    /// must know them even if this writer's thread dies).
-    started: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Where every file started is recorded (the load deletes them if it fails).
+    ledger: FileLedger,
     pub rows: u64,
 }
 
@@ -428,6 +428,7 @@ impl SplicingWriter {
         file_io: FileIO,
         file_prefix: &str,
         sink: AddedFilesSink,
+        ledger: FileLedger,
         progress: Arc<Progress>,
     ) -> Result<Self> {
         Ok(Self {
@@ -449,7 +450,7 @@ impl SplicingWriter {
             progress,
             budget: BatchBudget::default(),
             current: None,
-            started: Arc::default(),
+            ledger,
             rows: 0,
         })
     }
@@ -665,10 +666,7 @@ impl SplicingWriter {
         let location = self
             .locations
             .generate_location(None, &self.names.generate_file_name());
-        self.started
-            .lock()
-            .expect("started files lock")
-            .push(location.clone());
+        self.ledger.record(&location);
         let output = self
             .file_io
             .new_output(&location)
@@ -706,7 +704,7 @@ impl SplicingWriter {
 
     /// Closes the open file of a failed load as it is, so that storage holds a whole object
     /// (an S3 multipart upload left open would linger, unseen, until a bucket rule removes
-    /// it); the load's cleanup then deletes it with every other file it started.
+    /// it); the load's ledger then deletes it with every other file of the load.
     fn abandon_file(&mut self) {
         if let Some(mut open) = self.current.take()
             && let Err(e) = open.writer.inner_mut().close()
@@ -784,13 +782,11 @@ fn copied_chunk(
 pub struct SpliceTask {
     handle: tokio::task::JoinHandle<(u64, Result<()>)>,
     cancel: Arc<std::sync::atomic::AtomicBool>,
-    started: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-/// What a splice task did: rows spliced, every file it started, and how it ended.
+/// What a splice task did: rows spliced and how it ended (its files are in the load's ledger).
 pub struct SpliceOutcome {
     pub rows: u64,
-    pub started: Vec<String>,
     pub result: Result<()>,
 }
 
@@ -800,7 +796,6 @@ impl SplicingWriter {
     pub fn spawn(mut self, planner: SplicePlanner, files: Vec<PathBuf>) -> SpliceTask {
         let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop = cancel.clone();
-        let started = self.started.clone();
         let handle = tokio::task::spawn_blocking(move || {
             let mut result = Ok(());
             for path in &files {
@@ -809,11 +804,7 @@ impl SplicingWriter {
                 }
                 result = match planner.plan(path) {
                     Ok(Some(plan)) => self.write_file(&plan),
-                    Ok(None) => Err(FloeError::InputRead {
-                        path: path.clone(),
-                        row_group: None,
-                        reason: "the file changed while the load was reading it".into(),
-                    }),
+                    Ok(None) => Err(FloeError::InputChanged { path: path.clone() }),
                     Err(e) => Err(e),
                 };
                 if result.is_err() {
@@ -827,11 +818,7 @@ impl SplicingWriter {
             }
             (self.rows, result)
         });
-        SpliceTask {
-            handle,
-            cancel,
-            started,
-        }
+        SpliceTask { handle, cancel }
     }
 }
 
@@ -847,17 +834,13 @@ impl SpliceTask {
             Ok(done) => done,
             Err(e) => (
                 0,
-                Err(FloeError::InvalidOption(format!(
-                    "copying Parquet column chunks failed unexpectedly: {e}"
-                ))),
+                Err(FloeError::TaskFailed {
+                    task: "copying Parquet column chunks".into(),
+                    reason: e.to_string(),
+                }),
             ),
         };
-        let started = std::mem::take(&mut *self.started.lock().expect("started files lock"));
-        SpliceOutcome {
-            rows,
-            started,
-            result,
-        }
+        SpliceOutcome { rows, result }
     }
 }
 

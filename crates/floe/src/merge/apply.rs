@@ -1,0 +1,218 @@
+//! The join's decisions collected, and its deletes applied one data file at a time: the
+//! (file, pos) pairs are sorted by file (spilling past the budget), so only one file's
+//! positions are held at once.
+//!
+//! - copy-on-write: the file is rewritten without the deleted rows (old deletes applied too)
+//!   and leaves the table;
+//! - merge-on-read: one position-delete file per data file hides the rows.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow_array::{Array, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef};
+use arrow_select::filter::filter_record_batch;
+use iceberg::io::FileIO;
+use iceberg::spec::Schema;
+use roaring::RoaringTreemap;
+
+use super::join::JoinSink;
+use super::position_deletes::PositionDeleteWriter;
+use super::spec::MergeCounts;
+use super::table_files::{DataFileReader, LiveFile};
+use crate::commit::AddedDelete;
+use crate::error::{Result, ResultExt};
+use crate::spill::{ExternalSorter, SortedStream};
+use crate::write::ParallelWriter;
+
+const READ_BATCH_ROWS: usize = 16384;
+/// Deletes buffered before they go to the sorter.
+const DELETE_BUFFER_ROWS: usize = 65536;
+
+/// Collects the join's decisions: the input positions of the load rows to write (a bitmap)
+/// and the table rows to delete (sorted by file, then position).
+pub(crate) struct DeleteCollector {
+    inserts: RoaringTreemap,
+    deletes: ExternalSorter,
+    schema: SchemaRef,
+    buffer: (Vec<u32>, Vec<u64>),
+}
+
+impl DeleteCollector {
+    pub fn new(budget: usize, spill_dir: Option<&std::path::Path>) -> Result<Self> {
+        let schema: SchemaRef = Arc::new(ArrowSchema::new(vec![
+            Field::new("file", DataType::UInt32, false),
+            Field::new("pos", DataType::UInt64, false),
+        ]));
+        Ok(Self {
+            inserts: RoaringTreemap::new(),
+            deletes: ExternalSorter::new(schema.clone(), vec![0, 1], budget, spill_dir)?,
+            schema,
+            buffer: (Vec::new(), Vec::new()),
+        })
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buffer.0.is_empty() {
+            return Ok(());
+        }
+        let (files, positions) = std::mem::take(&mut self.buffer);
+        let batch = RecordBatch::try_new(
+            self.schema.clone(),
+            vec![
+                Arc::new(UInt32Array::from(files)),
+                Arc::new(UInt64Array::from(positions)),
+            ],
+        )
+        .context(|| "cannot collect deletes".into())?;
+        self.deletes.push(batch)
+    }
+
+    /// The rows to write, the sorted deletes, and how many runs the deletes spilled.
+    pub fn finish(mut self) -> Result<(RoaringTreemap, SortedStream, usize)> {
+        self.flush()?;
+        let spilled = self.deletes.spilled_runs();
+        Ok((self.inserts, self.deletes.finish()?, spilled))
+    }
+}
+
+impl JoinSink for DeleteCollector {
+    fn insert(&mut self, seq: u64) -> Result<()> {
+        self.inserts.insert(seq);
+        Ok(())
+    }
+
+    fn delete(&mut self, file: u32, pos: u64) -> Result<()> {
+        self.buffer.0.push(file);
+        self.buffer.1.push(pos);
+        if self.buffer.0.len() >= DELETE_BUFFER_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Where deletes are applied: the candidate files the join numbered, and how.
+pub(crate) struct DeleteTargets<'a> {
+    pub candidates: &'a [LiveFile],
+    /// Positions already deleted in each file (by earlier delete files).
+    pub already_deleted: &'a HashMap<String, RoaringTreemap>,
+    pub schema: &'a Schema,
+    pub file_io: &'a FileIO,
+    /// Merge-on-read; copy-on-write when `None`.
+    pub delete_writer: Option<&'a PositionDeleteWriter>,
+}
+
+/// What applying the deletes changed.
+#[derive(Default)]
+pub(crate) struct Applied {
+    /// Data files rewritten (copy-on-write): they leave the table.
+    pub removed: HashSet<String>,
+    /// Position-delete files written (merge-on-read).
+    pub delete_files: Vec<AddedDelete>,
+}
+
+/// Applies the sorted deletes file by file; rewritten rows go to `writer`.
+pub(crate) async fn apply_deletes(
+    deletes: SortedStream,
+    targets: &DeleteTargets<'_>,
+    writer: &mut ParallelWriter,
+    counts: &mut MergeCounts,
+) -> Result<Applied> {
+    let mut applied = Applied::default();
+    let mut current: Option<(u32, RoaringTreemap)> = None;
+    for batch in deletes {
+        let batch = batch?;
+        let files = as_u32(batch.column(0).as_ref());
+        let positions = as_u64(batch.column(1).as_ref());
+        for i in 0..batch.num_rows() {
+            let file = files.value(i);
+            if current.as_ref().is_none_or(|(f, _)| *f != file) {
+                if let Some((done, positions)) = current.take() {
+                    targets
+                        .apply(done, &positions, writer, counts, &mut applied)
+                        .await?;
+                }
+                current = Some((file, RoaringTreemap::new()));
+            }
+            if let Some((_, group)) = current.as_mut() {
+                group.insert(positions.value(i));
+            }
+        }
+    }
+    if let Some((done, positions)) = current.take() {
+        targets
+            .apply(done, &positions, writer, counts, &mut applied)
+            .await?;
+    }
+    Ok(applied)
+}
+
+fn as_u32(array: &dyn Array) -> &UInt32Array {
+    array
+        .as_any()
+        .downcast_ref()
+        .expect("the deletes' file column is u32")
+}
+
+fn as_u64(array: &dyn Array) -> &UInt64Array {
+    array
+        .as_any()
+        .downcast_ref()
+        .expect("the deletes' pos column is u64")
+}
+
+impl DeleteTargets<'_> {
+    /// Applies the deletes of one data file.
+    async fn apply(
+        &self,
+        file: u32,
+        positions: &RoaringTreemap,
+        writer: &mut ParallelWriter,
+        counts: &mut MergeCounts,
+        applied: &mut Applied,
+    ) -> Result<()> {
+        let target = &self.candidates[file as usize];
+        if let Some(deletes) = self.delete_writer {
+            let files = deletes.write(target, positions).await?;
+            counts.delete_files_added += files.len() as u64;
+            applied
+                .delete_files
+                .extend(files.into_iter().map(|file| AddedDelete {
+                    spec_id: target.spec_id,
+                    file,
+                }));
+            return Ok(());
+        }
+        self.rewrite(target, positions, writer).await?;
+        applied.removed.insert(target.file.file_path().to_string());
+        counts.files_rewritten += 1;
+        Ok(())
+    }
+
+    /// Copy-on-write: the file again, without the deleted rows (old and new).
+    async fn rewrite(
+        &self,
+        target: &LiveFile,
+        positions: &RoaringTreemap,
+        writer: &mut ParallelWriter,
+    ) -> Result<()> {
+        let path = target.file.file_path();
+        let old = self.already_deleted.get(path);
+        let mut reader =
+            DataFileReader::open(self.file_io, path, self.schema, None, READ_BATCH_ROWS).await?;
+        while let Some(item) = reader.next().await {
+            let (first, batch) = item?;
+            let keep = BooleanArray::from_iter(
+                (first..first + batch.num_rows() as u64)
+                    .map(|p| Some(!positions.contains(p) && !old.is_some_and(|d| d.contains(p)))),
+            );
+            let kept =
+                filter_record_batch(&batch, &keep).context(|| format!("cannot rewrite {path}"))?;
+            if kept.num_rows() > 0 {
+                writer.write(kept).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,273 @@
+//! The sort-merge join: both sides sorted by key, read one key group at a time; the strategy,
+//! hard deletes and the duplicate-key policy decide every row. Decisions go to a [`JoinSink`].
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow_ord::ord::make_comparator;
+use arrow_row::{OwnedRow, RowConverter, Rows};
+use arrow_schema::{SchemaRef, SortOptions};
+
+use super::keys::KeyColumns;
+use super::spec::{DuplicateKeys, MergeCounts, MergeSpec, MergeStrategy};
+use crate::error::{FloeError, Result, ResultExt};
+use crate::spill::SortedStream;
+
+/// A sorted stream read one key group at a time.
+struct Cursor {
+    stream: Option<SortedStream>,
+    batch: Option<RecordBatch>,
+    rows: Option<Rows>,
+    pos: usize,
+    key_cols: Vec<usize>,
+}
+
+impl Cursor {
+    fn new(
+        stream: Option<SortedStream>,
+        key_cols: Vec<usize>,
+        converter: &RowConverter,
+    ) -> Result<Self> {
+        let mut c = Self {
+            stream,
+            batch: None,
+            rows: None,
+            pos: 0,
+            key_cols,
+        };
+        c.fill(converter)?;
+        Ok(c)
+    }
+
+    /// Makes sure `batch` has a row at `pos`, loading the next batch if needed.
+    fn fill(&mut self, converter: &RowConverter) -> Result<()> {
+        while self.batch.as_ref().is_none_or(|b| self.pos >= b.num_rows()) {
+            let Some(stream) = self.stream.as_mut() else {
+                self.batch = None;
+                return Ok(());
+            };
+            match stream.next() {
+                None => {
+                    self.stream = None;
+                    self.batch = None;
+                    self.rows = None;
+                    return Ok(());
+                }
+                Some(batch) => {
+                    let batch = batch?;
+                    let cols: Vec<ArrayRef> = self
+                        .key_cols
+                        .iter()
+                        .map(|&i| batch.column(i).clone())
+                        .collect();
+                    self.rows = Some(
+                        converter
+                            .convert_columns(&cols)
+                            .context(|| "cannot encode keys".into())?,
+                    );
+                    self.batch = Some(batch);
+                    self.pos = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn key(&self) -> Option<OwnedRow> {
+        self.batch.as_ref()?;
+        Some(self.rows.as_ref()?.row(self.pos).owned())
+    }
+
+    /// Takes every row whose key equals `key` (rows arrive sorted, so they are contiguous).
+    fn take_group(
+        &mut self,
+        key: &OwnedRow,
+        converter: &RowConverter,
+        out: &mut Vec<(RecordBatch, usize)>,
+    ) -> Result<()> {
+        loop {
+            let (Some(batch), Some(rows)) = (&self.batch, &self.rows) else {
+                return Ok(());
+            };
+            if rows.row(self.pos) != key.row() {
+                return Ok(());
+            }
+            out.push((batch.clone(), self.pos));
+            self.pos += 1;
+            self.fill(converter)?;
+        }
+    }
+
+    /// Skips rows whose key is below `key`.
+    fn skip_below(&mut self, key: &OwnedRow, converter: &RowConverter) -> Result<()> {
+        loop {
+            let Some(rows) = &self.rows else {
+                return Ok(());
+            };
+            if self.batch.is_none() || rows.row(self.pos) >= key.row() {
+                return Ok(());
+            }
+            self.pos += 1;
+            self.fill(converter)?;
+        }
+    }
+}
+
+/// Receives the join's decisions.
+pub(crate) trait JoinSink {
+    /// The load row at input position `seq` is to be written.
+    fn insert(&mut self, seq: u64) -> Result<()>;
+    /// A table row to delete.
+    fn delete(&mut self, file: u32, pos: u64) -> Result<()>;
+}
+
+/// The input position of a sorted load row (its last column).
+fn seq_of((batch, row): &(RecordBatch, usize)) -> u64 {
+    batch
+        .column(batch.num_columns() - 1)
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+        .expect("sequence column")
+        .value(*row)
+}
+
+fn is_hard_delete(column: &ArrayRef, row: usize) -> bool {
+    if column.is_null(row) {
+        return false;
+    }
+    match column.as_any().downcast_ref::<BooleanArray>() {
+        Some(b) => b.value(row),
+        None => true,
+    }
+}
+
+/// Runs the sort-merge join of the load against the table. `keys` are the load side's
+/// [`LoadSide::sorted_keys`]; the table side carries the keys first as well.
+pub(crate) fn join<S: JoinSink>(
+    spec: &MergeSpec,
+    keys: &KeyColumns,
+    load_schema: &SchemaRef,
+    load: SortedStream,
+    table: Option<SortedStream>,
+    sink: &mut S,
+) -> Result<MergeCounts> {
+    let converter = keys.converter(load_schema)?;
+    let table_key_cols: Vec<usize> = (0..keys.indices.len()).collect();
+    let mut a = Cursor::new(Some(load), keys.indices.clone(), &converter)?;
+    let mut b = Cursor::new(table, table_key_cols, &converter)?;
+    let mut counts = MergeCounts::default();
+    let (mut l, mut t) = (Vec::new(), Vec::new());
+    while let Some(key) = a.key() {
+        l.clear();
+        t.clear();
+        a.take_group(&key, &converter, &mut l)?;
+        b.skip_below(&key, &converter)?;
+        b.take_group(&key, &converter, &mut t)?;
+        let hard = |(batch, row): &(RecordBatch, usize)| {
+            keys.hard_delete
+                .is_some_and(|c| is_hard_delete(batch.column(c), *row))
+        };
+        let delete_all = |sink: &mut S, t: &[(RecordBatch, usize)]| -> Result<()> {
+            for (batch, row) in t {
+                let file = batch
+                    .column(batch.num_columns() - 2)
+                    .as_any()
+                    .downcast_ref::<UInt32Array>()
+                    .expect("file column");
+                let pos = batch
+                    .column(batch.num_columns() - 1)
+                    .as_any()
+                    .downcast_ref::<UInt64Array>()
+                    .expect("pos column");
+                sink.delete(file.value(*row), pos.value(*row))?;
+            }
+            Ok(())
+        };
+        match spec.strategy {
+            MergeStrategy::DeleteInsert => {
+                delete_all(sink, &t)?;
+                counts.rows_deleted += t.len() as u64;
+                for row in l.iter().filter(|r| !hard(r)) {
+                    sink.insert(seq_of(row))?;
+                    counts.rows_inserted += 1;
+                }
+            }
+            MergeStrategy::Upsert | MergeStrategy::InsertOnly => {
+                let winner = pick_winner(&l, keys, &spec.duplicates)?;
+                if hard(winner) {
+                    delete_all(sink, &t)?;
+                    counts.rows_deleted += t.len() as u64;
+                } else if spec.strategy == MergeStrategy::Upsert {
+                    delete_all(sink, &t)?;
+                    sink.insert(seq_of(winner))?;
+                    if t.is_empty() {
+                        counts.rows_inserted += 1;
+                    } else {
+                        counts.rows_updated += 1;
+                        // More than one live row for a key (written by another tool): all go.
+                        counts.rows_deleted += t.len() as u64 - 1;
+                    }
+                } else if t.is_empty() {
+                    sink.insert(seq_of(winner))?;
+                    counts.rows_inserted += 1;
+                }
+            }
+        }
+    }
+    Ok(counts)
+}
+
+fn key_description((batch, row): &(RecordBatch, usize), keys: &KeyColumns) -> String {
+    keys.indices
+        .iter()
+        .zip(&keys.names)
+        .map(|(&i, name)| {
+            let v = arrow_cast::display::array_value_to_string(batch.column(i), *row)
+                .unwrap_or_default();
+            format!("{name}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn pick_winner<'a>(
+    group: &'a [(RecordBatch, usize)],
+    keys: &KeyColumns,
+    policy: &DuplicateKeys,
+) -> Result<&'a (RecordBatch, usize)> {
+    // Rows of a group arrive in input order (the sort key ends with the sequence number).
+    let last = group.last().expect("non-empty group");
+    if group.len() == 1 {
+        return Ok(last);
+    }
+    match (policy, keys.dedup) {
+        (DuplicateKeys::Error, _) => Err(FloeError::DuplicateKey {
+            rows: group.len(),
+            key: key_description(last, keys),
+        }),
+        (DuplicateKeys::SortBy { .. }, Some((col, descending))) => {
+            let mut best = &group[0];
+            for candidate in &group[1..] {
+                let cmp = make_comparator(
+                    candidate.0.column(col).as_ref(),
+                    best.0.column(col).as_ref(),
+                    SortOptions {
+                        descending: false,
+                        nulls_first: true,
+                    },
+                )
+                .context(|| "cannot compare the dedup column".into())?;
+                let order = cmp(candidate.1, best.1);
+                let better = if descending {
+                    order.is_gt()
+                } else {
+                    order.is_lt()
+                };
+                // Ties go to the later row.
+                if better || order.is_eq() {
+                    best = candidate;
+                }
+            }
+            Ok(best)
+        }
+        _ => Ok(last),
+    }
+}
