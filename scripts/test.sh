@@ -19,6 +19,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== cargo doc (the library's docs link only to what they show)"
+RUSTDOCFLAGS="-D warnings" cargo doc -p floe --no-deps --quiet
 echo "== interop tests (pyiceberg, DuckDB)"
 cargo build -p floe-cli
 echo "== the floe Python package (maturin develop into $VENV, reusing target/debug)"

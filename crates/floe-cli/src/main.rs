@@ -154,7 +154,7 @@ struct LoadArgs {
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {
-    floe::write::parse_size(s)
+    floe::parse_size(s)
 }
 
 fn main() -> std::process::ExitCode {

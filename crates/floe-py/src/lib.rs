@@ -243,7 +243,7 @@ fn size_of(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<u64>
             "{what} must be bytes (int) or a size like '256MiB'"
         ))
     })?;
-    floe::write::parse_size(&text)
+    floe::parse_size(&text)
         .map(Some)
         .map_err(|e| InvalidOptionError::new_err(format!("{what}: {e}")))
 }

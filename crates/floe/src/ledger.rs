@@ -50,6 +50,7 @@ impl FileLedger {
     }
 
     /// The files recorded so far.
+    #[cfg(test)]
     pub fn files(&self) -> Vec<String> {
         self.lock().clone()
     }

@@ -4,14 +4,18 @@
 //! A load is a pipeline of stages, each a module with one job:
 //!
 //! ```text
-//! source  -> conform -> write -> commit
-//! (files to   (cast to    (rolling     (snapshot producer, manifests,
-//!  bounded     the table   Parquet      catalog compare-and-swap,
-//!  batches)    schema)     data files)  retry, idempotency by load id)
+//! source  -> conform -> write -> [merge] -> commit
+//! (files to   (cast to    (rolling   (match keys   (snapshot producer, manifests,
+//!  bounded     the table   Parquet    against the   catalog compare-and-swap,
+//!  batches)    schema)     files)     table)        retry, idempotency by load id)
 //! ```
 //!
-//! [`ops`] holds one builder per kind of load ([`ops::AppendBuilder`], [`ops::ReplaceBuilder`]);
-//! [`catalog`] opens catalogs configured the way pyiceberg users configure them.
+//! [`ops`] holds one short builder per kind of load ([`ops::AppendBuilder`],
+//! [`ops::ReplaceBuilder`], [`ops::MergeBuilder`]), each driving one load session that ends in
+//! one commit; a file ledger owns the cleanup of a load that does not land. [`ops::run`] runs a
+//! load described as data ([`ops::LoadKind`]), as the CLI and the Python package do. [`catalog`]
+//! opens catalogs configured the way pyiceberg users configure them; [`source`] turns files or
+//! any Arrow record-batch stream into bounded batches. The stages themselves are internal.
 //!
 //! ```no_run
 //! # async fn demo() -> floe::Result<()> {
@@ -26,21 +30,27 @@
 //! ```
 
 pub mod catalog;
-pub mod commit;
-pub mod conform;
+mod commit;
+mod conform;
 pub mod error;
-pub mod ledger;
-pub mod merge;
+mod ledger;
+mod merge;
 pub mod ops;
-pub mod partition;
+mod partition;
 pub mod progress;
 pub mod source;
-pub mod spill;
-pub mod write;
+mod spill;
+mod write;
 
 pub use catalog::{Catalog, CatalogConfig, TableState, parse_table_ident};
 pub use error::{FloeError, Result};
 pub use ops::{LoadOptions, LoadSummary};
 pub use progress::{Progress, ProgressSnapshot};
 pub use source::{BatchBudget, ParquetSource, Source, SourceBatch};
-pub use write::WriteOptions;
+pub use write::{WriteOptions, parse_size};
+
+/// Internals the crate's integration tests reach; not part of floe's API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::commit::MANIFEST_ENTRIES;
+}

@@ -96,11 +96,6 @@ impl ExternalSorter {
         })
     }
 
-    /// Number of rows pushed so far.
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
     /// Number of runs spilled to disk so far.
     pub fn spilled_runs(&self) -> usize {
         self.spilled

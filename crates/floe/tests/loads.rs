@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use floe::commit::{FileChanges, LoadOperation, commit_load, find_load};
 use floe::ops::{AppendBuilder, ReplaceBuilder};
 use floe::{Catalog, CatalogConfig, FloeError, LoadOptions, Source, parse_table_ident};
 use futures::TryStreamExt;
@@ -160,117 +159,6 @@ async fn append_carries_existing_manifests_untouched() {
 }
 
 #[tokio::test]
-async fn stale_replace_replans_against_the_new_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let cat = catalog(dir.path()).await;
-    let table = parse_table_ident("ns.replace").unwrap();
-    AppendBuilder::new(&cat, table.clone())
-        .execute(source(vec![batch(0..10)]))
-        .await
-        .unwrap();
-    let stale = cat.load_table(&table).await.unwrap().unwrap();
-    // Another writer appends after we planned.
-    AppendBuilder::new(&cat, table.clone())
-        .execute(source(vec![batch(10..20)]))
-        .await
-        .unwrap();
-
-    // A replace planned on the stale state must still remove the concurrent append's files.
-    let file = write_data_file(&cat, &table, batch(100..105)).await;
-    let committed = commit_load(
-        &cat,
-        stale,
-        "replace-1",
-        LoadOperation::Replace,
-        FileChanges::added(file),
-        None,
-        5,
-    )
-    .await
-    .unwrap();
-    assert_eq!(committed.attempts, 2, "first attempt must conflict");
-    assert_eq!(committed.files_removed, 2);
-    assert_eq!(
-        ids(&cat, "ns.replace").await,
-        (100..105).collect::<Vec<_>>()
-    );
-}
-
-/// Writes one data file (and its manifest) for `table` without committing it.
-async fn write_data_file(
-    cat: &Catalog,
-    table: &iceberg::TableIdent,
-    rows: RecordBatch,
-) -> floe::commit::AddedManifests {
-    use floe::write::{FileSettings, TableWriter, WriteOptions};
-    let state = cat.load_table(table).await.unwrap().unwrap();
-    let settings =
-        FileSettings::resolve(state.metadata.properties(), &WriteOptions::default()).unwrap();
-    let conformer =
-        floe::conform::Conformer::new("t", state.metadata.current_schema().clone()).unwrap();
-    let ledger = floe::ledger::FileLedger::default();
-    let added =
-        floe::commit::AddedFiles::new("t", &state.metadata, state.file_io.clone(), ledger.clone())
-            .unwrap()
-            .into_sink();
-    let mut writer = TableWriter::new(
-        "t",
-        state.metadata.clone(),
-        state.file_io.clone(),
-        &uuid::Uuid::new_v4().to_string(),
-        &settings,
-        added.clone(),
-        ledger,
-    )
-    .unwrap();
-    let conformed = conformer
-        .conform(&floe::SourceBatch {
-            batch: rows,
-            origin: Arc::from("mem"),
-        })
-        .unwrap();
-    writer.write(conformed).await.unwrap();
-    writer.close().await.unwrap();
-    let manifests = added.lock().await.finish().await.unwrap();
-    assert_eq!(manifests.files(), 1);
-    manifests
-}
-
-#[tokio::test]
-async fn commit_finds_a_load_id_that_landed_meanwhile() {
-    let dir = tempfile::tempdir().unwrap();
-    let cat = catalog(dir.path()).await;
-    let table = parse_table_ident("ns.idem").unwrap();
-    AppendBuilder::new(&cat, table.clone())
-        .execute(source(vec![batch(0..10)]))
-        .await
-        .unwrap();
-    let stale = cat.load_table(&table).await.unwrap().unwrap();
-    let landed = AppendBuilder::new(&cat, table.clone())
-        .with_options(LoadOptions::default().with_load_id("run-7"))
-        .execute(source(vec![batch(10..20)]))
-        .await
-        .unwrap();
-    let file = write_data_file(&cat, &table, batch(10..20)).await;
-    let again = commit_load(
-        &cat,
-        stale,
-        "run-7",
-        LoadOperation::Append,
-        FileChanges::added(file),
-        None,
-        5,
-    )
-    .await
-    .unwrap();
-    assert!(again.already_committed);
-    assert_eq!(Some(again.snapshot_id), landed.snapshot_id);
-    let state = cat.load_table(&table).await.unwrap().unwrap();
-    assert_eq!(find_load(&state.metadata, "run-7"), landed.snapshot_id);
-    assert_eq!(ids(&cat, "ns.idem").await, (0..20).collect::<Vec<_>>());
-}
-
-#[tokio::test]
 async fn a_failing_source_commits_nothing_and_leaves_no_files() {
     let dir = tempfile::tempdir().unwrap();
     let cat = catalog(dir.path()).await;
@@ -370,67 +258,12 @@ async fn merges_spill_past_the_memory_limit_and_stay_exact() {
 }
 
 #[tokio::test]
-async fn data_is_never_committed_against_a_schema_that_changed_under_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let cat = catalog(dir.path()).await;
-    let table = parse_table_ident("ns.schema_race").unwrap();
-    AppendBuilder::new(&cat, table.clone())
-        .execute(source(vec![batch(0..10)]))
-        .await
-        .unwrap();
-    let stale = cat.load_table(&table).await.unwrap().unwrap();
-    let file = write_data_file(&cat, &table, batch(10..20)).await;
-    // Meanwhile another load adds a column.
-    let wider = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, true),
-        Field::new("extra", DataType::Utf8, true),
-    ]));
-    let rows = RecordBatch::try_new(
-        wider.clone(),
-        vec![
-            Arc::new(Int64Array::from(vec![100])),
-            Arc::new(StringArray::from(vec!["x"])),
-            Arc::new(StringArray::from(vec!["y"])),
-        ],
-    )
-    .unwrap();
-    let evolved = Source::from_stream(
-        wider,
-        "wider",
-        futures::stream::iter(vec![Ok::<_, Infallible>(rows)]),
-    );
-    let out = AppendBuilder::new(&cat, table.clone())
-        .execute(evolved)
-        .await
-        .unwrap();
-    assert_eq!(out.schema_changes.len(), 1);
-    let err = commit_load(
-        &cat,
-        stale,
-        "late",
-        LoadOperation::Append,
-        FileChanges::added(file),
-        None,
-        5,
-    )
-    .await
-    .unwrap_err();
-    assert!(matches!(err, FloeError::Conflict { .. }), "{err}");
-    assert!(err.to_string().contains("schema changed"), "{err}");
-    assert_eq!(
-        ids(&cat, "ns.schema_race").await,
-        (0..10).chain(100..101).collect::<Vec<_>>()
-    );
-}
-
-#[tokio::test]
 async fn files_past_one_manifest_roll_into_several_in_one_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let cat = catalog(dir.path()).await;
     let table = parse_table_ident("ns.many").unwrap();
     // Identity on the key: one file per row, more files than one manifest takes.
-    let rows = floe::commit::MANIFEST_ENTRIES as i64 + 200;
+    let rows = floe::testing::MANIFEST_ENTRIES as i64 + 200;
     let out = AppendBuilder::new(&cat, table.clone())
         .with_options(LoadOptions::default().with_partition_by("identity(id)"))
         .execute(source(vec![batch(0..rows / 2), batch(rows / 2..rows)]))

@@ -2,14 +2,14 @@
 //!
 //! Two kinds of catalog, one face:
 //! - `sql` (SQLite, the embedded default): reads through `iceberg-catalog-sql`, commits as floe's
-//!   own compare-and-swap on `metadata_location` ([`sql`]);
-//! - `rest` (any Iceberg REST catalog): floe's own small client ([`rest`]) for configuration,
+//!   own compare-and-swap on `metadata_location` (`catalog/sql.rs`);
+//! - `rest` (any Iceberg REST catalog): floe's own small client (`catalog/rest.rs`) for configuration,
 //!   OAuth2 with token refresh, TLS, loads, staged creation and the commit call.
 //!
 //! Commits never go through iceberg-rust's `Catalog::update_table`: 0.10.1 only accepts its own
 //! sealed `TableCommit`, which cannot carry floe's snapshots. When upstream can take arbitrary
 //! updates, the commit paths shrink to a call. Table data and metadata files go through a
-//! `FileIO` per table ([`storage`]): local paths, or S3 with the pyiceberg property names.
+//! `FileIO` per table (`catalog/storage.rs`): local paths, or S3 with the pyiceberg property names.
 
 pub mod config;
 mod rest;

@@ -388,3 +388,6 @@ async fn reload_after_unknown(
         reason: format!("{reason}; then: {last_error}"),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,7 +46,7 @@ pub enum LoadOperation {
     /// (dynamic partition overwrite). On an unpartitioned table this is `ReplaceAll`.
     ReplacePartitions,
     /// A merge: add data files and position-delete files, remove the data files named in
-    /// [`FileChanges::removed`] (copy-on-write rewrites). Every removed file must still be
+    /// `FileChanges::removed` (copy-on-write rewrites). Every removed file must still be
     /// live in the table, or the commit is a conflict.
     Merge,
 }
@@ -123,7 +123,7 @@ pub struct StagedSnapshot {
     pub files_removed: u64,
     pub rows_removed: u64,
     /// Files written for this attempt only (manifest list, rewritten manifests).
-    attempt_files: Vec<String>,
+    pub(super) attempt_files: Vec<String>,
 }
 
 /// Builds the snapshot of one load; reusable across commit attempts.

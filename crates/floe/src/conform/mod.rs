@@ -80,10 +80,6 @@ impl Conformer {
         &self.arrow
     }
 
-    pub fn iceberg_schema(&self) -> &Arc<Schema> {
-        &self.schema
-    }
-
     /// Returns `input` with the table's column order, types and field definitions.
     pub fn conform(&self, input: &SourceBatch) -> Result<RecordBatch> {
         let ctx = Ctx {

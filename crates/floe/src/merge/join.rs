@@ -271,3 +271,179 @@ fn pick_winner<'a>(
         _ => Ok(last),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt64Array};
+    use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef};
+    use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+
+    use super::*;
+    use crate::merge::{LoadSide, MergeMode, TableSide};
+
+    /// Records the join's decisions.
+    #[derive(Default, Debug)]
+    struct Decisions {
+        inserts: Vec<u64>,
+        deletes: Vec<(u32, u64)>,
+    }
+
+    impl JoinSink for Decisions {
+        fn insert(&mut self, seq: u64) -> Result<()> {
+            self.inserts.push(seq);
+            Ok(())
+        }
+        fn delete(&mut self, file: u32, pos: u64) -> Result<()> {
+            self.deletes.push((file, pos));
+            Ok(())
+        }
+    }
+
+    /// `id long` (the key), `v long`, `gone boolean` (the hard-delete column).
+    fn schemas() -> (Schema, SchemaRef) {
+        let long = || Box::new(Type::Primitive(PrimitiveType::Long));
+        let iceberg = Schema::builder()
+            .with_fields(vec![
+                Arc::new(NestedField::required(1, "id", *long())),
+                Arc::new(NestedField::optional(2, "v", *long())),
+                Arc::new(NestedField::optional(
+                    3,
+                    "gone",
+                    Type::Primitive(PrimitiveType::Boolean),
+                )),
+            ])
+            .build()
+            .unwrap();
+        let arrow = Arc::new(ArrowSchema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", DataType::Int64, true),
+            Field::new("gone", DataType::Boolean, true),
+        ]));
+        (iceberg, arrow)
+    }
+
+    fn spec(strategy: MergeStrategy, duplicates: DuplicateKeys) -> MergeSpec {
+        MergeSpec {
+            keys: vec!["id".into()],
+            strategy,
+            mode: MergeMode::default(),
+            hard_delete_column: Some("gone".into()),
+            duplicates,
+            memory_limit: 1 << 20,
+        }
+    }
+
+    /// Load rows `(id, v, gone)` in input order; table rows `(file, pos, id)`.
+    fn run(
+        spec: &MergeSpec,
+        load: &[(i64, i64, bool)],
+        table: &[(u32, u64, i64)],
+    ) -> Result<(MergeCounts, Decisions)> {
+        let (iceberg, arrow) = schemas();
+        let keys = KeyColumns::resolve(spec, &iceberg, "t").unwrap();
+        let mut side = LoadSide::new(&arrow, keys.clone(), 1 << 20, None, false).unwrap();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(load.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter_values(load.iter().map(|r| r.1))),
+            Arc::new(BooleanArray::from_iter(load.iter().map(|r| Some(r.2)))),
+        ];
+        side.push(RecordBatch::try_new(arrow.clone(), columns).unwrap(), "mem")
+            .unwrap();
+        let (sorted_keys, load_schema) = (side.sorted_keys().clone(), side.schema().clone());
+        let (sorted_load, _) = side.finish().unwrap();
+        let mut table_side = TableSide::new(&arrow, &keys, 1 << 20, None).unwrap();
+        for &(file, pos, id) in table {
+            let ids: ArrayRef = Arc::new(Int64Array::from(vec![id]));
+            table_side
+                .push(vec![ids], file, UInt64Array::from(vec![pos]))
+                .unwrap();
+        }
+        let sorted_table = (!table.is_empty()).then(|| table_side.finish().unwrap());
+        let mut decisions = Decisions::default();
+        let counts = join(
+            spec,
+            &sorted_keys,
+            &load_schema,
+            sorted_load,
+            sorted_table,
+            &mut decisions,
+        )?;
+        decisions.inserts.sort();
+        decisions.deletes.sort();
+        Ok((counts, decisions))
+    }
+
+    const TABLE: &[(u32, u64, i64)] = &[(0, 5, 2), (1, 0, 3), (1, 1, 4)];
+
+    #[test]
+    fn upsert_replaces_matches_and_inserts_the_rest() {
+        let spec = spec(MergeStrategy::Upsert, DuplicateKeys::LastWins);
+        let load = [(1, 0, false), (2, 0, false), (3, 0, false)];
+        let (counts, d) = run(&spec, &load, TABLE).unwrap();
+        assert_eq!(d.inserts, [0, 1, 2]);
+        assert_eq!(d.deletes, [(0, 5), (1, 0)]);
+        assert_eq!((counts.rows_inserted, counts.rows_updated), (1, 2));
+        assert_eq!(counts.rows_deleted, 0);
+    }
+
+    #[test]
+    fn insert_only_keeps_the_table_row() {
+        let spec = spec(MergeStrategy::InsertOnly, DuplicateKeys::LastWins);
+        let (counts, d) = run(&spec, &[(1, 0, false), (2, 0, false)], TABLE).unwrap();
+        assert_eq!(d.inserts, [0]);
+        assert!(d.deletes.is_empty());
+        assert_eq!((counts.rows_inserted, counts.rows_updated), (1, 0));
+    }
+
+    #[test]
+    fn delete_insert_deletes_every_match_and_inserts_every_load_row() {
+        let spec = spec(MergeStrategy::DeleteInsert, DuplicateKeys::LastWins);
+        let load = [(2, 0, false), (2, 1, false), (1, 0, false)];
+        let (counts, d) = run(&spec, &load, TABLE).unwrap();
+        assert_eq!(d.inserts, [0, 1, 2]);
+        assert_eq!(d.deletes, [(0, 5)]);
+        assert_eq!((counts.rows_inserted, counts.rows_deleted), (3, 1));
+    }
+
+    #[test]
+    fn duplicate_keys_follow_the_policy() {
+        let load = [(1, 10, false), (1, 5, false), (1, 7, false)];
+        let last = spec(MergeStrategy::Upsert, DuplicateKeys::LastWins);
+        assert_eq!(run(&last, &load, &[]).unwrap().1.inserts, [2]);
+        let sort_by = |descending| DuplicateKeys::SortBy {
+            column: "v".into(),
+            descending,
+        };
+        let greatest = spec(MergeStrategy::Upsert, sort_by(true));
+        assert_eq!(run(&greatest, &load, &[]).unwrap().1.inserts, [0]);
+        let smallest = spec(MergeStrategy::Upsert, sort_by(false));
+        assert_eq!(run(&smallest, &load, &[]).unwrap().1.inserts, [1]);
+        let refuse = spec(MergeStrategy::Upsert, DuplicateKeys::Error);
+        let err = run(&refuse, &load, &[]).unwrap_err();
+        assert!(
+            matches!(&err, FloeError::DuplicateKey { rows: 3, key } if key == "id=1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_hard_delete_removes_the_row_and_writes_nothing() {
+        let spec = spec(MergeStrategy::Upsert, DuplicateKeys::LastWins);
+        let (counts, d) = run(&spec, &[(2, 0, true), (9, 0, true)], TABLE).unwrap();
+        assert!(d.inserts.is_empty());
+        assert_eq!(d.deletes, [(0, 5)]);
+        assert_eq!((counts.rows_deleted, counts.rows_inserted), (1, 0));
+    }
+
+    #[test]
+    fn several_live_rows_of_one_key_all_go() {
+        let spec = spec(MergeStrategy::Upsert, DuplicateKeys::LastWins);
+        let table = [(0, 1, 7), (2, 3, 7)];
+        let (counts, d) = run(&spec, &[(7, 0, false)], &table).unwrap();
+        assert_eq!(d.inserts, [0]);
+        assert_eq!(d.deletes, [(0, 1), (2, 3)]);
+        assert_eq!((counts.rows_updated, counts.rows_deleted), (1, 1));
+    }
+}

@@ -34,7 +34,7 @@ pub(crate) use apply::{DeleteCollector, DeleteTargets, apply_deletes};
 pub(crate) use join::join;
 pub use keys::KeyColumns;
 pub use load_side::LoadSide;
-pub use prune::{KeyRanges, PartitionFilter};
+pub use prune::PartitionFilter;
 pub use spec::{DuplicateKeys, MergeCounts, MergeMode, MergeSpec, MergeStrategy, OnDuplicateKeys};
 pub use table_side::{TableSide, scan_candidates};
 pub(crate) use winners::{Fingerprints, read_winners, write_winners};

@@ -1,6 +1,6 @@
 //! Merge: upsert, insert-only, delete-insert and hard deletes by key, in one snapshot.
 //!
-//! The builder drives one [`LoadSession`] through the [`crate::merge`] engine:
+//! The builder drives one `LoadSession` through the merge engine (`crate::merge`):
 //!
 //! 1. the load's keys are sorted (spilling past the memory limit); Parquet inputs decode only
 //!    the join's columns, other sources queue their rows in input order;

@@ -1,11 +1,11 @@
 //! Operations: one file and one short builder per kind of load, each driving one
-//! [`session::LoadSession`] and ending in its one commit call.
+//! `session::LoadSession` and ending in its one commit call.
 //!
 //! - [`append::AppendBuilder`]: add the input's rows (snapshot operation `append`);
 //! - [`replace::ReplaceBuilder`]: make the input the table's whole content, or only the
 //!   partitions the input has (`overwrite`);
 //! - [`merge::MergeBuilder`]: upsert, insert-only, delete-insert and hard deletes by key, the
-//!   matching done by the [`crate::merge`] engine;
+//!   matching done by the merge engine (`crate::merge`);
 //! - [`request`]: a load described as data ([`LoadKind`]), what the CLI and Python faces run.
 //!
 //! ```text

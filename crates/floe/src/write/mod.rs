@@ -102,7 +102,7 @@ pub struct WriteOptions {
     /// Each writes its own files, interleaving the input between them.
     pub writers: Option<usize>,
     /// Decode and re-encode every input row, never copying Parquet column chunks as they are
-    /// (see [`splice`]).
+    /// (see `write::splice`).
     pub rewrite: bool,
 }
 
@@ -266,9 +266,12 @@ impl TableWriter {
         let mode = if spec.is_unpartitioned() {
             Mode::Unpartitioned(None)
         } else {
-            Mode::Partitioned(Box::new(
-                partitioned::PartitionedWriter::new(schema, spec.clone(), settings).context(ctx)?,
-            ))
+            Mode::Partitioned(Box::new(partitioned::PartitionedWriter::new(
+                table,
+                schema,
+                spec.clone(),
+                settings,
+            )?))
         };
         Ok(Self {
             builder,
@@ -307,10 +310,7 @@ impl TableWriter {
                     .await
                     .context(ctx)
             }
-            Mode::Partitioned(writer) => writer
-                .write(&self.builder, &self.sink, batch)
-                .await
-                .context(ctx),
+            Mode::Partitioned(writer) => writer.write(&self.builder, &self.sink, batch).await,
         }
     }
 
@@ -325,9 +325,7 @@ impl TableWriter {
                     self.sink.lock().await.add_all(files).await?;
                 }
             }
-            Mode::Partitioned(writer) => {
-                writer.close(&self.builder, &self.sink).await.context(ctx)?
-            }
+            Mode::Partitioned(writer) => writer.close(&self.builder, &self.sink).await?,
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use super::partition_values::PartitionValues;
 use super::{FileSettings, PartitionWriter, PartitionWriterBuilder};
 use crate::commit::AddedFilesSink;
+use crate::error::{Result, ResultExt};
 use crate::spill::ExternalSorter;
 
 const PARTITION_COLUMN: &str = "__floe_partition";
@@ -45,30 +46,43 @@ pub(super) struct PartitionedWriter {
     writers: HashMap<Struct, PartitionWriter>,
     sorter: Option<ExternalSorter>,
     spill_dir: Option<std::path::PathBuf>,
+    /// For errors: `table {name}`.
+    table: String,
 }
 
 impl PartitionedWriter {
     pub(super) fn new(
+        table: &str,
         schema: SchemaRef,
         spec: PartitionSpecRef,
         settings: &FileSettings,
-    ) -> iceberg::Result<Self> {
+    ) -> Result<Self> {
+        let ctx = || format!("table {table}: cannot set up writers for its partition spec");
         Ok(Self {
             splitter: RecordBatchPartitionSplitter::try_new_with_precomputed_values(
                 schema.clone(),
                 spec.clone(),
-            )?,
-            values: PartitionValues::try_new(&spec, &schema)?,
+            )
+            .context(ctx)?,
+            values: PartitionValues::try_new(&spec, &schema).context(ctx)?,
             partition_fields: spec.fields().len(),
             max_open: settings.max_open_files,
             writers: HashMap::new(),
             sorter: None,
             spill_dir: settings.spill_dir.clone(),
+            table: table.to_string(),
         })
     }
 
-    fn split(&self, batch: &RecordBatch) -> iceberg::Result<Vec<(PartitionKey, RecordBatch)>> {
-        let values = self.values.calculate(batch.columns())?;
+    /// What went wrong where, for errors.
+    fn ctx(&self, what: &'static str) -> impl Fn() -> String + use<> {
+        let table = self.table.clone();
+        move || format!("table {table}: {what}")
+    }
+
+    fn split(&self, batch: &RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>> {
+        let ctx = self.ctx("cannot split a batch by partition");
+        let values = self.values.calculate(batch.columns()).context(&ctx)?;
         // The splitter finds the values by name, first match: in front, they win over a table
         // column that happens to be called `_partition` too.
         let mut fields: Vec<Arc<Field>> = vec![Arc::new(Field::new(
@@ -79,22 +93,24 @@ impl PartitionedWriter {
         fields.extend(batch.schema().fields().iter().cloned());
         let mut columns = vec![values];
         columns.extend(batch.columns().iter().cloned());
-        let tagged = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
-            .map_err(arrow_error)?;
+        let tagged =
+            RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns).context(&ctx)?;
         let data: Vec<usize> = (1..=batch.num_columns()).collect();
         self.splitter
-            .split(&tagged)?
+            .split(&tagged)
+            .context(&ctx)?
             .into_iter()
             .map(|(key, part)| {
-                let part = part.project(&data).map_err(arrow_error)?;
+                let part = part.project(&data).context(&ctx)?;
                 Ok((complete_partition_key(key, self.partition_fields), part))
             })
             .collect()
     }
 
-    fn push_to_sorter(&mut self, batch: RecordBatch) -> iceberg::Result<()> {
-        let values = self.values.calculate(batch.columns())?;
-        let tagged = with_column(&batch, PARTITION_COLUMN, values)?;
+    fn push_to_sorter(&mut self, batch: RecordBatch) -> Result<()> {
+        let ctx = self.ctx("cannot compute partition values");
+        let values = self.values.calculate(batch.columns()).context(&ctx)?;
+        let tagged = with_column(&batch, PARTITION_COLUMN, values).context(&ctx)?;
         if self.sorter.is_none() {
             let key = tagged.num_columns() - 1;
             let sorter = ExternalSorter::new(
@@ -102,15 +118,10 @@ impl PartitionedWriter {
                 vec![key],
                 CLUSTER_SORT_BYTES,
                 self.spill_dir.as_deref(),
-            )
-            .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))?;
+            )?;
             self.sorter = Some(sorter);
         }
-        self.sorter
-            .as_mut()
-            .expect("sorter")
-            .push(tagged)
-            .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))
+        self.sorter.as_mut().expect("sorter").push(tagged)
     }
 
     pub(super) async fn write(
@@ -118,7 +129,9 @@ impl PartitionedWriter {
         builder: &PartitionWriterBuilder,
         sink: &AddedFilesSink,
         batch: RecordBatch,
-    ) -> iceberg::Result<()> {
+    ) -> Result<()> {
+        let table = self.table.clone();
+        let ctx = || format!("table {table}: writing data files failed");
         if self.sorter.is_some() {
             return self.push_to_sorter(batch);
         }
@@ -134,21 +147,22 @@ impl PartitionedWriter {
                 "the load touches more partitions than --max-open-files; clustering through a bounded sort"
             );
             for (_, mut w) in self.writers.drain() {
-                hand_over(sink, w.close().await?).await?;
+                hand_over(sink, w.close().await.context(ctx)?).await?;
             }
             return self.push_to_sorter(batch);
         }
         for (key, part) in parts {
             let data = key.data().clone();
             if !self.writers.contains_key(&data) {
-                let w = builder.build(Some(key)).await?;
+                let w = builder.build(Some(key)).await.context(ctx)?;
                 self.writers.insert(data.clone(), w);
             }
             self.writers
                 .get_mut(&data)
                 .expect("writer")
                 .write(part)
-                .await?;
+                .await
+                .context(ctx)?;
         }
         Ok(())
     }
@@ -158,37 +172,33 @@ impl PartitionedWriter {
         &mut self,
         builder: &PartitionWriterBuilder,
         sink: &AddedFilesSink,
-    ) -> iceberg::Result<()> {
+    ) -> Result<()> {
+        let table = self.table.clone();
+        let ctx = || format!("table {table}: finishing data files failed");
         for (_, mut w) in self.writers.drain() {
-            hand_over(sink, w.close().await?).await?;
+            hand_over(sink, w.close().await.context(ctx)?).await?;
         }
         let Some(sorter) = self.sorter.take() else {
             return Ok(());
         };
-        let to_iceberg = |e: crate::error::FloeError| {
-            iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string())
-        };
-        let sorted = sorter.finish().map_err(to_iceberg)?;
+        let sorted = sorter.finish()?;
         // Sorted by partition: a partition never comes back once the next one starts.
         let mut current: Option<(Struct, PartitionWriter)> = None;
         let mut converter: Option<RowConverter> = None;
         for tagged in sorted {
-            let tagged = tagged.map_err(to_iceberg)?;
+            let tagged = tagged?;
             let tag = tagged.column(tagged.num_columns() - 1).clone();
             let converter = match &mut converter {
                 Some(c) => c,
                 None => converter.insert(
-                    RowConverter::new(vec![SortField::new(tag.data_type().clone())]).map_err(
-                        |e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()),
-                    )?,
+                    RowConverter::new(vec![SortField::new(tag.data_type().clone())])
+                        .context(ctx)?,
                 ),
             };
-            let rows = converter
-                .convert_columns(&[tag])
-                .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))?;
+            let rows = converter.convert_columns(&[tag]).context(ctx)?;
             let batch = tagged
                 .project(&(0..tagged.num_columns() - 1).collect::<Vec<_>>())
-                .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))?;
+                .context(ctx)?;
             // Walk the runs of equal partition values in order.
             let mut start = 0;
             for end in 1..=batch.num_rows() {
@@ -200,17 +210,18 @@ impl PartitionedWriter {
                 for (key, part) in self.split(&run)? {
                     if current.as_ref().is_none_or(|(k, _)| k != key.data()) {
                         if let Some((_, mut w)) = current.take() {
-                            hand_over(sink, w.close().await?).await?;
+                            hand_over(sink, w.close().await.context(ctx)?).await?;
                         }
                         let data = key.data().clone();
-                        current = Some((data, builder.build(Some(key)).await?));
+                        current = Some((data, builder.build(Some(key)).await.context(ctx)?));
                     }
-                    current.as_mut().expect("writer").1.write(part).await?;
+                    let writer = &mut current.as_mut().expect("writer").1;
+                    writer.write(part).await.context(ctx)?;
                 }
             }
         }
         if let Some((_, mut w)) = current.take() {
-            hand_over(sink, w.close().await?).await?;
+            hand_over(sink, w.close().await.context(ctx)?).await?;
         }
         Ok(())
     }
@@ -221,23 +232,15 @@ fn with_column(
     batch: &RecordBatch,
     name: &str,
     column: arrow_array::ArrayRef,
-) -> iceberg::Result<RecordBatch> {
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
     let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new(name, column.data_type().clone(), true)));
     let mut columns = batch.columns().to_vec();
     columns.push(column);
-    RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns).map_err(arrow_error)
-}
-
-fn arrow_error(e: arrow_schema::ArrowError) -> iceberg::Error {
-    iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string())
+    RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
 }
 
 /// Passes finished files on to the manifest sink.
-async fn hand_over(sink: &AddedFilesSink, files: Vec<DataFile>) -> iceberg::Result<()> {
-    sink.lock()
-        .await
-        .add_all(files)
-        .await
-        .map_err(|e| iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()))
+async fn hand_over(sink: &AddedFilesSink, files: Vec<DataFile>) -> Result<()> {
+    sink.lock().await.add_all(files).await
 }

@@ -1,0 +1,316 @@
+//! The commit layer against the embedded catalog: attempts re-planned over newer states, the
+//! load id found after a lost race, a schema that changed under the load, and what one staged
+//! attempt removes for each operation.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use futures::TryStreamExt;
+
+use super::*;
+use crate::catalog::TableState;
+use crate::ledger::FileLedger;
+use crate::ops::AppendBuilder;
+use crate::{Catalog, CatalogConfig, FloeError, LoadOptions, Source, parse_table_ident};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]))
+}
+
+fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+    let names: Vec<String> = ids.clone().map(|i| format!("n{i}")).collect();
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids)),
+            Arc::new(StringArray::from(names)),
+        ],
+    )
+    .unwrap()
+}
+
+fn source(batches: Vec<RecordBatch>) -> Source {
+    Source::from_stream(
+        schema(),
+        "memory",
+        futures::stream::iter(batches.into_iter().map(Ok::<_, Infallible>)),
+    )
+}
+
+async fn catalog(dir: &Path) -> Catalog {
+    Catalog::open(CatalogConfig::embedded(dir).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn ids(catalog: &Catalog, table: &str) -> Vec<i64> {
+    let state = catalog
+        .load_table(&parse_table_ident(table).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let scan = state.table().unwrap().scan().build().unwrap();
+    let batches: Vec<RecordBatch> = scan.to_arrow().await.unwrap().try_collect().await.unwrap();
+    let mut out: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn stale_replace_replans_against_the_new_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let table = parse_table_ident("ns.replace").unwrap();
+    AppendBuilder::new(&cat, table.clone())
+        .execute(source(vec![batch(0..10)]))
+        .await
+        .unwrap();
+    let stale = cat.load_table(&table).await.unwrap().unwrap();
+    // Another writer appends after we planned.
+    AppendBuilder::new(&cat, table.clone())
+        .execute(source(vec![batch(10..20)]))
+        .await
+        .unwrap();
+
+    // A replace planned on the stale state must still remove the concurrent append's files.
+    let file = write_data_file(&cat, &table, batch(100..105)).await;
+    let committed = commit_load(
+        &cat,
+        stale,
+        "replace-1",
+        LoadOperation::Replace,
+        FileChanges::added(file),
+        None,
+        5,
+    )
+    .await
+    .unwrap();
+    assert_eq!(committed.attempts, 2, "first attempt must conflict");
+    assert_eq!(committed.files_removed, 2);
+    assert_eq!(
+        ids(&cat, "ns.replace").await,
+        (100..105).collect::<Vec<_>>()
+    );
+}
+
+/// Writes one data file (and its manifest) for `table` without committing it.
+async fn write_data_file(
+    cat: &Catalog,
+    table: &iceberg::TableIdent,
+    rows: RecordBatch,
+) -> AddedManifests {
+    use crate::write::{FileSettings, TableWriter, WriteOptions};
+    let state = cat.load_table(table).await.unwrap().unwrap();
+    let settings =
+        FileSettings::resolve(state.metadata.properties(), &WriteOptions::default()).unwrap();
+    let conformer =
+        crate::conform::Conformer::new("t", state.metadata.current_schema().clone()).unwrap();
+    let ledger = FileLedger::default();
+    let added = AddedFiles::new("t", &state.metadata, state.file_io.clone(), ledger.clone())
+        .unwrap()
+        .into_sink();
+    let mut writer = TableWriter::new(
+        "t",
+        state.metadata.clone(),
+        state.file_io.clone(),
+        &uuid::Uuid::new_v4().to_string(),
+        &settings,
+        added.clone(),
+        ledger,
+    )
+    .unwrap();
+    let conformed = conformer
+        .conform(&crate::SourceBatch {
+            batch: rows,
+            origin: Arc::from("mem"),
+        })
+        .unwrap();
+    writer.write(conformed).await.unwrap();
+    writer.close().await.unwrap();
+    let manifests = added.lock().await.finish().await.unwrap();
+    assert_eq!(manifests.files(), 1);
+    manifests
+}
+
+#[tokio::test]
+async fn commit_finds_a_load_id_that_landed_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let table = parse_table_ident("ns.idem").unwrap();
+    AppendBuilder::new(&cat, table.clone())
+        .execute(source(vec![batch(0..10)]))
+        .await
+        .unwrap();
+    let stale = cat.load_table(&table).await.unwrap().unwrap();
+    let landed = AppendBuilder::new(&cat, table.clone())
+        .with_options(LoadOptions::default().with_load_id("run-7"))
+        .execute(source(vec![batch(10..20)]))
+        .await
+        .unwrap();
+    let file = write_data_file(&cat, &table, batch(10..20)).await;
+    let again = commit_load(
+        &cat,
+        stale,
+        "run-7",
+        LoadOperation::Append,
+        FileChanges::added(file),
+        None,
+        5,
+    )
+    .await
+    .unwrap();
+    assert!(again.already_committed);
+    assert_eq!(Some(again.snapshot_id), landed.snapshot_id);
+    let state = cat.load_table(&table).await.unwrap().unwrap();
+    assert_eq!(find_load(&state.metadata, "run-7"), landed.snapshot_id);
+    assert_eq!(ids(&cat, "ns.idem").await, (0..20).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn data_is_never_committed_against_a_schema_that_changed_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let table = parse_table_ident("ns.schema_race").unwrap();
+    AppendBuilder::new(&cat, table.clone())
+        .execute(source(vec![batch(0..10)]))
+        .await
+        .unwrap();
+    let stale = cat.load_table(&table).await.unwrap().unwrap();
+    let file = write_data_file(&cat, &table, batch(10..20)).await;
+    // Meanwhile another load adds a column.
+    let wider = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("extra", DataType::Utf8, true),
+    ]));
+    let rows = RecordBatch::try_new(
+        wider.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![100])),
+            Arc::new(StringArray::from(vec!["x"])),
+            Arc::new(StringArray::from(vec!["y"])),
+        ],
+    )
+    .unwrap();
+    let evolved = Source::from_stream(
+        wider,
+        "wider",
+        futures::stream::iter(vec![Ok::<_, Infallible>(rows)]),
+    );
+    let out = AppendBuilder::new(&cat, table.clone())
+        .execute(evolved)
+        .await
+        .unwrap();
+    assert_eq!(out.schema_changes.len(), 1);
+    let err = commit_load(
+        &cat,
+        stale,
+        "late",
+        LoadOperation::Append,
+        FileChanges::added(file),
+        None,
+        5,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, FloeError::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains("schema changed"), "{err}");
+    assert_eq!(
+        ids(&cat, "ns.schema_race").await,
+        (0..10).chain(100..101).collect::<Vec<_>>()
+    );
+}
+
+/// A table with one data file per batch, and the state after them.
+async fn table_of(cat: &Catalog, name: &str, batches: Vec<RecordBatch>) -> TableState {
+    let table = parse_table_ident(name).unwrap();
+    for b in batches {
+        AppendBuilder::new(cat, table.clone())
+            .execute(source(vec![b]))
+            .await
+            .unwrap();
+    }
+    cat.load_table(&table).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn each_operation_stages_the_removals_it_stands_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let state = table_of(&cat, "ns.ops", vec![batch(0..10), batch(10..20)]).await;
+    let table = parse_table_ident("ns.ops").unwrap();
+    let live = crate::merge::table_files::live_state(&state, |_| true)
+        .await
+        .unwrap();
+    let one_live: HashSet<String> = [live.files[0].file.file_path().to_string()].into();
+    let cases = [
+        (LoadOperation::Append, HashSet::new(), 0, Operation::Append),
+        (
+            LoadOperation::Replace,
+            HashSet::new(),
+            2,
+            Operation::Overwrite,
+        ),
+        (LoadOperation::Merge, one_live, 1, Operation::Overwrite),
+        (LoadOperation::Merge, HashSet::new(), 0, Operation::Append),
+    ];
+    for (operation, removed, files_removed, snapshot_operation) in cases {
+        let changes = FileChanges {
+            added: write_data_file(&cat, &table, batch(100..101)).await,
+            added_deletes: Vec::new(),
+            removed,
+        };
+        let mut producer = SnapshotProducer::new(&state, "l", operation, changes, None)
+            .await
+            .unwrap();
+        let staged = producer.stage(&state, 1).await.unwrap();
+        assert_eq!(staged.files_removed, files_removed, "{operation:?}");
+        assert_eq!(staged.operation, snapshot_operation, "{operation:?}");
+        assert_eq!(staged.snapshot_id, producer.snapshot_id());
+        producer.discard_attempt(&state, &staged).await;
+        assert!(
+            staged.attempt_files.iter().all(|f| !Path::new(f).exists()),
+            "a discarded attempt leaves no file"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_merge_whose_rewritten_file_is_gone_is_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let state = table_of(&cat, "ns.gone", vec![batch(0..10)]).await;
+    let table = parse_table_ident("ns.gone").unwrap();
+    let changes = FileChanges {
+        added: write_data_file(&cat, &table, batch(100..101)).await,
+        added_deletes: Vec::new(),
+        removed: ["/elsewhere/removed-meanwhile.parquet".to_string()].into(),
+    };
+    let mut producer = SnapshotProducer::new(&state, "m", LoadOperation::Merge, changes, None)
+        .await
+        .unwrap();
+    let err = producer.stage(&state, 1).await.unwrap_err();
+    assert!(matches!(err, FloeError::Conflict { .. }), "{err}");
+    assert!(
+        err.to_string().contains("removed by another commit"),
+        "{err}"
+    );
+}
