@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod maintain;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use floe::ops::merge_spec::{DuplicateKeys, MergeMode, MergeSpec, MergeStrategy, OnDuplicateKeys};
@@ -42,7 +44,14 @@ enum Command {
 floe load analytics.events data/ --mode replace --json\n  \
 floe load analytics.events big.parquet --load-id run-42   # rerun: no duplicate"
     )]
-    Load(LoadArgs),
+    Load(Box<LoadArgs>),
+    /// Remove old snapshots in one commit, then the files only they reach (manifest lists,
+    /// manifests, data and delete files). Load ids of expired snapshots are forgotten.
+    #[command(after_help = "Examples:\n  floe expire analytics.events --dry-run\n  \
+floe expire analytics.events --older-than 1d --retain-last 10 --json")]
+    Expire(maintain::ExpireArgs),
+    /// Show what a table holds: schema, spec, refs, snapshots, files per partition.
+    Inspect(maintain::InspectArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -172,7 +181,9 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Load(args) => load(args).await,
+            Command::Load(args) => load(*args).await,
+            Command::Expire(args) => maintain::expire(args).await,
+            Command::Inspect(args) => maintain::inspect_table(args).await,
         }
     });
     match result {

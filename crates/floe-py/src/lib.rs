@@ -84,6 +84,12 @@ create_exception!(
 );
 create_exception!(
     _floe,
+    NoSuchTableError,
+    FloeBaseError,
+    "The table does not exist in the catalog."
+);
+create_exception!(
+    _floe,
     CancelledError,
     FloeBaseError,
     "The load was cancelled before its commit; its files were deleted."
@@ -112,6 +118,7 @@ fn to_py_err(e: FloeError) -> PyErr {
         | FloeError::InputChanged { .. }
         | FloeError::NullInRequiredColumn { .. } => BadInputError::new_err(message),
         FloeError::UnsupportedTable { .. } => UnsupportedTableError::new_err(message),
+        FloeError::NoSuchTable { .. } => NoSuchTableError::new_err(message),
         FloeError::TaskFailed { .. } => FloeBaseError::new_err(message),
         FloeError::SchemaMismatch { .. } => SchemaMismatchError::new_err(message),
         FloeError::CatalogRefused { .. } | FloeError::CatalogNotSupported { .. } => {
@@ -371,6 +378,71 @@ fn load(
     outcome
 }
 
+/// The native `expire`; `floe.expire` (Python) documents it. Returns the summary as JSON.
+#[pyfunction]
+#[pyo3(signature = (table, *, older_than="5d", retain_last=1, dry_run=false, catalog=None, warehouse=None))]
+fn expire(
+    py: Python<'_>,
+    table: &str,
+    older_than: &str,
+    retain_last: usize,
+    dry_run: bool,
+    catalog: Option<&Bound<'_, PyAny>>,
+    warehouse: Option<PathBuf>,
+) -> PyResult<String> {
+    let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let older_than = floe::ops::expire::parse_older_than(older_than, now).map_err(to_py_err)?;
+    let config = catalog_config(catalog, warehouse)?;
+    run_json(py, async move {
+        let catalog = Catalog::open(config).await?;
+        let summary = floe::ops::expire::ExpireBuilder::new(&catalog, ident)
+            .older_than_ms(older_than)
+            .retain_last(retain_last)
+            .dry_run(dry_run)
+            .execute()
+            .await?;
+        serde_json::to_string(&summary).map_err(|e| FloeError::InvalidOption(e.to_string()))
+    })
+}
+
+/// The native `inspect`; `floe.inspect` (Python) documents it. Returns the report as JSON.
+#[pyfunction]
+#[pyo3(signature = (table, *, catalog=None, warehouse=None))]
+fn inspect(
+    py: Python<'_>,
+    table: &str,
+    catalog: Option<&Bound<'_, PyAny>>,
+    warehouse: Option<PathBuf>,
+) -> PyResult<String> {
+    let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
+    let config = catalog_config(catalog, warehouse)?;
+    run_json(py, async move {
+        let catalog = Catalog::open(config).await?;
+        let report = floe::ops::inspect::inspect(&catalog, &ident).await?;
+        serde_json::to_string(&report).map_err(|e| FloeError::InvalidOption(e.to_string()))
+    })
+}
+
+/// Runs a library call that answers JSON on its own runtime, without the GIL.
+fn run_json(
+    py: Python<'_>,
+    call: impl std::future::Future<Output = floe::Result<String>> + Send + 'static,
+) -> PyResult<String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StorageError::new_err(format!("cannot start the async runtime: {e}")))?;
+    let handle = runtime.spawn(call);
+    let progress = Arc::new(Progress::default());
+    let outcome = wait(py, &runtime, handle, &progress, None);
+    py.detach(move || drop(runtime));
+    outcome
+}
+
 /// Waits for the load without the GIL, waking to report progress and to catch Ctrl-C.
 fn wait(
     py: Python<'_>,
@@ -433,6 +505,9 @@ fn report(py: Python<'_>, callback: &Py<PyAny>, progress: &Progress) -> PyResult
 fn _floe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(expire, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect, m)?)?;
+    m.add("NoSuchTableError", py.get_type::<NoSuchTableError>())?;
     m.add("FloeError", py.get_type::<FloeBaseError>())?;
     m.add("InvalidOptionError", py.get_type::<InvalidOptionError>())?;
     m.add("BadInputError", py.get_type::<BadInputError>())?;

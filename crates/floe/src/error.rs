@@ -77,6 +77,10 @@ pub enum FloeError {
     #[error("input '{path}' changed while the load was reading it; nothing was written")]
     InputChanged { path: PathBuf },
 
+    /// A maintenance command named a table the catalog does not have.
+    #[error("table {table} does not exist")]
+    NoSuchTable { table: String },
+
     /// The table uses a feature floe does not read or write yet (format v3, equality
     /// deletes, delete files in a format v1 table).
     #[error("table {table}: {detail}")]

@@ -34,6 +34,7 @@ mod commit;
 mod conform;
 pub mod error;
 mod ledger;
+mod maintain;
 mod merge;
 pub mod ops;
 mod partition;

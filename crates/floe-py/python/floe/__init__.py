@@ -26,6 +26,7 @@ from ._floe import (
     ConflictError,
     FloeError,
     InvalidOptionError,
+    NoSuchTableError,
     SchemaMismatchError,
     StorageError,
     UnsupportedTableError,
@@ -33,6 +34,9 @@ from ._floe import (
 
 __all__ = [
     "load",
+    "expire",
+    "inspect",
+    "NoSuchTableError",
     "LoadSummary",
     "FloeError",
     "InvalidOptionError",
@@ -155,3 +159,54 @@ def load(
         table_properties=None if table_properties is None else {str(k): str(v) for k, v in table_properties.items()},
     )
     return LoadSummary(json.loads(text))
+
+
+def expire(
+    table: str,
+    *,
+    older_than: str = "5d",
+    retain_last: int = 1,
+    dry_run: bool = False,
+    catalog: Union[None, str, Mapping[str, Any]] = None,
+    warehouse: Union[str, "os.PathLike[str]", None] = None,
+) -> Dict[str, Any]:
+    """Remove `table`'s snapshots older than `older_than` in one metadata commit, then delete the
+    files only they reached (manifest lists, manifests, data and delete files).
+
+    older_than: a duration before now ("5d", "12h", "30m", "90s", "2w") or a timestamp
+        ("2026-12-01T00:00:00Z", "2026-12-01"). A branch's own max-snapshot-age-ms wins.
+    retain_last: every branch keeps at least its last N snapshots (a branch's own
+        min-snapshots-to-keep wins); tagged snapshots are always kept, refs never removed.
+    dry_run: report what would go and change nothing.
+
+    Load ids recorded in expired snapshots are forgotten: rerunning such a load loads it again.
+    Returns the summary (the fields of `floe expire --json`) as a dict. Refused (an
+    UnsupportedTableError) for tables with gc.enabled=false.
+    """
+    text = _floe.expire(
+        table,
+        older_than=older_than,
+        retain_last=retain_last,
+        dry_run=dry_run,
+        catalog=catalog,
+        warehouse=None if warehouse is None else str(warehouse),
+    )
+    return json.loads(text)
+
+
+def inspect(
+    table: str,
+    *,
+    catalog: Union[None, str, Mapping[str, Any]] = None,
+    warehouse: Union[str, "os.PathLike[str]", None] = None,
+) -> Dict[str, Any]:
+    """What `table` holds, as a dict (the report of `floe inspect --json`): schema, partition
+    spec, properties, refs, every snapshot (id, time, operation, load id, summary), and the
+    current snapshot's files in total and per partition (data and delete files, rows, bytes,
+    small files below 75% of the target file size)."""
+    text = _floe.inspect(
+        table,
+        catalog=catalog,
+        warehouse=None if warehouse is None else str(warehouse),
+    )
+    return json.loads(text)

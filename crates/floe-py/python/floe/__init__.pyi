@@ -12,6 +12,7 @@ from ._floe import (
     ConflictError as ConflictError,
     FloeError as FloeError,
     InvalidOptionError as InvalidOptionError,
+    NoSuchTableError as NoSuchTableError,
     SchemaMismatchError as SchemaMismatchError,
     StorageError as StorageError,
     UnsupportedTableError as UnsupportedTableError,
@@ -71,3 +72,19 @@ def load(
     location: Optional[str] = None,
     table_properties: Optional[Mapping[str, str]] = None,
 ) -> LoadSummary: ...
+
+def expire(
+    table: str,
+    *,
+    older_than: str = ...,
+    retain_last: int = ...,
+    dry_run: bool = ...,
+    catalog: Union[None, str, Mapping[str, Any]] = ...,
+    warehouse: Union[str, "os.PathLike[str]", None] = ...,
+) -> Dict[str, Any]: ...
+def inspect(
+    table: str,
+    *,
+    catalog: Union[None, str, Mapping[str, Any]] = ...,
+    warehouse: Union[str, "os.PathLike[str]", None] = ...,
+) -> Dict[str, Any]: ...

@@ -36,6 +36,7 @@
 //! Rerunning a load id that is in the table's history is a no-op (see [`find_load`]).
 
 mod added;
+mod metadata;
 mod producer;
 mod summary;
 
@@ -44,6 +45,7 @@ use std::time::Duration;
 use iceberg::spec::{Operation, Schema, TableMetadata};
 
 pub use added::{AddedFiles, AddedFilesSink, AddedManifests, MANIFEST_ENTRIES};
+pub use metadata::{MetadataChange, MetadataCommitted, commit_metadata};
 pub use producer::{AddedDelete, FileChanges, LoadOperation, SnapshotProducer, StagedSnapshot};
 
 use crate::catalog::{Catalog, CommitOutcome, TableState};

@@ -6,6 +6,8 @@
 //!   partitions the input has (`overwrite`);
 //! - [`merge::MergeBuilder`]: upsert, insert-only, delete-insert and hard deletes by key, the
 //!   matching done by the merge engine (`crate::merge`);
+//! - [`expire::ExpireBuilder`]: remove old snapshots (one metadata commit), then the files only
+//!   they reach; [`inspect::inspect`]: what a table holds;
 //! - [`request`]: a load described as data ([`LoadKind`]), what the CLI and Python faces run.
 //!
 //! ```text
@@ -15,6 +17,8 @@
 //! ```
 
 pub mod append;
+pub mod expire;
+pub mod inspect;
 pub mod merge;
 mod prepare;
 pub mod replace;

@@ -1,0 +1,5 @@
+//! Table maintenance: the engine behind `floe expire` (which snapshots go, which files only they
+//! reach) and `floe inspect` (what a table holds). The builders are in `ops/`.
+
+pub mod expire;
+pub mod inspect;
