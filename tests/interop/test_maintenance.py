@@ -3,7 +3,11 @@ change, every file a kept snapshot reaches stays, and the files only expired sna
 are gone (or, in a dry run, listed and left alone)."""
 
 import json
+import random
+import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -168,3 +172,139 @@ def test_python_expire_and_inspect(wh):
     else:
         raise AssertionError("a missing table must raise NoSuchTableError")
     assert json.dumps(done)
+
+
+def test_expire_killed_at_any_moment_leaves_a_readable_table(wh):
+    rng = random.Random(7)
+    expected = []
+    for round_ in range(5):
+        for i in range(12):
+            ids = range(round_ * 1000 + i * 10, round_ * 1000 + i * 10 + 10)
+            wh.floe("load", "m.k", write(wh.root / f"k{round_}-{i}.parquet", ids))
+            expected.extend(ids)
+        # A replace makes the earlier files reachable only by old snapshots.
+        ids = range(round_ * 1000 + 500, round_ * 1000 + 505)
+        wh.floe("load", "m.k", write(wh.root / f"kr{round_}.parquet", ids), "--mode", "replace")
+        expected = list(ids)
+        proc = subprocess.Popen(
+            [FLOE_BIN, "expire", "m.k", "--older-than", "0s", "--warehouse", str(wh.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.0, 0.03))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        table = wh.table("m.k")
+        assert reachable(table) <= files_on_disk(wh, "m.k"), "a file a kept snapshot needs is gone"
+        assert [r["id"] for r in wh.pyiceberg_rows("m.k")] == expected
+        assert [r["id"] for r in wh.duckdb_rows("m.k")] == expected
+    # A last, uninterrupted expire leaves exactly what the kept snapshot reaches (plus any
+    # file an interrupted run had orphaned before its commit: none, the commit comes first).
+    wh.floe("expire", "m.k", "--older-than", "0s")
+    assert reachable(wh.table("m.k")) <= files_on_disk(wh, "m.k")
+
+
+def test_expire_beside_concurrent_loads_loses_nothing(wh):
+    wh.floe("load", "m.c", write(wh.root / "c0.parquet", range(0, 10)))
+    loaded, errors = [], []
+
+    def loader(first):
+        for n in range(10):
+            ids = range(first + n * 10, first + n * 10 + 10)
+            path = write(wh.root / f"c{first}-{n}.parquet", ids)
+            proc = wh.floe("load", "m.c", path, ok=False)
+            if proc.returncode == 0:
+                loaded.extend(ids)
+            else:
+                errors.append(proc.stderr)
+
+    threads = [threading.Thread(target=loader, args=(first,)) for first in (1000, 2000)]
+    for t in threads:
+        t.start()
+    expires = 0
+    while any(t.is_alive() for t in threads):
+        out = wh.floe("expire", "m.c", "--older-than", "0s", "--retain-last", "2")
+        expires += bool(out["expired_snapshot_ids"])
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert expires >= 1
+    expected = sorted(list(range(0, 10)) + loaded)
+    assert [r["id"] for r in wh.pyiceberg_rows("m.c")] == expected
+    assert [r["id"] for r in wh.duckdb_rows("m.c")] == expected
+    assert reachable(wh.table("m.c")) <= files_on_disk(wh, "m.c")
+
+
+def live_files(wh, name):
+    return wh.table(name).inspect.files().to_pylist()
+
+
+def test_compact_bin_packs_small_files_into_one_replace_snapshot(wh):
+    for i in range(12):
+        wh.floe("load", "m.s", write(wh.root / f"s{i}.parquet", range(i * 100, i * 100 + 100)))
+    before = wh.pyiceberg_rows("m.s")
+    assert len(live_files(wh, "m.s")) == 12
+    out = wh.floe("compact", "m.s")
+    assert out["mode"] == "compact" and out["operation"] == "replace"
+    assert out["files_removed"] == 12 and out["files_added"] == 1
+    assert out["rows_removed"] == out["rows_written"] == 1200
+    assert len(live_files(wh, "m.s")) == 1
+    assert wh.pyiceberg_rows("m.s") == before == wh.duckdb_rows("m.s")
+    again = wh.floe("compact", "m.s")
+    assert again["snapshot_id"] is None and "nothing to compact" in again["message"]
+    # The compaction's own load id makes a rerun a no-op as well.
+    wh.floe("load", "m.s", write(wh.root / "t0.parquet", range(5000, 5001)))
+    for n in range(5):
+        wh.floe("load", "m.s", write(wh.root / f"t{n}.parquet", range(6000 + n, 6001 + n)))
+    first = wh.floe("compact", "m.s", "--load-id", "c1")
+    assert first["files_removed"] == 7
+    assert wh.floe("compact", "m.s", "--load-id", "c1")["skipped"]
+
+
+def test_compact_works_per_partition_and_leaves_sparse_ones(wh):
+    rows = lambda tenant, ids: pa.table({"id": pa.array(list(ids), pa.int64()), "tenant": [tenant] * len(ids)})
+    for i in range(6):
+        pq.write_table(rows("a", range(i * 10, i * 10 + 10)), wh.root / f"a{i}.parquet")
+        wh.floe("load", "m.part", wh.root / f"a{i}.parquet", "--partition-by", "identity(tenant)")
+    for i in range(2):
+        pq.write_table(rows("b", range(1000 + i, 1001 + i)), wh.root / f"b{i}.parquet")
+        wh.floe("load", "m.part", wh.root / f"b{i}.parquet")
+    before = wh.pyiceberg_rows("m.part")
+    out = wh.floe("compact", "m.part")
+    assert out["files_removed"] == 6 and out["files_added"] == 1
+    by_tenant = {}
+    for f in live_files(wh, "m.part"):
+        by_tenant.setdefault(f["partition"]["tenant"], []).append(f)
+    assert len(by_tenant["a"]) == 1 and len(by_tenant["b"]) == 2
+    assert wh.pyiceberg_rows("m.part") == before == wh.duckdb_rows("m.part")
+
+
+def test_compact_applies_merge_on_read_deletes(wh):
+    wh.floe("load", "m.mor2", write(wh.root / "base.parquet", range(0, 1000)))
+    for n in range(3):
+        up = write(wh.root / f"up{n}.parquet", range(n * 100, n * 100 + 50), v=f"u{n}")
+        wh.floe("load", "m.mor2", up, "--mode", "merge", "--key", "id", "--merge-mode", "merge-on-read")
+    report = wh.floe("inspect", "m.mor2")
+    assert report["files"]["position_delete_files"] >= 1
+    before = wh.pyiceberg_rows("m.mor2")
+    out = wh.floe("compact", "m.mor2")
+    assert out["files_removed"] >= 1
+    after = wh.floe("inspect", "m.mor2")
+    assert after["files"]["position_delete_files"] == 0
+    assert after["files"]["data_rows"] == 1000
+    assert wh.pyiceberg_rows("m.mor2") == before == wh.duckdb_rows("m.mor2")
+
+
+def test_python_compact(wh):
+    import floe
+
+    for i in range(5):
+        wh.floe("load", "m.py", write(wh.root / f"p{i}.parquet", range(i * 3, i * 3 + 3)))
+    summary = floe.compact("m.py", warehouse=wh.dir)
+    assert summary.mode == "compact" and summary.files_removed == 5 and summary.files_added == 1
+    assert [r["id"] for r in wh.pyiceberg_rows("m.py")] == list(range(15))
+    try:
+        floe.compact("m.absent", warehouse=wh.dir)
+    except floe.NoSuchTableError:
+        pass
+    else:
+        raise AssertionError("compacting a missing table must raise NoSuchTableError")

@@ -52,7 +52,8 @@ class Lake:
         env["PYICEBERG_HOME"] = str(self.root)  # no stray .pyiceberg.yaml from $HOME
         env.update(env_for(self.props if props is None else props))
         env.update(extra_env or {})
-        cmd = [FLOE_BIN, *map(str, args), "--catalog", "lake", "--json", "--no-progress"]
+        progress = ["--no-progress"] if args[0] == "load" else []
+        cmd = [FLOE_BIN, *map(str, args), "--catalog", "lake", "--json", *progress]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.root, env=env, timeout=300)
         if not ok:
             return proc
@@ -629,3 +630,35 @@ def test_failed_copy_leaves_no_multipart_upload_or_object(lake, seaweed):
     bucket, prefix = location.split("/", 1)
     objects = {f"s3://{bucket}/{o['Key']}" for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/data/").get("Contents", [])}
     assert objects == live, objects - live
+
+
+def test_expire_and_inspect_on_rest_and_s3(lake):
+    for i in range(3):
+        write(lake.root / f"a{i}.parquet", rows_for(range(i * 100, i * 100 + 100), "x"), SCHEMA)
+        lake.floe("load", lake.name("t"), lake.root / f"a{i}.parquet")
+    old_files = [f["file_path"] for f in lake.table("t").inspect.files().to_pylist()]
+    write(lake.root / "r.parquet", rows_for(range(1000, 1050), "r"), SCHEMA)
+    lake.floe("load", lake.name("t"), lake.root / "r.parquet", "--mode", "replace")
+    report = lake.floe("inspect", lake.name("t"))
+    assert len(report["snapshots"]) == 4 and report["files"]["data_rows"] == 50
+    out = lake.floe("expire", lake.name("t"), "--older-than", "0s")
+    assert len(out["expired_snapshot_ids"]) == 3 and out["data_files"] == len(old_files) == 3
+    assert out["files_deleted"] == out["data_files"] + out["manifests"] + out["manifest_lists"]
+    table = lake.table("t")
+    assert [s.snapshot_id for s in table.snapshots()] == [table.metadata.current_snapshot_id]
+    assert not any(table.io.new_input(f).exists() for f in old_files)
+    live = [f["file_path"] for f in table.inspect.files().to_pylist()]
+    assert live and all(table.io.new_input(f).exists() for f in live)
+    expected = sort_rows(rows_for(range(1000, 1050), "r"), "id")
+    assert lake.rows("t") == expected == lake.duckdb_rows("t")
+
+
+def test_compact_on_rest_and_s3(lake):
+    for i in range(6):
+        write(lake.root / f"c{i}.parquet", rows_for(range(i * 50, i * 50 + 50), "c"), SCHEMA)
+        lake.floe("load", lake.name("c"), lake.root / f"c{i}.parquet")
+    before = lake.rows("c")
+    out = lake.floe("compact", lake.name("c"))
+    assert out["operation"] == "replace" and out["files_removed"] == 6 and out["files_added"] == 1
+    assert len(lake.table("c").inspect.files().to_pylist()) == 1
+    assert lake.rows("c") == before == lake.duckdb_rows("c")

@@ -52,6 +52,9 @@ floe expire analytics.events --older-than 1d --retain-last 10 --json")]
     Expire(maintain::ExpireArgs),
     /// Show what a table holds: schema, spec, refs, snapshots, files per partition.
     Inspect(maintain::InspectArgs),
+    /// Rewrite each partition's small files and files with deletes into target-size files, in
+    /// one `replace` snapshot (the rows stay the same).
+    Compact(maintain::CompactArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -184,6 +187,7 @@ fn main() -> std::process::ExitCode {
             Command::Load(args) => load(*args).await,
             Command::Expire(args) => maintain::expire(args).await,
             Command::Inspect(args) => maintain::inspect_table(args).await,
+            Command::Compact(args) => maintain::compact(args).await,
         }
     });
     match result {

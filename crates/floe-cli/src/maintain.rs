@@ -1,11 +1,13 @@
-//! `floe expire` and `floe inspect`: flags in, one library call, a report out.
+//! `floe compact`, `floe expire` and `floe inspect`: flags in, one library call, a report out.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
+use floe::ops::compact::{CompactBuilder, DEFAULT_MIN_INPUT_FILES};
 use floe::ops::expire::{ExpireBuilder, FileKind, parse_older_than};
 use floe::ops::inspect::{TableReport, inspect};
 use floe::{Catalog, CatalogConfig};
+use floe::{LoadOptions, WriteOptions};
 
 /// Which catalog a maintenance command opens (as `floe load`).
 #[derive(clap::Args, Debug)]
@@ -213,4 +215,62 @@ fn print_partitions(r: &TableReport) {
             p.partition
         );
     }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompactArgs {
+    /// Table: namespace.table.
+    table: String,
+    /// A partition's small files (below 75% of the target size) are rewritten once it has at
+    /// least N of them; files with deletes are always rewritten.
+    #[arg(long, default_value_t = DEFAULT_MIN_INPUT_FILES, value_name = "N")]
+    min_input_files: usize,
+    /// Target data file size, e.g. 512MiB (default: table property write.target-file-size-bytes, else 512MiB).
+    #[arg(long, value_parser = crate::parse_bytes, value_name = "SIZE")]
+    target_file_size: Option<u64>,
+    /// Idempotency key, as for `floe load`: a rerun with the same id is a no-op.
+    #[arg(long)]
+    load_id: Option<String>,
+    /// Where bounded sorts spill to disk (default: the system temp directory).
+    #[arg(long, value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
+    /// Print one JSON object with the summary on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    catalog: CatalogArgs,
+}
+
+pub async fn compact(args: CompactArgs) -> Result<()> {
+    let ident = floe::parse_table_ident(&args.table)?;
+    let catalog = args.catalog.open().await?;
+    let mut options = LoadOptions::default().with_write_options(WriteOptions {
+        target_file_size: args.target_file_size,
+        spill_dir: args.spill_dir.clone(),
+        ..WriteOptions::default()
+    });
+    if let Some(id) = &args.load_id {
+        options = options.with_load_id(id.clone());
+    }
+    let summary = CompactBuilder::new(&catalog, ident)
+        .with_options(options)
+        .min_input_files(args.min_input_files)
+        .execute()
+        .await
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "compaction of {} failed; the table is unchanged",
+                args.table
+            ))
+        })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "{} [{:.1}s]",
+            summary.message,
+            summary.duration_ms as f64 / 1000.0
+        );
+    }
+    Ok(())
 }

@@ -409,6 +409,38 @@ fn expire(
     })
 }
 
+/// The native `compact`; `floe.compact` (Python) documents it. Returns the summary as JSON.
+#[pyfunction]
+#[pyo3(signature = (table, *, min_input_files=5, target_file_size=None, load_id=None, catalog=None, warehouse=None))]
+fn compact(
+    py: Python<'_>,
+    table: &str,
+    min_input_files: usize,
+    target_file_size: Option<&Bound<'_, PyAny>>,
+    load_id: Option<String>,
+    catalog: Option<&Bound<'_, PyAny>>,
+    warehouse: Option<PathBuf>,
+) -> PyResult<String> {
+    let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
+    let mut options = LoadOptions::default().with_write_options(WriteOptions {
+        target_file_size: size_of(target_file_size, "target_file_size")?,
+        ..WriteOptions::default()
+    });
+    if let Some(id) = load_id {
+        options = options.with_load_id(id);
+    }
+    let config = catalog_config(catalog, warehouse)?;
+    run_json(py, async move {
+        let catalog = Catalog::open(config).await?;
+        let summary = floe::ops::compact::CompactBuilder::new(&catalog, ident)
+            .with_options(options)
+            .min_input_files(min_input_files)
+            .execute()
+            .await?;
+        serde_json::to_string(&summary).map_err(|e| FloeError::InvalidOption(e.to_string()))
+    })
+}
+
 /// The native `inspect`; `floe.inspect` (Python) documents it. Returns the report as JSON.
 #[pyfunction]
 #[pyo3(signature = (table, *, catalog=None, warehouse=None))]
@@ -507,6 +539,7 @@ fn _floe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(expire, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
+    m.add_function(wrap_pyfunction!(compact, m)?)?;
     m.add("NoSuchTableError", py.get_type::<NoSuchTableError>())?;
     m.add("FloeError", py.get_type::<FloeBaseError>())?;
     m.add("InvalidOptionError", py.get_type::<InvalidOptionError>())?;

@@ -36,6 +36,7 @@ __all__ = [
     "load",
     "expire",
     "inspect",
+    "compact",
     "NoSuchTableError",
     "LoadSummary",
     "FloeError",
@@ -210,3 +211,31 @@ def inspect(
         warehouse=None if warehouse is None else str(warehouse),
     )
     return json.loads(text)
+
+
+def compact(
+    table: str,
+    *,
+    min_input_files: int = 5,
+    target_file_size: Union[int, str, None] = None,
+    load_id: Optional[str] = None,
+    catalog: Union[None, str, Mapping[str, Any]] = None,
+    warehouse: Union[str, "os.PathLike[str]", None] = None,
+) -> LoadSummary:
+    """Rewrite each partition's small files (below 75% of the target file size; once a
+    partition has `min_input_files` of them) and every file with deletes into target-size files,
+    in one ``replace`` snapshot: the rows stay the same, deletes are applied on the way.
+
+    A concurrent append survives; a concurrent delete, merge or rewrite makes the compaction fail
+    with ConflictError and change nothing. Returns the LoadSummary (mode "compact"; files_removed
+    and rows_removed count what was rewritten).
+    """
+    text = _floe.compact(
+        table,
+        min_input_files=min_input_files,
+        target_file_size=target_file_size,
+        load_id=load_id,
+        catalog=catalog,
+        warehouse=None if warehouse is None else str(warehouse),
+    )
+    return LoadSummary(json.loads(text))

@@ -88,3 +88,12 @@ def inspect(
     catalog: Union[None, str, Mapping[str, Any]] = ...,
     warehouse: Union[str, "os.PathLike[str]", None] = ...,
 ) -> Dict[str, Any]: ...
+def compact(
+    table: str,
+    *,
+    min_input_files: int = ...,
+    target_file_size: Union[int, str, None] = ...,
+    load_id: Optional[str] = ...,
+    catalog: Union[None, str, Mapping[str, Any]] = ...,
+    warehouse: Union[str, "os.PathLike[str]", None] = ...,
+) -> LoadSummary: ...

@@ -35,6 +35,15 @@ def expire(
     catalog: Union[None, str, Mapping[str, Any]] = ...,
     warehouse: Optional[str] = ...,
 ) -> str: ...
+def compact(
+    table: str,
+    *,
+    min_input_files: int = ...,
+    target_file_size: Union[int, str, None] = ...,
+    load_id: Optional[str] = ...,
+    catalog: Union[None, str, Mapping[str, Any]] = ...,
+    warehouse: Optional[str] = ...,
+) -> str: ...
 def inspect(
     table: str,
     *,

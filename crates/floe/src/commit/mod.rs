@@ -255,6 +255,18 @@ pub async fn commit_load(
             tracing::info!(table = %table, "the attempt did not land and cannot land any more");
             producer.discard_attempt(&base, &doubt.staged).await;
         }
+        if operation == LoadOperation::Compact
+            && in_doubt.is_none()
+            && !only_appends_since(&base.metadata, planned_on)
+        {
+            // A compaction rewrote rows as they were: another writer's deletes (or rewrites)
+            // of those rows since would be undone by replacing the files. Appends are safe.
+            producer.discard_all(&base).await;
+            return Err(FloeError::Conflict {
+                table,
+                reason: "another writer deleted or rewrote rows during the compaction; nothing was changed, rerun it".into(),
+            });
+        }
         if operation == LoadOperation::Merge
             && in_doubt.is_none()
             && (conflict || base.metadata.current_snapshot_id() != planned_on)
@@ -288,6 +300,22 @@ pub async fn commit_load(
         attempts: max_attempts,
     };
     Err(give_up(&mut producer, &base, load_id, &in_doubt, e).await)
+}
+
+/// Whether every snapshot main gained since `planned_on` only appended (so files live at
+/// `planned_on` still hold the same rows).
+fn only_appends_since(metadata: &TableMetadata, planned_on: Option<i64>) -> bool {
+    let mut id = metadata.current_snapshot_id();
+    while id != planned_on {
+        let Some(snapshot) = id.and_then(|i| metadata.snapshot_by_id(i)) else {
+            return false;
+        };
+        if snapshot.summary().operation != Operation::Append {
+            return false;
+        }
+        id = snapshot.parent_snapshot_id();
+    }
+    true
 }
 
 /// Ends a commit that cannot succeed. While an attempt's outcome is still in doubt nothing is

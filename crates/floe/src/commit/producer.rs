@@ -49,6 +49,10 @@ pub enum LoadOperation {
     /// `FileChanges::removed` (copy-on-write rewrites). Every removed file must still be
     /// live in the table, or the commit is a conflict.
     Merge,
+    /// A compaction: the same rows in fewer files (Iceberg operation `replace`). Removes the
+    /// data files named in `FileChanges::removed`, which must all still be live, and the
+    /// position-delete files that reference only them (their deletes were applied).
+    Compact,
 }
 
 impl LoadOperation {
@@ -59,6 +63,7 @@ impl LoadOperation {
             Self::Replace => "replace",
             Self::ReplacePartitions => "replace-partitions",
             Self::Merge => "merge",
+            Self::Compact => "compact",
         }
     }
 }
@@ -336,6 +341,12 @@ impl SnapshotProducer {
                 let removes = |file: &DataFile| match operation {
                     LoadOperation::Append => false,
                     LoadOperation::Merge => removed.contains(file.file_path()),
+                    LoadOperation::Compact => {
+                        removed.contains(file.file_path())
+                            || file
+                                .referenced_data_file()
+                                .is_some_and(|d| removed.contains(d.as_str()))
+                    }
                     LoadOperation::Replace => true,
                     LoadOperation::ReplacePartitions => {
                         unpartitioned
@@ -348,6 +359,7 @@ impl SnapshotProducer {
                     LoadOperation::Merge => {
                         removed.is_empty() || manifest.content != ManifestContentType::Data
                     }
+                    LoadOperation::Compact => removed.is_empty(),
                     LoadOperation::Replace => false,
                     LoadOperation::ReplacePartitions => {
                         !unpartitioned && manifest.partition_spec_id != spec_id
@@ -429,6 +441,7 @@ impl SnapshotProducer {
                 Operation::Append
             }
             LoadOperation::Merge => Operation::Overwrite,
+            LoadOperation::Compact => Operation::Replace,
             LoadOperation::Replace | LoadOperation::ReplacePartitions => Operation::Overwrite,
         };
         if self.operation == LoadOperation::ReplacePartitions {

@@ -314,3 +314,81 @@ async fn a_merge_whose_rewritten_file_is_gone_is_a_conflict() {
         "{err}"
     );
 }
+
+/// A compaction planned on `stale` (both files of 0..20 rewritten into one) committed after
+/// `meanwhile` changed the table.
+async fn compact_after(
+    name: &str,
+    meanwhile: LoadOperation,
+) -> (Catalog, Result<Committed>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let stale = table_of(&cat, name, vec![batch(0..10), batch(10..20)]).await;
+    let table = parse_table_ident(name).unwrap();
+    let live = crate::merge::table_files::live_state(&stale, |_| true)
+        .await
+        .unwrap();
+    let removed: HashSet<String> = live
+        .files
+        .iter()
+        .map(|f| f.file.file_path().to_string())
+        .collect();
+    let rewritten = write_data_file(&cat, &table, batch(0..20)).await;
+    match meanwhile {
+        LoadOperation::Append => {
+            AppendBuilder::new(&cat, table.clone())
+                .execute(source(vec![batch(100..105)]))
+                .await
+                .unwrap();
+        }
+        _ => {
+            crate::ops::ReplaceBuilder::new(&cat, table.clone())
+                .only_partitions_in_load(true)
+                .execute(source(vec![batch(100..105)]))
+                .await
+                .unwrap();
+        }
+    }
+    let changes = FileChanges {
+        added: rewritten,
+        added_deletes: Vec::new(),
+        removed,
+    };
+    let committed = commit_load(
+        &cat,
+        stale,
+        "compact-1",
+        LoadOperation::Compact,
+        changes,
+        None,
+        5,
+    )
+    .await;
+    (cat, committed, dir)
+}
+
+#[tokio::test]
+async fn a_compaction_rebases_over_an_append() {
+    let (cat, committed, _dir) = compact_after("ns.compact_append", LoadOperation::Append).await;
+    let committed = committed.unwrap();
+    assert_eq!(
+        committed.attempts, 2,
+        "the first attempt conflicts with the append"
+    );
+    assert_eq!(committed.files_removed, 2);
+    assert_eq!(committed.operation, Some(Operation::Replace));
+    let expected: Vec<i64> = (0..20).chain(100..105).collect();
+    assert_eq!(ids(&cat, "ns.compact_append").await, expected);
+}
+
+#[tokio::test]
+async fn a_compaction_never_undoes_another_writers_rewrite() {
+    let (cat, committed, _dir) =
+        compact_after("ns.compact_replace", LoadOperation::ReplacePartitions).await;
+    let err = committed.unwrap_err();
+    assert!(matches!(err, FloeError::Conflict { .. }), "{err}");
+    assert_eq!(
+        ids(&cat, "ns.compact_replace").await,
+        (100..105).collect::<Vec<_>>()
+    );
+}

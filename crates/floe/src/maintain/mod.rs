@@ -1,5 +1,7 @@
 //! Table maintenance: the engine behind `floe expire` (which snapshots go, which files only they
-//! reach) and `floe inspect` (what a table holds). The builders are in `ops/`.
+//! reach), `floe compact` (which files each partition rewrites) and `floe inspect` (what a table
+//! holds). The builders are in `ops/`.
 
+pub mod compact;
 pub mod expire;
 pub mod inspect;

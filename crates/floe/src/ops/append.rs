@@ -55,7 +55,7 @@ pub(super) async fn write_and_commit(
     operation: LoadOperation,
 ) -> Result<LoadSummary> {
     let info = source.info();
-    match LoadSession::open(catalog, table, &info, options, operation).await? {
+    match LoadSession::open(catalog, table, Some(&info), options, operation).await? {
         Opened::Skipped(summary) => Ok(*summary),
         Opened::Ready(mut session) => {
             let written = session.write_source(source).await;

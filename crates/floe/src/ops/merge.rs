@@ -100,7 +100,15 @@ impl<'a> MergeBuilder<'a> {
     pub async fn execute(self, source: Source) -> Result<LoadSummary> {
         let info = source.info();
         let operation = LoadOperation::Merge;
-        match LoadSession::open(self.catalog, &self.table, &info, &self.options, operation).await? {
+        match LoadSession::open(
+            self.catalog,
+            &self.table,
+            Some(&info),
+            &self.options,
+            operation,
+        )
+        .await?
+        {
             Opened::Skipped(summary) => Ok(*summary),
             Opened::Ready(mut session) => {
                 let written = merge_into(&mut session, &self.spec, source).await;

@@ -6,6 +6,8 @@
 //!   partitions the input has (`overwrite`);
 //! - [`merge::MergeBuilder`]: upsert, insert-only, delete-insert and hard deletes by key, the
 //!   matching done by the merge engine (`crate::merge`);
+//! - [`compact::CompactBuilder`]: small files and files with deletes rewritten into
+//!   target-size files (`replace`);
 //! - [`expire::ExpireBuilder`]: remove old snapshots (one metadata commit), then the files only
 //!   they reach; [`inspect::inspect`]: what a table holds;
 //! - [`request`]: a load described as data ([`LoadKind`]), what the CLI and Python faces run.
@@ -17,6 +19,7 @@
 //! ```
 
 pub mod append;
+pub mod compact;
 pub mod expire;
 pub mod inspect;
 pub mod merge;
@@ -214,6 +217,10 @@ fn summary_message(
             c.files_rewritten,
             c.delete_files_added,
             s.operation.as_ref().map(|o| o.as_str()).unwrap_or("?"),
+        ),
+        (LoadOperation::Compact, _) => format!(
+            "compacted {table}: {} files ({} rows) rewritten into {} files (snapshot {snapshot_id})",
+            s.files_removed, s.rows_removed, s.files_added
         ),
         (LoadOperation::Append, _) | (LoadOperation::Merge, None) => format!(
             "appended {} rows in {} files to {table} (snapshot {snapshot_id})",

@@ -35,11 +35,12 @@ pub(crate) enum Prepared {
 }
 
 /// Resolves the table (loading it, or staging a new one), checks the load id, and decides the
-/// schema the load writes with.
+/// schema the load writes with. Without a `source` (a compaction rewrites what the table
+/// holds) the table must exist and its schema stays.
 pub(crate) async fn prepare(
     catalog: &Catalog,
     ident: &TableIdent,
-    source: &SourceInfo,
+    source: Option<&SourceInfo>,
     options: &LoadOptions,
     operation: LoadOperation,
 ) -> Result<Prepared> {
@@ -55,7 +56,13 @@ pub(crate) async fn prepare(
             if let Some(skipped) = already_landed(&state, summary.clone(), options) {
                 return Ok(Prepared::Skipped(Box::new(skipped)));
             }
-            let evolution = plan_existing(&state, source, options, &table)?;
+            let evolution = match source {
+                Some(source) => plan_existing(&state, source, options, &table)?,
+                None => Evolution {
+                    schema: state.metadata.current_schema().as_ref().clone(),
+                    changes: Vec::new(),
+                },
+            };
             if evolution.changes.is_empty() {
                 (state, None)
             } else {
@@ -64,6 +71,9 @@ pub(crate) async fn prepare(
             }
         }
         None => {
+            let Some(source) = source else {
+                return Err(FloeError::NoSuchTable { table });
+            };
             summary.table_created = true;
             (
                 stage_new(catalog, ident, source, options, &table).await?,

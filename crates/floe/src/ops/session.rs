@@ -91,11 +91,12 @@ impl Written {
 }
 
 impl<'a> LoadSession<'a> {
-    /// Prepares a load of `operation` into `ident` and sets up its writers.
+    /// Prepares a load of `operation` into `ident` and sets up its writers. Without a `source`
+    /// (compaction) the table must exist.
     pub async fn open(
         catalog: &'a Catalog,
         ident: &TableIdent,
-        source: &SourceInfo,
+        source: Option<&SourceInfo>,
         options: &'a LoadOptions,
         operation: LoadOperation,
     ) -> Result<Opened<'a>> {
@@ -335,7 +336,11 @@ impl<'a> LoadSession<'a> {
     fn nothing_to_commit(mut self, merge: Option<MergeCounts>) -> LoadSummary {
         let table = &self.table;
         let s = &mut self.summary;
-        s.message = if merge.is_some() {
+        s.message = if self.operation == LoadOperation::Compact {
+            format!(
+                "nothing to compact in {table}: no partition has enough small files or files with deletes"
+            )
+        } else if merge.is_some() {
             format!("the merge changes nothing in {table}; no snapshot committed")
         } else if self.base.is_staged() {
             format!("the input has no rows; {table} does not exist and was not created")

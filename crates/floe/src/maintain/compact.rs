@@ -1,0 +1,99 @@
+//! Compaction: which live data files each partition rewrites (bin-packing small files, and every
+//! file that has deletes), and their rows read back with those deletes applied.
+//!
+//! A partition's candidates are its files below 75% of the target file size (Java's
+//! `min-file-size-bytes` default) and its files with position deletes. They are rewritten when
+//! there are at least `min_input_files` of them, when one has deletes (so a merge-on-read table
+//! ends with data files that need none), or when two or more add up to a target-size file.
+//! Rows stream file by file through the load's writers, which cut target-size files.
+
+use std::collections::HashMap;
+
+use arrow_array::BooleanArray;
+use arrow_select::filter::filter_record_batch;
+use iceberg::io::FileIO;
+use iceberg::spec::{Schema, Struct};
+use roaring::RoaringTreemap;
+
+use crate::error::{Result, ResultExt};
+use crate::merge::table_files::{DataFileReader, LiveFile, LiveState};
+use crate::write::ParallelWriter;
+
+const READ_BATCH_ROWS: usize = 16384;
+
+/// What a compaction rewrites.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactPolicy {
+    pub target_file_size: u64,
+    /// Small files a partition needs before they are worth rewriting (Java's default: 5).
+    pub min_input_files: usize,
+}
+
+impl CompactPolicy {
+    fn small(&self) -> u64 {
+        self.target_file_size / 4 * 3
+    }
+}
+
+/// The files of `live` to rewrite (indices into `live.files`), partition by partition.
+pub fn plan(live: &LiveState, policy: &CompactPolicy) -> Vec<usize> {
+    let mut groups: HashMap<(i32, &Struct), Vec<usize>> = HashMap::new();
+    for (i, f) in live.files.iter().enumerate() {
+        let has_deletes = live.deleted.contains_key(f.file.file_path());
+        if f.file.file_size_in_bytes() < policy.small() || has_deletes {
+            groups
+                .entry((f.spec_id, f.file.partition()))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut chosen: Vec<usize> = groups
+        .into_values()
+        .filter(|files| {
+            let with_deletes = files
+                .iter()
+                .any(|&i| live.deleted.contains_key(live.files[i].file.file_path()));
+            let bytes: u64 = files
+                .iter()
+                .map(|&i| live.files[i].file.file_size_in_bytes())
+                .sum();
+            files.len() >= policy.min_input_files.max(1)
+                || with_deletes
+                || (files.len() >= 2 && bytes >= policy.target_file_size)
+        })
+        .flatten()
+        .collect();
+    chosen.sort_unstable();
+    chosen
+}
+
+/// Writes the live rows of `file` (those `deleted` does not hide) to `writer`; returns how many.
+pub async fn rewrite_file(
+    file_io: &FileIO,
+    file: &LiveFile,
+    deleted: Option<&RoaringTreemap>,
+    schema: &Schema,
+    writer: &mut ParallelWriter,
+) -> Result<u64> {
+    let path = file.file.file_path();
+    let mut reader = DataFileReader::open(file_io, path, schema, None, READ_BATCH_ROWS).await?;
+    let mut rows = 0u64;
+    while let Some(item) = reader.next().await {
+        let (first, batch) = item?;
+        let batch = match deleted {
+            None => batch,
+            Some(d) => {
+                let keep = BooleanArray::from_iter(
+                    (first..first + batch.num_rows() as u64).map(|p| Some(!d.contains(p))),
+                );
+                filter_record_batch(&batch, &keep)
+                    .context(|| format!("cannot apply the deletes of {path}"))?
+            }
+        };
+        if batch.num_rows() > 0 {
+            rows += batch.num_rows() as u64;
+            writer.write(batch).await?;
+        }
+    }
+    Ok(rows)
+}
