@@ -308,3 +308,27 @@ def test_python_compact(wh):
         pass
     else:
         raise AssertionError("compacting a missing table must raise NoSuchTableError")
+
+
+def test_compact_killed_at_any_moment_leaves_the_old_or_the_new_table(wh):
+    rng = random.Random(11)
+    expected = []
+    for round_ in range(5):
+        for i in range(8):
+            ids = range(round_ * 1000 + i * 50, round_ * 1000 + i * 50 + 50)
+            wh.floe("load", "m.kc", write(wh.root / f"kc{round_}-{i}.parquet", ids))
+            expected.extend(ids)
+        before = wh.table("m.kc").metadata.current_snapshot_id
+        proc = subprocess.Popen(
+            [FLOE_BIN, "compact", "m.kc", "--warehouse", str(wh.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.0, 0.05))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        table = wh.table("m.kc")
+        now = table.metadata.current_snapshot_id
+        assert now == before or table.metadata.snapshot_by_id(now).summary.operation.value == "replace"
+        assert reachable(table) <= files_on_disk(wh, "m.kc"), "a file a snapshot needs is gone"
+        assert [r["id"] for r in wh.pyiceberg_rows("m.kc")] == sorted(expected)
+        assert [r["id"] for r in wh.duckdb_rows("m.kc")] == sorted(expected)

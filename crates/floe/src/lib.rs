@@ -50,8 +50,6 @@ pub use progress::{Progress, ProgressSnapshot};
 pub use source::{BatchBudget, ParquetSource, Source, SourceBatch};
 pub use write::{WriteOptions, parse_size};
 
-/// Internals the crate's integration tests reach; not part of floe's API.
+/// Helpers and internals the crate's tests reach; not part of floe's API.
 #[doc(hidden)]
-pub mod testing {
-    pub use crate::commit::MANIFEST_ENTRIES;
-}
+pub mod testing;

@@ -1,72 +1,12 @@
 //! Library-level tests of the load pipeline and commit layer against the embedded catalog.
 
 use std::collections::HashSet;
-use std::convert::Infallible;
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_array::RecordBatch;
 use floe::ops::{AppendBuilder, ReplaceBuilder};
-use floe::{Catalog, CatalogConfig, FloeError, LoadOptions, Source, parse_table_ident};
-use futures::TryStreamExt;
-
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, true),
-    ]))
-}
-
-fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
-    let names: Vec<String> = ids.clone().map(|i| format!("n{i}")).collect();
-    RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(Int64Array::from_iter_values(ids)),
-            Arc::new(StringArray::from(names)),
-        ],
-    )
-    .unwrap()
-}
-
-fn source(batches: Vec<RecordBatch>) -> Source {
-    Source::from_stream(
-        schema(),
-        "memory",
-        futures::stream::iter(batches.into_iter().map(Ok::<_, Infallible>)),
-    )
-}
-
-async fn catalog(dir: &Path) -> Catalog {
-    Catalog::open(CatalogConfig::embedded(dir).unwrap())
-        .await
-        .unwrap()
-}
-
-async fn ids(catalog: &Catalog, table: &str) -> Vec<i64> {
-    let state = catalog
-        .load_table(&parse_table_ident(table).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let scan = state.table().unwrap().scan().build().unwrap();
-    let batches: Vec<RecordBatch> = scan.to_arrow().await.unwrap().try_collect().await.unwrap();
-    let mut out: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name("id")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap()
-                .values()
-                .to_vec()
-        })
-        .collect();
-    out.sort();
-    out
-}
+use floe::testing::{batch, catalog, ids, schema, source};
+use floe::{FloeError, LoadOptions, Source, parse_table_ident};
 
 fn data_files(dir: &Path) -> HashSet<String> {
     fn walk(dir: &Path, out: &mut HashSet<String>) {

@@ -8,71 +8,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use futures::TryStreamExt;
+use arrow_schema::{DataType, Field, Schema};
 
 use super::*;
 use crate::catalog::TableState;
 use crate::ledger::FileLedger;
 use crate::ops::AppendBuilder;
-use crate::{Catalog, CatalogConfig, FloeError, LoadOptions, Source, parse_table_ident};
-
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, true),
-    ]))
-}
-
-fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
-    let names: Vec<String> = ids.clone().map(|i| format!("n{i}")).collect();
-    RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(Int64Array::from_iter_values(ids)),
-            Arc::new(StringArray::from(names)),
-        ],
-    )
-    .unwrap()
-}
-
-fn source(batches: Vec<RecordBatch>) -> Source {
-    Source::from_stream(
-        schema(),
-        "memory",
-        futures::stream::iter(batches.into_iter().map(Ok::<_, Infallible>)),
-    )
-}
-
-async fn catalog(dir: &Path) -> Catalog {
-    Catalog::open(CatalogConfig::embedded(dir).unwrap())
-        .await
-        .unwrap()
-}
-
-async fn ids(catalog: &Catalog, table: &str) -> Vec<i64> {
-    let state = catalog
-        .load_table(&parse_table_ident(table).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let scan = state.table().unwrap().scan().build().unwrap();
-    let batches: Vec<RecordBatch> = scan.to_arrow().await.unwrap().try_collect().await.unwrap();
-    let mut out: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name("id")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap()
-                .values()
-                .to_vec()
-        })
-        .collect();
-    out.sort();
-    out
-}
+use crate::testing::{batch, catalog, ids, source};
+use crate::{Catalog, FloeError, LoadOptions, Source, parse_table_ident};
 
 #[tokio::test]
 async fn stale_replace_replans_against_the_new_state() {

@@ -174,49 +174,30 @@ pub async fn sweep(
     spill_dir: Option<&std::path::Path>,
     sink: &mut impl SweepSink,
 ) -> Result<SweepCounts> {
-    let table = state.table()?;
-    let metadata = &state.metadata;
-    let mut lists = HashMap::new();
-    for id in plan.expired.iter().chain(&plan.kept) {
-        let Some(snapshot) = metadata.snapshot_by_id(*id) else {
-            continue;
-        };
-        let list = table
-            .manifest_list_reader(snapshot)
-            .load()
-            .await
-            .context(|| format!("cannot read the manifest list of snapshot {id}"))?;
-        let manifests: Vec<ManifestFile> = list.entries().to_vec();
-        lists.insert(*id, (snapshot.manifest_list().to_string(), manifests));
-    }
-    let kept_manifests: HashSet<String> = plan
-        .kept
-        .iter()
-        .filter_map(|id| lists.get(id))
-        .flat_map(|(_, ms)| ms.iter().map(|m| m.manifest_path.clone()))
-        .collect();
+    // Distinct manifests only: a manifest carried over by many snapshots is held once.
+    let mut kept_manifests: HashMap<String, ManifestFile> = HashMap::new();
+    for_each_manifest(state, &plan.kept, |_, m| {
+        kept_manifests.entry(m.manifest_path.clone()).or_insert(m);
+    })
+    .await?;
     let mut expired_manifests: HashMap<String, ManifestFile> = HashMap::new();
-    for id in &plan.expired {
-        if let Some((_, ms)) = lists.get(id) {
-            for m in ms
-                .iter()
-                .filter(|m| !kept_manifests.contains(&m.manifest_path))
-            {
-                expired_manifests.insert(m.manifest_path.clone(), m.clone());
-            }
+    let mut expired_lists = Vec::new();
+    for_each_manifest(state, &plan.expired, |list, m| {
+        if expired_lists.last() != Some(&list) {
+            expired_lists.push(list);
         }
-    }
+        if !kept_manifests.contains_key(&m.manifest_path) {
+            expired_manifests
+                .entry(m.manifest_path.clone())
+                .or_insert(m);
+        }
+    })
+    .await?;
+    expired_lists.sort();
+    expired_lists.dedup();
     let mut counts = SweepCounts::default();
     if !expired_manifests.is_empty() {
-        let kept: Vec<&ManifestFile> = {
-            let mut seen = HashSet::new();
-            lists
-                .iter()
-                .filter(|(id, _)| plan.kept.contains(id))
-                .flat_map(|(_, (_, ms))| ms.iter())
-                .filter(|m| seen.insert(m.manifest_path.clone()))
-                .collect()
-        };
+        let kept: Vec<&ManifestFile> = kept_manifests.values().collect();
         let expired: Vec<&ManifestFile> = expired_manifests.values().collect();
         sweep_files(state, &kept, &expired, spill_dir, &mut counts, sink).await?;
     }
@@ -226,13 +207,52 @@ pub async fn sweep(
         sink.found(FileKind::Manifest, &m.manifest_path, bytes)
             .await?;
     }
-    for id in &plan.expired {
-        if let Some((list, _)) = lists.get(id).filter(|(l, _)| !l.is_empty()) {
-            counts.add(FileKind::ManifestList, 0);
-            sink.found(FileKind::ManifestList, list, 0).await?;
-        }
+    for list in &expired_lists {
+        counts.add(FileKind::ManifestList, 0);
+        sink.found(FileKind::ManifestList, list, 0).await?;
     }
     Ok(counts)
+}
+
+/// Manifest lists read at once while a sweep collects manifests.
+const LIST_READS: usize = 8;
+
+/// Calls `each` with (manifest list path, manifest) for every manifest of the snapshots `ids`
+/// (a snapshot the metadata no longer has is skipped; an empty manifest list path too). The
+/// lists are read a few at a time and dropped once visited.
+async fn for_each_manifest(
+    state: &TableState,
+    ids: &[i64],
+    mut each: impl FnMut(String, ManifestFile),
+) -> Result<()> {
+    use futures::StreamExt;
+    let table = state.table()?;
+    let metadata = &state.metadata;
+    // Owned futures (no borrow in the stream), so the sweep stays `Send` for every caller.
+    let loads: Vec<_> = ids
+        .iter()
+        .filter_map(|id| metadata.snapshot_by_id(*id))
+        .filter(|s| !s.manifest_list().is_empty())
+        .map(|snapshot| {
+            let reader = table.manifest_list_reader(snapshot);
+            let (id, path) = (snapshot.snapshot_id(), snapshot.manifest_list().to_string());
+            async move {
+                let list = reader
+                    .load()
+                    .await
+                    .context(|| format!("cannot read the manifest list of snapshot {id}"))?;
+                Ok::<_, FloeError>((path, list))
+            }
+        })
+        .collect();
+    let mut lists = futures::stream::iter(loads).buffer_unordered(LIST_READS);
+    while let Some(loaded) = lists.next().await {
+        let (path, list) = loaded?;
+        for m in list.entries() {
+            each(path.clone(), m.clone());
+        }
+    }
+    Ok(())
 }
 
 /// Sorted rows of (path, kept, kind, size): a path goes when none of its rows is kept.
