@@ -662,3 +662,29 @@ def test_compact_on_rest_and_s3(lake):
     assert out["operation"] == "replace" and out["files_removed"] == 6 and out["files_added"] == 1
     assert len(lake.table("c").inspect.files().to_pylist()) == 1
     assert lake.rows("c") == before == lake.duckdb_rows("c")
+
+
+def test_remove_orphans_on_s3(lake):
+    import boto3
+
+    write(lake.root / "a.parquet", rows_for(range(40), "a"), SCHEMA)
+    lake.floe("load", lake.name("o"), lake.root / "a.parquet")
+    table = lake.table("o")
+    bucket, prefix = table.location().removeprefix("s3://").split("/", 1)
+    props = lake.server.catalog_props()
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=props["s3.endpoint"],
+        aws_access_key_id=props["s3.access-key-id"],
+        aws_secret_access_key=props["s3.secret-access-key"],
+        region_name=props.get("s3.region", "us-east-1"),
+    )
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/data/orphan.parquet", Body=b"left behind")
+    kept = lake.floe("remove-orphans", lake.name("o"))
+    assert kept["orphans"] == 0 and kept["recent_unreferenced"] >= 1
+    out = lake.floe("remove-orphans", lake.name("o"), "--older-than", "0s")
+    # The orphan, and any metadata file the catalog wrote but no longer lists.
+    assert out["files_deleted"] == out["orphans"] >= 1
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]
+    assert f"{prefix}/data/orphan.parquet" not in keys
+    assert lake.rows("o") == sort_rows(rows_for(range(40), "a"), "id") == lake.duckdb_rows("o")

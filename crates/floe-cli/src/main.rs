@@ -55,6 +55,9 @@ floe expire analytics.events --older-than 1d --retain-last 10 --json")]
     /// Rewrite each partition's small files and files with deletes into target-size files, in
     /// one `replace` snapshot (the rows stay the same).
     Compact(maintain::CompactArgs),
+    /// Delete files under the table's location that no metadata references and that are older
+    /// than --older-than (default 3 days): what crashed or killed runs left behind.
+    RemoveOrphans(maintain::RemoveOrphansArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -188,6 +191,7 @@ fn main() -> std::process::ExitCode {
             Command::Expire(args) => maintain::expire(args).await,
             Command::Inspect(args) => maintain::inspect_table(args).await,
             Command::Compact(args) => maintain::compact(args).await,
+            Command::RemoveOrphans(args) => maintain::remove_orphans(args).await,
         }
     });
     match result {

@@ -1,4 +1,5 @@
-//! `floe compact`, `floe expire` and `floe inspect`: flags in, one library call, a report out.
+//! `floe compact`, `floe expire`, `floe remove-orphans` and `floe inspect`: flags in, one
+//! library call, a report out.
 
 use std::path::PathBuf;
 
@@ -6,6 +7,7 @@ use anyhow::Result;
 use floe::ops::compact::{CompactBuilder, DEFAULT_MIN_INPUT_FILES};
 use floe::ops::expire::{ExpireBuilder, FileKind, parse_older_than};
 use floe::ops::inspect::{TableReport, inspect};
+use floe::ops::orphans::RemoveOrphansBuilder;
 use floe::{Catalog, CatalogConfig};
 use floe::{LoadOptions, WriteOptions};
 
@@ -103,6 +105,12 @@ pub struct InspectArgs {
     /// Files per partition: data and delete files, rows, bytes, small files.
     #[arg(long)]
     partitions: bool,
+    /// Every live file of the current snapshot (with --json: one JSON object per line).
+    #[arg(long)]
+    files: bool,
+    /// The snapshot log: when main pointed at which snapshot.
+    #[arg(long)]
+    history: bool,
     /// Print the whole report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -113,6 +121,28 @@ pub struct InspectArgs {
 pub async fn inspect_table(args: InspectArgs) -> Result<()> {
     let ident = floe::parse_table_ident(&args.table)?;
     let catalog = args.catalog.open().await?;
+    if args.files {
+        let json = args.json;
+        let mut failed = None;
+        floe::ops::inspect::for_each_file(&catalog, &ident, |f| {
+            let line = if json {
+                serde_json::to_string(&f)
+                    .map_err(|e| failed.get_or_insert(e.to_string()))
+                    .unwrap_or_default()
+            } else {
+                format!(
+                    "{:<16} {:>10} {:>12}  {}  {}",
+                    f.content, f.rows, f.bytes, f.partition, f.path
+                )
+            };
+            println!("{line}");
+        })
+        .await?;
+        if let Some(e) = failed {
+            anyhow::bail!("cannot print a file: {e}");
+        }
+        return Ok(());
+    }
     let report = inspect(&catalog, &ident).await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -124,6 +154,20 @@ pub async fn inspect_table(args: InspectArgs) -> Result<()> {
     }
     if args.partitions {
         print_partitions(&report);
+    }
+    if args.history {
+        println!("\n{:<26} {:<20}  in main", "time", "snapshot");
+        for h in &report.history {
+            let time = report
+                .snapshots
+                .iter()
+                .find(|s| s.snapshot_id == h.snapshot_id)
+                .map_or_else(|| h.timestamp_ms.to_string(), |s| s.time.clone());
+            println!(
+                "{time:<26} {:<20}  {}",
+                h.snapshot_id, h.is_current_ancestor
+            );
+        }
     }
     Ok(())
 }
@@ -228,6 +272,10 @@ pub struct CompactArgs {
     /// Target data file size, e.g. 512MiB (default: table property write.target-file-size-bytes, else 512MiB).
     #[arg(long, value_parser = crate::parse_bytes, value_name = "SIZE")]
     target_file_size: Option<u64>,
+    /// Only these partitions: partition field names and values as `floe inspect --partitions`
+    /// shows them, e.g. "tenant=a, event_day=2026-12-01".
+    #[arg(long = "where", value_name = "FIELD=VALUE,...")]
+    only: Option<floe::ops::compact::PartitionMatch>,
     /// Idempotency key, as for `floe load`: a rerun with the same id is a no-op.
     #[arg(long)]
     load_id: Option<String>,
@@ -252,17 +300,18 @@ pub async fn compact(args: CompactArgs) -> Result<()> {
     if let Some(id) = &args.load_id {
         options = options.with_load_id(id.clone());
     }
-    let summary = CompactBuilder::new(&catalog, ident)
+    let mut builder = CompactBuilder::new(&catalog, ident)
         .with_options(options)
-        .min_input_files(args.min_input_files)
-        .execute()
-        .await
-        .map_err(|e| {
-            anyhow::Error::new(e).context(format!(
-                "compaction of {} failed; the table is unchanged",
-                args.table
-            ))
-        })?;
+        .min_input_files(args.min_input_files);
+    if let Some(only) = args.only.clone() {
+        builder = builder.only_partitions(only);
+    }
+    let summary = builder.execute().await.map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "compaction of {} failed; the table is unchanged",
+            args.table
+        ))
+    })?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -271,6 +320,60 @@ pub async fn compact(args: CompactArgs) -> Result<()> {
             summary.message,
             summary.duration_ms as f64 / 1000.0
         );
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RemoveOrphansArgs {
+    /// Table: namespace.table.
+    table: String,
+    /// Only files last modified before this may go: a duration (3d, 12h, 30m) or a timestamp.
+    /// Never lower it below the longest load that may be running: its files are not referenced
+    /// until it commits.
+    #[arg(long, default_value = "3d", value_name = "DURATION|TIMESTAMP")]
+    older_than: String,
+    /// List the orphans (one line per file) and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print one JSON object with the summary on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Where the search's bounded sort spills (default: the system temp directory).
+    #[arg(long, value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
+    #[command(flatten)]
+    catalog: CatalogArgs,
+}
+
+pub async fn remove_orphans(args: RemoveOrphansArgs) -> Result<()> {
+    let ident = floe::parse_table_ident(&args.table)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let older_than = parse_older_than(&args.older_than, now)?;
+    let catalog = args.catalog.open().await?;
+    let list = args.dry_run && !args.json;
+    let summary = RemoveOrphansBuilder::new(&catalog, ident)
+        .older_than_ms(older_than)
+        .dry_run(args.dry_run)
+        .with_spill_dir(args.spill_dir.clone())
+        .with_listener(Box::new(move |orphan| {
+            if list {
+                println!("would delete {} ({} bytes)", orphan.path, orphan.bytes);
+            } else {
+                tracing::info!(file = %orphan.path, "deleted");
+            }
+        }))
+        .execute()
+        .await
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!("removing orphans of {} failed", args.table))
+        })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("{}", summary.message);
     }
     Ok(())
 }

@@ -411,11 +411,13 @@ fn expire(
 
 /// The native `compact`; `floe.compact` (Python) documents it. Returns the summary as JSON.
 #[pyfunction]
-#[pyo3(signature = (table, *, min_input_files=5, target_file_size=None, load_id=None, catalog=None, warehouse=None))]
+#[pyo3(signature = (table, *, min_input_files=5, only=None, target_file_size=None, load_id=None, catalog=None, warehouse=None))]
+#[allow(clippy::too_many_arguments)]
 fn compact(
     py: Python<'_>,
     table: &str,
     min_input_files: usize,
+    only: Option<&str>,
     target_file_size: Option<&Bound<'_, PyAny>>,
     load_id: Option<String>,
     catalog: Option<&Bound<'_, PyAny>>,
@@ -429,12 +431,47 @@ fn compact(
     if let Some(id) = load_id {
         options = options.with_load_id(id);
     }
+    let only = only
+        .map(str::parse::<floe::ops::compact::PartitionMatch>)
+        .transpose()
+        .map_err(to_py_err)?;
     let config = catalog_config(catalog, warehouse)?;
     run_json(py, async move {
         let catalog = Catalog::open(config).await?;
-        let summary = floe::ops::compact::CompactBuilder::new(&catalog, ident)
+        let mut builder = floe::ops::compact::CompactBuilder::new(&catalog, ident)
             .with_options(options)
-            .min_input_files(min_input_files)
+            .min_input_files(min_input_files);
+        if let Some(only) = only {
+            builder = builder.only_partitions(only);
+        }
+        let summary = builder.execute().await?;
+        serde_json::to_string(&summary).map_err(|e| FloeError::InvalidOption(e.to_string()))
+    })
+}
+
+/// The native `remove_orphans`; `floe.remove_orphans` (Python) documents it.
+#[pyfunction]
+#[pyo3(signature = (table, *, older_than="3d", dry_run=false, catalog=None, warehouse=None))]
+fn remove_orphans(
+    py: Python<'_>,
+    table: &str,
+    older_than: &str,
+    dry_run: bool,
+    catalog: Option<&Bound<'_, PyAny>>,
+    warehouse: Option<PathBuf>,
+) -> PyResult<String> {
+    let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let older_than = floe::ops::expire::parse_older_than(older_than, now).map_err(to_py_err)?;
+    let config = catalog_config(catalog, warehouse)?;
+    run_json(py, async move {
+        let catalog = Catalog::open(config).await?;
+        let summary = floe::ops::orphans::RemoveOrphansBuilder::new(&catalog, ident)
+            .older_than_ms(older_than)
+            .dry_run(dry_run)
             .execute()
             .await?;
         serde_json::to_string(&summary).map_err(|e| FloeError::InvalidOption(e.to_string()))
@@ -540,6 +577,7 @@ fn _floe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(expire, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(compact, m)?)?;
+    m.add_function(wrap_pyfunction!(remove_orphans, m)?)?;
     m.add("NoSuchTableError", py.get_type::<NoSuchTableError>())?;
     m.add("FloeError", py.get_type::<FloeBaseError>())?;
     m.add("InvalidOptionError", py.get_type::<InvalidOptionError>())?;

@@ -37,6 +37,7 @@ __all__ = [
     "expire",
     "inspect",
     "compact",
+    "remove_orphans",
     "NoSuchTableError",
     "LoadSummary",
     "FloeError",
@@ -217,6 +218,7 @@ def compact(
     table: str,
     *,
     min_input_files: int = 5,
+    where: Optional[str] = None,
     target_file_size: Union[int, str, None] = None,
     load_id: Optional[str] = None,
     catalog: Union[None, str, Mapping[str, Any]] = None,
@@ -226,6 +228,9 @@ def compact(
     partition has `min_input_files` of them) and every file with deletes into target-size files,
     in one ``replace`` snapshot: the rows stay the same, deletes are applied on the way.
 
+    where: only these partitions, e.g. "tenant=a, event_day=2026-12-01" (partition field names
+        and values as floe.inspect shows them).
+
     A concurrent append survives; a concurrent delete, merge or rewrite makes the compaction fail
     with ConflictError and change nothing. Returns the LoadSummary (mode "compact"; files_removed
     and rows_removed count what was rewritten).
@@ -233,9 +238,33 @@ def compact(
     text = _floe.compact(
         table,
         min_input_files=min_input_files,
+        only=where,
         target_file_size=target_file_size,
         load_id=load_id,
         catalog=catalog,
         warehouse=None if warehouse is None else str(warehouse),
     )
     return LoadSummary(json.loads(text))
+
+
+def remove_orphans(
+    table: str,
+    *,
+    older_than: str = "3d",
+    dry_run: bool = False,
+    catalog: Union[None, str, Mapping[str, Any]] = None,
+    warehouse: Union[str, "os.PathLike[str]", None] = None,
+) -> Dict[str, Any]:
+    """Delete the files under `table`'s location that no metadata references and that were
+    last modified before `older_than` (a duration such as "3d", or a timestamp): what crashed
+    loads and killed maintenance runs leave behind. Newer files are never touched (a running
+    load's files are unreferenced until it commits). Returns the summary of
+    `floe remove-orphans --json` as a dict; dry_run=True deletes nothing."""
+    text = _floe.remove_orphans(
+        table,
+        older_than=older_than,
+        dry_run=dry_run,
+        catalog=catalog,
+        warehouse=None if warehouse is None else str(warehouse),
+    )
+    return json.loads(text)

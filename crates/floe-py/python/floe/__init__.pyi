@@ -92,8 +92,17 @@ def compact(
     table: str,
     *,
     min_input_files: int = ...,
+    where: Optional[str] = ...,
     target_file_size: Union[int, str, None] = ...,
     load_id: Optional[str] = ...,
     catalog: Union[None, str, Mapping[str, Any]] = ...,
     warehouse: Union[str, "os.PathLike[str]", None] = ...,
 ) -> LoadSummary: ...
+def remove_orphans(
+    table: str,
+    *,
+    older_than: str = ...,
+    dry_run: bool = ...,
+    catalog: Union[None, str, Mapping[str, Any]] = ...,
+    warehouse: Union[str, "os.PathLike[str]", None] = ...,
+) -> Dict[str, Any]: ...

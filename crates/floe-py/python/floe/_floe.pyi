@@ -39,8 +39,17 @@ def compact(
     table: str,
     *,
     min_input_files: int = ...,
+    only: Optional[str] = ...,
     target_file_size: Union[int, str, None] = ...,
     load_id: Optional[str] = ...,
+    catalog: Union[None, str, Mapping[str, Any]] = ...,
+    warehouse: Optional[str] = ...,
+) -> str: ...
+def remove_orphans(
+    table: str,
+    *,
+    older_than: str = ...,
+    dry_run: bool = ...,
     catalog: Union[None, str, Mapping[str, Any]] = ...,
     warehouse: Optional[str] = ...,
 ) -> str: ...

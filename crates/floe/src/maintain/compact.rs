@@ -35,6 +35,50 @@ impl CompactPolicy {
     }
 }
 
+/// A `--where` filter: partition field names and values, as `floe inspect` shows them
+/// (`tenant=a, event_day=2026-12-01`). A file matches when its partition has every field
+/// with that value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionMatch(Vec<(String, String)>);
+
+impl std::str::FromStr for PartitionMatch {
+    type Err = crate::error::FloeError;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let mut pairs = Vec::new();
+        for part in text
+            .split([',', '&'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let part = part.strip_prefix("and ").unwrap_or(part);
+            let Some((name, value)) = part.split_once('=') else {
+                return Err(crate::error::FloeError::InvalidOption(format!(
+                    "--where '{text}': expected partition-field=value, ... (names and values as floe inspect --partitions shows them)"
+                )));
+            };
+            let value = value.trim().trim_matches(|c| c == '\'' || c == '"');
+            pairs.push((name.trim().to_string(), value.to_string()));
+        }
+        Ok(Self(pairs))
+    }
+}
+
+impl PartitionMatch {
+    /// The field names it needs.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Whether a file of a spec with `fields` and partition `values` matches.
+    pub fn matches(&self, fields: &[iceberg::spec::PartitionField], values: &Struct) -> bool {
+        let have = super::inspect::partition_values(fields, values);
+        self.0
+            .iter()
+            .all(|(name, value)| have.iter().any(|(n, v)| n == name && v == value))
+    }
+}
+
 /// The files of `live` to rewrite (indices into `live.files`), partition by partition.
 pub fn plan(live: &LiveState, policy: &CompactPolicy) -> Vec<usize> {
     let mut groups: HashMap<(i32, &Struct), Vec<usize>> = HashMap::new();

@@ -44,19 +44,22 @@ pub struct ExpirePlan {
     pub kept: Vec<i64>,
 }
 
-/// The table's refs (iceberg 0.10.1 has no accessor for them; its serde form has them).
+/// The table's refs (iceberg 0.10.1 has no accessor for them; its serde form has them). Only
+/// the refs are parsed back out of the serialised metadata, never a tree of all of it.
 pub fn refs(metadata: &TableMetadata) -> Result<HashMap<String, SnapshotReference>> {
-    let json = serde_json::to_value(metadata).map_err(|e| FloeError::Catalog {
+    #[derive(serde::Deserialize)]
+    struct OnlyRefs {
+        #[serde(default)]
+        refs: HashMap<String, SnapshotReference>,
+    }
+    let bad = |e: serde_json::Error| FloeError::Catalog {
         catalog: "metadata".into(),
         reason: format!("cannot read the table's refs: {e}"),
-    })?;
-    match json.get("refs") {
-        None => Ok(HashMap::new()),
-        Some(refs) => serde_json::from_value(refs.clone()).map_err(|e| FloeError::Catalog {
-            catalog: "metadata".into(),
-            reason: format!("cannot read the table's refs: {e}"),
-        }),
-    }
+    };
+    let bytes = serde_json::to_vec(metadata).map_err(bad)?;
+    Ok(serde_json::from_slice::<OnlyRefs>(&bytes)
+        .map_err(bad)?
+        .refs)
 }
 
 /// Which snapshots of `metadata` `retention` keeps.

@@ -62,6 +62,29 @@ pub struct PartitionStats {
     pub files: FileStats,
 }
 
+/// One entry of the table's snapshot log (when main pointed where).
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub timestamp_ms: i64,
+    /// The same instant in RFC 3339 (UTC).
+    pub time: String,
+    pub snapshot_id: i64,
+    /// Whether the snapshot is still in main's history (false after a rollback).
+    pub is_current_ancestor: bool,
+}
+
+/// One live file of the current snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileInfo {
+    pub path: String,
+    /// `data`, `position-deletes` or `equality-deletes`.
+    pub content: &'static str,
+    pub spec_id: i32,
+    pub partition: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
 /// One ref (branch or tag).
 #[derive(Debug, Clone, Serialize)]
 pub struct RefInfo {
@@ -83,6 +106,8 @@ pub struct TableReport {
     pub properties: BTreeMap<String, String>,
     pub refs: Vec<RefInfo>,
     pub snapshots: Vec<SnapshotInfo>,
+    /// The snapshot log, oldest first.
+    pub history: Vec<HistoryEntry>,
     /// The current snapshot's live files.
     pub files: FileStats,
     pub target_file_size: u64,
@@ -129,6 +154,7 @@ pub async fn inspect(state: &TableState) -> Result<TableReport> {
         ))?,
         properties: metadata.properties().clone().into_iter().collect(),
         refs,
+        history: history(metadata),
         snapshots: snapshots(metadata),
         files,
         target_file_size,
@@ -155,9 +181,7 @@ fn snapshots(metadata: &TableMetadata) -> Vec<SnapshotInfo> {
                 snapshot_id: s.snapshot_id(),
                 parent_id: s.parent_snapshot_id(),
                 timestamp_ms: s.timestamp_ms(),
-                time: chrono::DateTime::from_timestamp_millis(s.timestamp_ms())
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                    .unwrap_or_default(),
+                time: rfc3339(s.timestamp_ms()),
                 operation: summary.operation.as_str().to_string(),
                 load_id,
                 schema_id: s.schema_id(),
@@ -168,6 +192,72 @@ fn snapshots(metadata: &TableMetadata) -> Vec<SnapshotInfo> {
         .collect();
     out.sort_by_key(|s| (s.timestamp_ms, s.snapshot_id));
     out
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn history(metadata: &TableMetadata) -> Vec<HistoryEntry> {
+    let mut main = HashSet::new();
+    let mut id = metadata.current_snapshot_id();
+    while let Some(snapshot) = id.and_then(|i| metadata.snapshot_by_id(i)) {
+        main.insert(snapshot.snapshot_id());
+        id = snapshot.parent_snapshot_id();
+    }
+    metadata
+        .history()
+        .iter()
+        .map(|h| HistoryEntry {
+            timestamp_ms: h.timestamp_ms,
+            time: rfc3339(h.timestamp_ms),
+            snapshot_id: h.snapshot_id,
+            is_current_ancestor: main.contains(&h.snapshot_id),
+        })
+        .collect()
+}
+
+/// Calls `each` for every live file of the current snapshot, as the manifests stream by.
+pub async fn for_each_file(state: &TableState, mut each: impl FnMut(FileInfo)) -> Result<()> {
+    let Some(snapshot) = state.metadata.current_snapshot() else {
+        return Ok(());
+    };
+    let table = state.table()?;
+    let list = table
+        .manifest_list_reader(snapshot)
+        .load()
+        .await
+        .context(|| format!("table {}: cannot read the manifest list", state.name()))?;
+    for manifest in list.entries() {
+        let loaded = manifest
+            .load_manifest(&state.file_io)
+            .await
+            .context(|| format!("cannot read manifest {}", manifest.manifest_path))?;
+        let spec = state
+            .metadata
+            .partition_spec_by_id(manifest.partition_spec_id);
+        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+            let file = entry.data_file();
+            each(FileInfo {
+                path: file.file_path().to_string(),
+                content: match file.content_type() {
+                    DataContentType::Data => "data",
+                    DataContentType::PositionDeletes => "position-deletes",
+                    DataContentType::EqualityDeletes => "equality-deletes",
+                },
+                spec_id: manifest.partition_spec_id,
+                partition: partition_text(
+                    spec.map(|s| s.fields()).unwrap_or_default(),
+                    file.partition(),
+                ),
+                rows: file.record_count(),
+                bytes: file.file_size_in_bytes(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The current snapshot's live files: totals and per partition.
@@ -251,10 +341,22 @@ fn partition_text(
     fields: &[iceberg::spec::PartitionField],
     values: &iceberg::spec::Struct,
 ) -> String {
-    use iceberg::spec::{Literal, PrimitiveLiteral as P};
     if fields.is_empty() {
         return "{}".into();
     }
+    partition_values(fields, values)
+        .into_iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Each partition field's name and value as text (`null` for none), as inspect shows them.
+pub(crate) fn partition_values(
+    fields: &[iceberg::spec::PartitionField],
+    values: &iceberg::spec::Struct,
+) -> Vec<(String, String)> {
+    use iceberg::spec::{Literal, PrimitiveLiteral as P};
     let value = |v: Option<&Literal>| match v {
         None => "null".to_string(),
         Some(Literal::Primitive(p)) => match p {
@@ -274,7 +376,6 @@ fn partition_text(
     fields
         .iter()
         .zip(values.iter())
-        .map(|(f, v)| format!("{}={}", f.name, value(v)))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|(f, v)| (f.name.clone(), value(v)))
+        .collect()
 }

@@ -16,6 +16,7 @@ use super::{LoadOptions, LoadSummary};
 use crate::catalog::Catalog;
 use crate::commit::{FileChanges, LoadOperation};
 use crate::error::{FloeError, Result};
+pub use crate::maintain::compact::PartitionMatch;
 use crate::maintain::compact::{CompactPolicy, plan, rewrite_file};
 use crate::merge::table_files::live_state;
 
@@ -28,6 +29,7 @@ pub struct CompactBuilder<'a> {
     table: TableIdent,
     options: LoadOptions,
     min_input_files: usize,
+    only: Option<PartitionMatch>,
 }
 
 impl<'a> CompactBuilder<'a> {
@@ -37,7 +39,15 @@ impl<'a> CompactBuilder<'a> {
             table,
             options: LoadOptions::default(),
             min_input_files: DEFAULT_MIN_INPUT_FILES,
+            only: None,
         }
+    }
+
+    /// Only the partitions matching `filter` (`tenant=a, day=2026-12-01`: partition field names
+    /// and values as `floe inspect --partitions` shows them).
+    pub fn only_partitions(mut self, filter: PartitionMatch) -> Self {
+        self.only = Some(filter);
+        self
     }
 
     /// Load id, target file size (`write.target_file_size`), codec, commit attempts.
@@ -60,7 +70,7 @@ impl<'a> CompactBuilder<'a> {
         match LoadSession::open(self.catalog, &self.table, None, &self.options, operation).await? {
             Opened::Skipped(summary) => Ok(*summary),
             Opened::Ready(mut session) => {
-                let written = compact(&mut session, self.min_input_files).await;
+                let written = compact(&mut session, self.min_input_files, self.only.as_ref()).await;
                 session.commit(written).await
             }
         }
@@ -68,8 +78,25 @@ impl<'a> CompactBuilder<'a> {
 }
 
 /// Rewrites the planned files through the session's writers.
-async fn compact(session: &mut LoadSession<'_>, min_input_files: usize) -> Result<Written> {
-    let live = live_state(&session.base, |_| true).await?;
+async fn compact(
+    session: &mut LoadSession<'_>,
+    min_input_files: usize,
+    only: Option<&PartitionMatch>,
+) -> Result<Written> {
+    if let Some(filter) = only {
+        check_fields(session, filter)?;
+    }
+    let metadata = session.base.metadata.clone();
+    let live = live_state(&session.base, |f| {
+        only.is_none_or(|m| {
+            let spec = metadata.partition_spec_by_id(f.spec_id);
+            m.matches(
+                spec.map(|s| s.fields()).unwrap_or_default(),
+                f.file.partition(),
+            )
+        })
+    })
+    .await?;
     let policy = CompactPolicy {
         target_file_size: session.settings.target_file_size,
         min_input_files,
@@ -109,4 +136,22 @@ async fn compact(session: &mut LoadSession<'_>, min_input_files: usize) -> Resul
         rows_copied: 0,
         merge: None,
     })
+}
+
+/// A `--where` naming a field no partition spec of the table has is a mistake, not "nothing".
+fn check_fields(session: &LoadSession<'_>, filter: &PartitionMatch) -> Result<()> {
+    let known: HashSet<&str> = session
+        .base
+        .metadata
+        .partition_specs_iter()
+        .flat_map(|s| s.fields().iter().map(|f| f.name.as_str()))
+        .collect();
+    match filter.names().find(|n| !known.contains(n)) {
+        Some(name) => Err(FloeError::InvalidOption(format!(
+            "--where: table {} has no partition field '{name}' (its fields: {})",
+            session.table,
+            known.into_iter().collect::<Vec<_>>().join(", ")
+        ))),
+        None => Ok(()),
+    }
 }

@@ -9,7 +9,8 @@
 //! - [`compact::CompactBuilder`]: small files and files with deletes rewritten into
 //!   target-size files (`replace`);
 //! - [`expire::ExpireBuilder`]: remove old snapshots (one metadata commit), then the files only
-//!   they reach; [`inspect::inspect`]: what a table holds;
+//!   they reach; [`orphans::RemoveOrphansBuilder`]: files no metadata references;
+//!   [`inspect::inspect`]: what a table holds;
 //! - [`request`]: a load described as data ([`LoadKind`]), what the CLI and Python faces run.
 //!
 //! ```text
@@ -23,6 +24,7 @@ pub mod compact;
 pub mod expire;
 pub mod inspect;
 pub mod merge;
+pub mod orphans;
 mod prepare;
 pub mod replace;
 pub mod request;
