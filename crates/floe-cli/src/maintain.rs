@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use floe::ops::compact::{CompactBuilder, DEFAULT_MIN_INPUT_FILES};
-use floe::ops::expire::{ExpireBuilder, FileKind, parse_older_than};
+use floe::ops::expire::{ExpireBuilder, FileKind, older_than_now};
 use floe::ops::inspect::{TableReport, inspect};
 use floe::ops::orphans::RemoveOrphansBuilder;
 use floe::{Catalog, CatalogConfig};
@@ -56,10 +56,7 @@ pub struct ExpireArgs {
 
 pub async fn expire(args: ExpireArgs) -> Result<()> {
     let ident = floe::parse_table_ident(&args.table)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
-    let older_than = parse_older_than(&args.older_than, now)?;
+    let older_than = older_than_now(&args.older_than)?;
     let catalog = args.catalog.open().await?;
     let list = args.dry_run && !args.json;
     let summary = ExpireBuilder::new(&catalog, ident)
@@ -348,10 +345,7 @@ pub struct RemoveOrphansArgs {
 
 pub async fn remove_orphans(args: RemoveOrphansArgs) -> Result<()> {
     let ident = floe::parse_table_ident(&args.table)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
-    let older_than = parse_older_than(&args.older_than, now)?;
+    let older_than = older_than_now(&args.older_than)?;
     let catalog = args.catalog.open().await?;
     let list = args.dry_run && !args.json;
     let summary = RemoveOrphansBuilder::new(&catalog, ident)

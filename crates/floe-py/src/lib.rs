@@ -391,11 +391,7 @@ fn expire(
     warehouse: Option<PathBuf>,
 ) -> PyResult<String> {
     let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let older_than = floe::ops::expire::parse_older_than(older_than, now).map_err(to_py_err)?;
+    let older_than = floe::ops::expire::older_than_now(older_than).map_err(to_py_err)?;
     let config = catalog_config(catalog, warehouse)?;
     run_json(py, async move {
         let catalog = Catalog::open(config).await?;
@@ -461,11 +457,7 @@ fn remove_orphans(
     warehouse: Option<PathBuf>,
 ) -> PyResult<String> {
     let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let older_than = floe::ops::expire::parse_older_than(older_than, now).map_err(to_py_err)?;
+    let older_than = floe::ops::expire::older_than_now(older_than).map_err(to_py_err)?;
     let config = catalog_config(catalog, warehouse)?;
     run_json(py, async move {
         let catalog = Catalog::open(config).await?;

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use iceberg::spec::{DataContentType, ManifestContentType, TableMetadata};
+use iceberg::spec::{DataContentType, TableMetadata};
 use serde::Serialize;
 
 use super::expire::refs;
@@ -267,37 +267,16 @@ async fn count_files(
 ) -> Result<(FileStats, Vec<PartitionStats>)> {
     let mut total = FileStats::default();
     let mut by_partition: HashMap<(i32, String), FileStats> = HashMap::new();
-    let Some(snapshot) = state.metadata.current_snapshot() else {
-        return Ok((total, Vec::new()));
-    };
-    let table = state.table()?;
-    let list = table
-        .manifest_list_reader(snapshot)
-        .load()
-        .await
-        .context(|| format!("table {}: cannot read the manifest list", state.name()))?;
     let small = (target_file_size as f64 * SMALL_FILE_SHARE) as u64;
-    for manifest in list.entries() {
-        let loaded = manifest
-            .load_manifest(&state.file_io)
-            .await
-            .context(|| format!("cannot read manifest {}", manifest.manifest_path))?;
-        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
-            let file = entry.data_file();
-            let spec = state
-                .metadata
-                .partition_spec_by_id(manifest.partition_spec_id);
-            let text = partition_text(
-                spec.map(|s| s.fields()).unwrap_or_default(),
-                file.partition(),
-            );
-            let key = (manifest.partition_spec_id, text);
-            let stats = by_partition.entry(key).or_default();
-            for s in [&mut total, stats] {
-                add_file(s, file, manifest.content, small);
-            }
+    for_each_file(state, |file| {
+        let stats = by_partition
+            .entry((file.spec_id, file.partition.clone()))
+            .or_default();
+        for s in [&mut total, stats] {
+            add_file(s, &file, small);
         }
-    }
+    })
+    .await?;
     let mut partitions: Vec<PartitionStats> = by_partition
         .into_iter()
         .map(|((spec_id, partition), files)| PartitionStats {
@@ -310,28 +289,22 @@ async fn count_files(
     Ok((total, partitions))
 }
 
-fn add_file(
-    s: &mut FileStats,
-    file: &iceberg::spec::DataFile,
-    content: ManifestContentType,
-    small: u64,
-) {
-    let (rows, bytes) = (file.record_count(), file.file_size_in_bytes());
-    match (content, file.content_type()) {
-        (_, DataContentType::Data) => {
+fn add_file(s: &mut FileStats, file: &FileInfo, small: u64) {
+    match file.content {
+        "data" => {
             s.data_files += 1;
-            s.data_rows += rows;
-            s.data_bytes += bytes;
-            s.small_data_files += u64::from(bytes < small);
+            s.data_rows += file.rows;
+            s.data_bytes += file.bytes;
+            s.small_data_files += u64::from(file.bytes < small);
         }
-        (_, kind) => {
-            if kind == DataContentType::PositionDeletes {
+        kind => {
+            if kind == "position-deletes" {
                 s.position_delete_files += 1;
             } else {
                 s.equality_delete_files += 1;
             }
-            s.delete_rows += rows;
-            s.delete_bytes += bytes;
+            s.delete_rows += file.rows;
+            s.delete_bytes += file.bytes;
         }
     }
 }

@@ -103,13 +103,7 @@ impl<'a> ExpireBuilder<'a> {
     pub async fn execute(mut self) -> Result<ExpireSummary> {
         let started = Instant::now();
         let name = display_ident(&self.table);
-        let state =
-            self.catalog
-                .load_table(&self.table)
-                .await?
-                .ok_or_else(|| FloeError::NoSuchTable {
-                    table: name.clone(),
-                })?;
+        let state = super::inspect::existing(self.catalog, &self.table).await?;
         refuse_without_gc(&state)?;
         let retention = self.retention;
         let (base, planned, location, attempts) = if self.dry_run {
@@ -271,6 +265,11 @@ impl SweepSink for Deleter {
         }
         .boxed()
     }
+}
+
+/// [`parse_older_than`] against the current time.
+pub fn older_than_now(text: &str) -> Result<i64> {
+    parse_older_than(text, now_ms())
 }
 
 /// An `--older-than` value as ms since the epoch: a duration before `now_ms` (`5d`, `12h`,

@@ -26,7 +26,11 @@ pub async fn for_each_file(
     crate::maintain::inspect::for_each_file(&state, each).await
 }
 
-async fn existing(catalog: &Catalog, table: &TableIdent) -> Result<crate::catalog::TableState> {
+/// The state of `table`, which maintenance needs to exist.
+pub(crate) async fn existing(
+    catalog: &Catalog,
+    table: &TableIdent,
+) -> Result<crate::catalog::TableState> {
     catalog
         .load_table(table)
         .await?

@@ -12,7 +12,7 @@ use iceberg::TableIdent;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, display_ident};
-use crate::error::{FloeError, Result};
+use crate::error::Result;
 use crate::maintain::expire::now_ms;
 use crate::maintain::orphans::OrphanSink;
 pub use crate::maintain::orphans::{Orphan, OrphanCounts};
@@ -83,13 +83,7 @@ impl<'a> RemoveOrphansBuilder<'a> {
     pub async fn execute(mut self) -> Result<OrphanSummary> {
         let started = Instant::now();
         let name = display_ident(&self.table);
-        let state =
-            self.catalog
-                .load_table(&self.table)
-                .await?
-                .ok_or_else(|| FloeError::NoSuchTable {
-                    table: name.clone(),
-                })?;
+        let state = super::inspect::existing(self.catalog, &self.table).await?;
         let mut sink = Deleter {
             file_io: state.file_io.clone(),
             delete: !self.dry_run,
