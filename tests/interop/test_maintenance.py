@@ -250,11 +250,13 @@ def test_compact_bin_packs_small_files_into_one_replace_snapshot(wh):
     for i in range(12):
         wh.floe("load", "m.s", write(wh.root / f"s{i}.parquet", range(i * 100, i * 100 + 100)))
     before = wh.pyiceberg_rows("m.s")
-    assert len(live_files(wh, "m.s")) == 12
+    before_files = live_files(wh, "m.s")
+    assert len(before_files) == 12
     out = wh.floe("compact", "m.s")
     assert out["mode"] == "compact" and out["operation"] == "replace"
     assert out["files_removed"] == 12 and out["files_added"] == 1
     assert out["rows_removed"] == out["rows_written"] == 1200
+    assert out["input_files"] == 12 and out["input_bytes"] == sum(f["file_size_in_bytes"] for f in before_files)
     assert len(live_files(wh, "m.s")) == 1
     assert wh.pyiceberg_rows("m.s") == before == wh.duckdb_rows("m.s")
     again = wh.floe("compact", "m.s")

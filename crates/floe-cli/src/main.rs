@@ -437,6 +437,8 @@ impl Reporter {
                 let secs = started.elapsed().as_secs_f64().max(0.001);
                 match &bar_in_task {
                     Some(bar) => {
+                        // A compaction knows its total only once it has planned.
+                        bar.set_length(p.input_bytes_total);
                         bar.set_position(p.input_bytes);
                         bar.set_message(format!(
                             "{} rows, {} files read",

@@ -282,6 +282,9 @@ pub struct CompactArgs {
     /// Print one JSON object with the summary on stdout.
     #[arg(long)]
     json: bool,
+    /// Never draw a progress bar (log lines are printed on non-terminals anyway).
+    #[arg(long)]
+    no_progress: bool,
     #[command(flatten)]
     catalog: CatalogArgs,
 }
@@ -289,11 +292,14 @@ pub struct CompactArgs {
 pub async fn compact(args: CompactArgs) -> Result<()> {
     let ident = floe::parse_table_ident(&args.table)?;
     let catalog = args.catalog.open().await?;
-    let mut options = LoadOptions::default().with_write_options(WriteOptions {
-        target_file_size: args.target_file_size,
-        spill_dir: args.spill_dir.clone(),
-        ..WriteOptions::default()
-    });
+    let progress = std::sync::Arc::new(floe::Progress::default());
+    let mut options = LoadOptions::default()
+        .with_progress(progress.clone())
+        .with_write_options(WriteOptions {
+            target_file_size: args.target_file_size,
+            spill_dir: args.spill_dir.clone(),
+            ..WriteOptions::default()
+        });
     if let Some(id) = &args.load_id {
         options = options.with_load_id(id.clone());
     }

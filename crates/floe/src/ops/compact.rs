@@ -18,7 +18,7 @@ use crate::commit::{FileChanges, LoadOperation};
 use crate::error::{FloeError, Result};
 pub use crate::maintain::compact::PartitionMatch;
 use crate::maintain::compact::{CompactPolicy, plan, rewrite_file};
-use crate::merge::table_files::live_state;
+use crate::merge::table_files::{LiveState, live_state};
 
 /// Java's `RewriteDataFiles` default for `min-input-files`.
 pub const DEFAULT_MIN_INPUT_FILES: usize = 5;
@@ -103,23 +103,7 @@ async fn compact(
     };
     let chosen = plan(&live, &policy);
     tracing::info!(table = %session.table, files = chosen.len(), live = live.files.len(), "compacting");
-    let schema = session.schema().clone();
-    let mut removed = HashSet::new();
-    let mut rows = 0u64;
-    for i in chosen {
-        session.options.progress.check_cancelled()?;
-        let file = &live.files[i];
-        let deleted = live.deleted.get(file.file.file_path());
-        rows += rewrite_file(
-            &session.base.file_io,
-            file,
-            deleted,
-            &schema,
-            &mut session.writer,
-        )
-        .await?;
-        removed.insert(file.file.file_path().to_string());
-    }
+    let (removed, rows) = rewrite_chosen(session, &live, &chosen).await?;
     let added = session.close_files().await?;
     if added.rows != rows {
         return Err(FloeError::TaskFailed {
@@ -154,4 +138,32 @@ fn check_fields(session: &LoadSession<'_>, filter: &PartitionMatch) -> Result<()
         ))),
         None => Ok(()),
     }
+}
+
+/// Rewrites the `chosen` files of `live` through the session's writers (reporting progress as
+/// a load does); returns their paths and the rows written.
+async fn rewrite_chosen(
+    session: &mut LoadSession<'_>,
+    live: &LiveState,
+    chosen: &[usize],
+) -> Result<(HashSet<String>, u64)> {
+    let schema = session.schema().clone();
+    let progress = session.options.progress.clone();
+    let bytes = |i: &usize| live.files[*i].file.file_size_in_bytes();
+    progress.set_input_bytes_total(chosen.iter().map(bytes).sum());
+    let mut removed = HashSet::new();
+    let mut rows = 0u64;
+    for &i in chosen {
+        progress.check_cancelled()?;
+        let file = &live.files[i];
+        let deleted = live.deleted.get(file.file.file_path());
+        let io = &session.base.file_io;
+        let read = rewrite_file(io, file, deleted, &schema, &mut session.writer).await?;
+        rows += read;
+        progress.add_input_file();
+        progress.add_input_rows(read);
+        progress.add_input_bytes(file.file.file_size_in_bytes());
+        removed.insert(file.file.file_path().to_string());
+    }
+    Ok((removed, rows))
 }
