@@ -169,9 +169,10 @@ def test_python_expire_and_inspect(wh):
     report = floe.inspect("m.t", warehouse=wh.dir)
     assert len(report["snapshots"]) == 6
     dry = floe.expire("m.t", older_than="0s", retain_last=4, dry_run=True, warehouse=wh.dir)
-    assert dry["dry_run"] and len(dry["expired_snapshot_ids"]) == 2 and dry["files_deleted"] == 0
+    assert isinstance(dry, floe.ExpireSummary) and "dry run" in repr(dry)
+    assert dry.dry_run and len(dry.expired_snapshot_ids) == 2 and dry.files_deleted == 0
     done = floe.expire("m.t", older_than="0s", retain_last=4, warehouse=wh.dir)
-    assert done["expired_snapshot_ids"] == dry["expired_snapshot_ids"]
+    assert done.expired_snapshot_ids == dry.expired_snapshot_ids
     assert len(floe.inspect("m.t", warehouse=wh.dir)["snapshots"]) == 4
     try:
         floe.inspect("m.missing", warehouse=wh.dir)
@@ -179,7 +180,7 @@ def test_python_expire_and_inspect(wh):
         assert "does not exist" in str(e)
     else:
         raise AssertionError("a missing table must raise NoSuchTableError")
-    assert json.dumps(done)
+    assert json.loads(json.dumps(done.to_dict()))["snapshots_kept"] == 4
 
 
 def test_expire_killed_at_any_moment_leaves_a_readable_table(wh):
@@ -385,4 +386,5 @@ def test_remove_orphans_deletes_only_old_unreferenced_files(wh):
     import floe
 
     again = floe.remove_orphans("m.o", older_than="0s", warehouse=wh.dir)
-    assert again["orphans"] == 1 and again["files_deleted"] == 1 and not fresh.exists()
+    assert isinstance(again, floe.OrphanSummary)
+    assert again.orphans == 1 and again.files_deleted == 1 and not fresh.exists()

@@ -34,12 +34,14 @@ from ._floe import (
 
 __all__ = [
     "load",
+    "LoadSummary",
+    "ExpireSummary",
+    "OrphanSummary",
     "expire",
     "inspect",
     "compact",
     "remove_orphans",
     "NoSuchTableError",
-    "LoadSummary",
     "FloeError",
     "InvalidOptionError",
     "BadInputError",
@@ -56,19 +58,13 @@ __all__ = [
 _MERGE_FIELDS = ("rows_inserted", "rows_updated", "rows_deleted", "files_rewritten", "delete_files_added", "spill_runs")
 
 
-class LoadSummary:
-    """What a load did: every field of `floe load --json`, as attributes.
-
-    Merge counts (rows_inserted, rows_updated, rows_deleted, files_rewritten,
-    delete_files_added, spill_runs) are None for loads that are not merges.
-    """
+class _Summary:
+    """A `--json` object of the CLI, its fields as attributes."""
 
     __slots__ = ("_fields",)
 
     def __init__(self, fields: Mapping[str, Any]):
         self._fields = dict(fields)
-        for name in _MERGE_FIELDS:
-            self._fields.setdefault(name, None)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -78,10 +74,45 @@ class LoadSummary:
 
     def to_dict(self) -> Dict[str, Any]:
         """The summary as a plain dict (as `--json` prints it)."""
-        return {k: v for k, v in self._fields.items() if not (k in _MERGE_FIELDS and v is None)}
+        return dict(self._fields)
 
     def __repr__(self) -> str:
-        return f"LoadSummary({self._fields['message']!r})"
+        return f"{type(self).__name__}({self._fields.get('message')!r})"
+
+
+class LoadSummary(_Summary):
+    """What a load did: every field of `floe load --json`, as attributes.
+
+    Merge counts (rows_inserted, rows_updated, rows_deleted, files_rewritten,
+    delete_files_added, spill_runs) are None for loads that are not merges.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, fields: Mapping[str, Any]):
+        super().__init__(fields)
+        for name in _MERGE_FIELDS:
+            self._fields.setdefault(name, None)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The summary as a plain dict (as `--json` prints it)."""
+        return {k: v for k, v in self._fields.items() if not (k in _MERGE_FIELDS and v is None)}
+
+
+class ExpireSummary(_Summary):
+    """What `floe.expire` did: every field of `floe expire --json` (expired_snapshot_ids,
+    snapshots_kept, manifest_lists, manifests, data_files, delete_files, bytes, files_deleted,
+    dry_run, metadata_location, commit_attempts, duration_ms, message), as attributes."""
+
+    __slots__ = ()
+
+
+class OrphanSummary(_Summary):
+    """What `floe.remove_orphans` did: every field of `floe remove-orphans --json`
+    (files_listed, recent_unreferenced, orphans, orphan_bytes, files_deleted, dry_run,
+    older_than_ms, duration_ms, message), as attributes."""
+
+    __slots__ = ()
 
 
 Source = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]], Any]
@@ -171,7 +202,7 @@ def expire(
     dry_run: bool = False,
     catalog: Union[None, str, Mapping[str, Any]] = None,
     warehouse: Union[str, "os.PathLike[str]", None] = None,
-) -> Dict[str, Any]:
+) -> ExpireSummary:
     """Remove `table`'s snapshots older than `older_than` in one metadata commit, then delete the
     files only they reached (manifest lists, manifests, data and delete files).
 
@@ -182,7 +213,7 @@ def expire(
     dry_run: report what would go and change nothing.
 
     Load ids recorded in expired snapshots are forgotten: rerunning such a load loads it again.
-    Returns the summary (the fields of `floe expire --json`) as a dict. Refused (an
+    Returns an ExpireSummary (the fields of `floe expire --json`). Refused (an
     UnsupportedTableError) for tables with gc.enabled=false.
     """
     text = _floe.expire(
@@ -193,7 +224,7 @@ def expire(
         catalog=catalog,
         warehouse=None if warehouse is None else str(warehouse),
     )
-    return json.loads(text)
+    return ExpireSummary(json.loads(text))
 
 
 def inspect(
@@ -254,12 +285,12 @@ def remove_orphans(
     dry_run: bool = False,
     catalog: Union[None, str, Mapping[str, Any]] = None,
     warehouse: Union[str, "os.PathLike[str]", None] = None,
-) -> Dict[str, Any]:
+) -> OrphanSummary:
     """Delete the files under `table`'s location that no metadata references and that were
     last modified before `older_than` (a duration such as "3d", or a timestamp): what crashed
     loads and killed maintenance runs leave behind. Newer files are never touched (a running
-    load's files are unreferenced until it commits). Returns the summary of
-    `floe remove-orphans --json` as a dict; dry_run=True deletes nothing."""
+    load's files are unreferenced until it commits). Returns an OrphanSummary (the fields of
+    `floe remove-orphans --json`); dry_run=True deletes nothing."""
     text = _floe.remove_orphans(
         table,
         older_than=older_than,
@@ -267,4 +298,4 @@ def remove_orphans(
         catalog=catalog,
         warehouse=None if warehouse is None else str(warehouse),
     )
-    return json.loads(text)
+    return OrphanSummary(json.loads(text))

@@ -73,6 +73,38 @@ def load(
     table_properties: Optional[Mapping[str, str]] = None,
 ) -> LoadSummary: ...
 
+class ExpireSummary:
+    table: str
+    dry_run: bool
+    expired_snapshot_ids: list[int]
+    snapshots_kept: int
+    manifest_lists: int
+    manifests: int
+    data_files: int
+    delete_files: int
+    bytes: int
+    files_deleted: int
+    metadata_location: Optional[str]
+    commit_attempts: int
+    duration_ms: int
+    message: str
+    def __init__(self, fields: Mapping[str, Any]) -> None: ...
+    def to_dict(self) -> Dict[str, Any]: ...
+
+class OrphanSummary:
+    table: str
+    dry_run: bool
+    older_than_ms: int
+    files_listed: int
+    recent_unreferenced: int
+    orphans: int
+    orphan_bytes: int
+    files_deleted: int
+    duration_ms: int
+    message: str
+    def __init__(self, fields: Mapping[str, Any]) -> None: ...
+    def to_dict(self) -> Dict[str, Any]: ...
+
 def expire(
     table: str,
     *,
@@ -81,7 +113,7 @@ def expire(
     dry_run: bool = ...,
     catalog: Union[None, str, Mapping[str, Any]] = ...,
     warehouse: Union[str, "os.PathLike[str]", None] = ...,
-) -> Dict[str, Any]: ...
+) -> ExpireSummary: ...
 def inspect(
     table: str,
     *,
@@ -105,4 +137,4 @@ def remove_orphans(
     dry_run: bool = ...,
     catalog: Union[None, str, Mapping[str, Any]] = ...,
     warehouse: Union[str, "os.PathLike[str]", None] = ...,
-) -> Dict[str, Any]: ...
+) -> OrphanSummary: ...
