@@ -390,19 +390,21 @@ fn expire(
     catalog: Option<&Bound<'_, PyAny>>,
     warehouse: Option<PathBuf>,
 ) -> PyResult<String> {
-    let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
     let older_than = floe::ops::expire::older_than_now(older_than).map_err(to_py_err)?;
-    let config = catalog_config(catalog, warehouse)?;
-    run_json(py, async move {
-        let catalog = Catalog::open(config).await?;
-        let summary = floe::ops::expire::ExpireBuilder::new(&catalog, ident)
-            .older_than_ms(older_than)
-            .retain_last(retain_last)
-            .dry_run(dry_run)
-            .execute()
-            .await?;
-        serde_json::to_string(&summary).map_err(|e| FloeError::InvalidOption(e.to_string()))
-    })
+    on_table(
+        py,
+        table,
+        catalog,
+        warehouse,
+        move |catalog, ident| async move {
+            floe::ops::expire::ExpireBuilder::new(&catalog, ident)
+                .older_than_ms(older_than)
+                .retain_last(retain_last)
+                .dry_run(dry_run)
+                .execute()
+                .await
+        },
+    )
 }
 
 /// The native `compact`; `floe.compact` (Python) documents it. Returns the summary as JSON.
@@ -419,7 +421,6 @@ fn compact(
     catalog: Option<&Bound<'_, PyAny>>,
     warehouse: Option<PathBuf>,
 ) -> PyResult<String> {
-    let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
     let mut options = LoadOptions::default().with_write_options(WriteOptions {
         target_file_size: size_of(target_file_size, "target_file_size")?,
         ..WriteOptions::default()
@@ -431,18 +432,21 @@ fn compact(
         .map(str::parse::<floe::ops::compact::PartitionMatch>)
         .transpose()
         .map_err(to_py_err)?;
-    let config = catalog_config(catalog, warehouse)?;
-    run_json(py, async move {
-        let catalog = Catalog::open(config).await?;
-        let mut builder = floe::ops::compact::CompactBuilder::new(&catalog, ident)
-            .with_options(options)
-            .min_input_files(min_input_files);
-        if let Some(only) = only {
-            builder = builder.only_partitions(only);
-        }
-        let summary = builder.execute().await?;
-        serde_json::to_string(&summary).map_err(|e| FloeError::InvalidOption(e.to_string()))
-    })
+    on_table(
+        py,
+        table,
+        catalog,
+        warehouse,
+        move |catalog, ident| async move {
+            let mut builder = floe::ops::compact::CompactBuilder::new(&catalog, ident)
+                .with_options(options)
+                .min_input_files(min_input_files);
+            if let Some(only) = only {
+                builder = builder.only_partitions(only);
+            }
+            builder.execute().await
+        },
+    )
 }
 
 /// The native `remove_orphans`; `floe.remove_orphans` (Python) documents it.
@@ -456,18 +460,20 @@ fn remove_orphans(
     catalog: Option<&Bound<'_, PyAny>>,
     warehouse: Option<PathBuf>,
 ) -> PyResult<String> {
-    let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
     let older_than = floe::ops::expire::older_than_now(older_than).map_err(to_py_err)?;
-    let config = catalog_config(catalog, warehouse)?;
-    run_json(py, async move {
-        let catalog = Catalog::open(config).await?;
-        let summary = floe::ops::orphans::RemoveOrphansBuilder::new(&catalog, ident)
-            .older_than_ms(older_than)
-            .dry_run(dry_run)
-            .execute()
-            .await?;
-        serde_json::to_string(&summary).map_err(|e| FloeError::InvalidOption(e.to_string()))
-    })
+    on_table(
+        py,
+        table,
+        catalog,
+        warehouse,
+        move |catalog, ident| async move {
+            floe::ops::orphans::RemoveOrphansBuilder::new(&catalog, ident)
+                .older_than_ms(older_than)
+                .dry_run(dry_run)
+                .execute()
+                .await
+        },
+    )
 }
 
 /// The native `inspect`; `floe.inspect` (Python) documents it. Returns the report as JSON.
@@ -479,12 +485,30 @@ fn inspect(
     catalog: Option<&Bound<'_, PyAny>>,
     warehouse: Option<PathBuf>,
 ) -> PyResult<String> {
+    on_table(py, table, catalog, warehouse, |catalog, ident| async move {
+        floe::ops::inspect::inspect(&catalog, &ident).await
+    })
+}
+
+/// Runs a maintenance call on `table` of the catalog the arguments name; answers its result
+/// as JSON.
+fn on_table<T, Fut>(
+    py: Python<'_>,
+    table: &str,
+    catalog: Option<&Bound<'_, PyAny>>,
+    warehouse: Option<PathBuf>,
+    call: impl FnOnce(Catalog, floe::TableIdent) -> Fut + Send + 'static,
+) -> PyResult<String>
+where
+    T: serde::Serialize,
+    Fut: std::future::Future<Output = floe::Result<T>> + Send + 'static,
+{
     let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
     let config = catalog_config(catalog, warehouse)?;
     run_json(py, async move {
         let catalog = Catalog::open(config).await?;
-        let report = floe::ops::inspect::inspect(&catalog, &ident).await?;
-        serde_json::to_string(&report).map_err(|e| FloeError::InvalidOption(e.to_string()))
+        let out = call(catalog, ident).await?;
+        serde_json::to_string(&out).map_err(|e| FloeError::InvalidOption(e.to_string()))
     })
 }
 

@@ -45,6 +45,8 @@ mod write;
 
 pub use catalog::{Catalog, CatalogConfig, TableState, parse_table_ident};
 pub use error::{FloeError, Result};
+/// The `namespace.table` name every builder takes (from [`parse_table_ident`]).
+pub use iceberg::TableIdent;
 pub use ops::{LoadOptions, LoadSummary};
 pub use progress::{Progress, ProgressSnapshot};
 pub use source::{BatchBudget, ParquetSource, Source, SourceBatch};

@@ -9,17 +9,13 @@
 
 use std::collections::HashMap;
 
-use arrow_array::BooleanArray;
-use arrow_select::filter::filter_record_batch;
 use iceberg::io::FileIO;
 use iceberg::spec::{Schema, Struct};
 use roaring::RoaringTreemap;
 
-use crate::error::{Result, ResultExt};
-use crate::merge::table_files::{DataFileReader, LiveFile, LiveState};
+use crate::error::Result;
+use crate::merge::table_files::{LiveFile, LiveState, write_live_rows};
 use crate::write::ParallelWriter;
-
-const READ_BATCH_ROWS: usize = 16384;
 
 /// What a compaction rewrites.
 #[derive(Debug, Clone, Copy)]
@@ -119,25 +115,6 @@ pub async fn rewrite_file(
     schema: &Schema,
     writer: &mut ParallelWriter,
 ) -> Result<u64> {
-    let path = file.file.file_path();
-    let mut reader = DataFileReader::open(file_io, path, schema, None, READ_BATCH_ROWS).await?;
-    let mut rows = 0u64;
-    while let Some(item) = reader.next().await {
-        let (first, batch) = item?;
-        let batch = match deleted {
-            None => batch,
-            Some(d) => {
-                let keep = BooleanArray::from_iter(
-                    (first..first + batch.num_rows() as u64).map(|p| Some(!d.contains(p))),
-                );
-                filter_record_batch(&batch, &keep)
-                    .context(|| format!("cannot apply the deletes of {path}"))?
-            }
-        };
-        if batch.num_rows() > 0 {
-            rows += batch.num_rows() as u64;
-            writer.write(batch).await?;
-        }
-    }
-    Ok(rows)
+    let hidden = |p| deleted.is_some_and(|d| d.contains(p));
+    write_live_rows(file_io, file.file.file_path(), schema, hidden, writer).await
 }

@@ -42,6 +42,8 @@ pub struct Retention {
 pub struct ExpirePlan {
     pub expired: Vec<i64>,
     pub kept: Vec<i64>,
+    /// The refs' heads it was planned against (name, snapshot id).
+    pub heads: Vec<(String, i64)>,
 }
 
 /// The table's refs (iceberg 0.10.1 has no accessor for them; its serde form has them). Only
@@ -66,7 +68,8 @@ pub fn refs(metadata: &TableMetadata) -> Result<HashMap<String, SnapshotReferenc
 pub fn plan(metadata: &TableMetadata, retention: Retention) -> Result<ExpirePlan> {
     let mut kept = HashSet::new();
     let mut reached = HashSet::new();
-    for reference in refs(metadata)?.values() {
+    let refs = refs(metadata)?;
+    for reference in refs.values() {
         match &reference.retention {
             SnapshotRetention::Tag { .. } => {
                 kept.insert(reference.snapshot_id);
@@ -101,7 +104,10 @@ pub fn plan(metadata: &TableMetadata, retention: Retention) -> Result<ExpirePlan
             kept.insert(id);
         }
     }
-    let mut plan = ExpirePlan::default();
+    let mut plan = ExpirePlan {
+        heads: refs.into_iter().map(|(n, r)| (n, r.snapshot_id)).collect(),
+        ..ExpirePlan::default()
+    };
     for snapshot in metadata.snapshots() {
         let id = snapshot.snapshot_id();
         if kept.contains(&id) {
@@ -221,9 +227,10 @@ pub async fn sweep(
 const LIST_READS: usize = 8;
 
 /// Calls `each` with (manifest list path, manifest) for every manifest of the snapshots `ids`
+/// (expire's sweep and the orphan search)
 /// (a snapshot the metadata no longer has is skipped; an empty manifest list path too). The
 /// lists are read a few at a time and dropped once visited.
-async fn for_each_manifest(
+pub(crate) async fn for_each_manifest(
     state: &TableState,
     ids: &[i64],
     mut each: impl FnMut(String, ManifestFile),

@@ -164,12 +164,7 @@ pub async fn inspect(state: &TableState) -> Result<TableReport> {
 
 /// Every snapshot the metadata lists, oldest first.
 fn snapshots(metadata: &TableMetadata) -> Vec<SnapshotInfo> {
-    let mut main = HashSet::new();
-    let mut id = metadata.current_snapshot_id();
-    while let Some(snapshot) = id.and_then(|i| metadata.snapshot_by_id(i)) {
-        main.insert(snapshot.snapshot_id());
-        id = snapshot.parent_snapshot_id();
-    }
+    let main = main_ancestors(metadata);
     let mut out: Vec<SnapshotInfo> = metadata
         .snapshots()
         .map(|s| {
@@ -194,6 +189,17 @@ fn snapshots(metadata: &TableMetadata) -> Vec<SnapshotInfo> {
     out
 }
 
+/// The snapshots in main's history (the current one and its ancestors).
+fn main_ancestors(metadata: &TableMetadata) -> HashSet<i64> {
+    let mut main = HashSet::new();
+    let mut id = metadata.current_snapshot_id();
+    while let Some(snapshot) = id.and_then(|i| metadata.snapshot_by_id(i)) {
+        main.insert(snapshot.snapshot_id());
+        id = snapshot.parent_snapshot_id();
+    }
+    main
+}
+
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -201,12 +207,7 @@ fn rfc3339(ms: i64) -> String {
 }
 
 fn history(metadata: &TableMetadata) -> Vec<HistoryEntry> {
-    let mut main = HashSet::new();
-    let mut id = metadata.current_snapshot_id();
-    while let Some(snapshot) = id.and_then(|i| metadata.snapshot_by_id(i)) {
-        main.insert(snapshot.snapshot_id());
-        id = snapshot.parent_snapshot_id();
-    }
+    let main = main_ancestors(metadata);
     metadata
         .history()
         .iter()

@@ -8,7 +8,7 @@
 //! through the external sort together, so memory does not grow with the number of files; only
 //! the distinct manifest paths are held while the references are collected.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{Array, BooleanArray, Int64Array, RecordBatch, StringArray, UInt64Array};
@@ -215,31 +215,28 @@ async fn references(state: &TableState, rows: &mut Rows) -> Result<()> {
     for stats in metadata.partition_statistics_iter() {
         rows.push(&stats.statistics_path, true, 0, 0)?;
     }
-    let table = state.table()?;
-    let mut manifests = HashSet::new();
-    for snapshot in metadata.snapshots() {
-        if snapshot.manifest_list().is_empty() {
-            continue;
+    // Distinct manifests first (read a few lists at a time), then each manifest once.
+    let ids: Vec<i64> = metadata.snapshots().map(|s| s.snapshot_id()).collect();
+    let mut lists = Vec::new();
+    let mut manifests = HashMap::new();
+    super::expire::for_each_manifest(state, &ids, |list, m| {
+        if lists.last() != Some(&list) {
+            lists.push(list);
         }
-        rows.push(snapshot.manifest_list(), true, 0, 0)?;
-        let id = snapshot.snapshot_id();
-        let list = table
-            .manifest_list_reader(snapshot)
-            .load()
+        manifests.entry(m.manifest_path.clone()).or_insert(m);
+    })
+    .await?;
+    for list in lists {
+        rows.push(&list, true, 0, 0)?;
+    }
+    for (path, manifest) in manifests {
+        rows.push(&path, true, 0, 0)?;
+        let loaded = manifest
+            .load_manifest(&state.file_io)
             .await
-            .context(|| format!("cannot read the manifest list of snapshot {id}"))?;
-        for manifest in list.entries() {
-            if !manifests.insert(manifest.manifest_path.clone()) {
-                continue;
-            }
-            rows.push(&manifest.manifest_path, true, 0, 0)?;
-            let loaded = manifest
-                .load_manifest(&state.file_io)
-                .await
-                .context(|| format!("cannot read manifest {}", manifest.manifest_path))?;
-            for entry in loaded.entries() {
-                rows.push(entry.data_file().file_path(), true, 0, 0)?;
-            }
+            .context(|| format!("cannot read manifest {path}"))?;
+        for entry in loaded.entries() {
+            rows.push(entry.data_file().file_path(), true, 0, 0)?;
         }
     }
     Ok(())

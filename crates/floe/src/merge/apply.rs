@@ -9,9 +9,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow_array::{Array, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow_array::{Array, RecordBatch, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef};
-use arrow_select::filter::filter_record_batch;
 use iceberg::io::FileIO;
 use iceberg::spec::Schema;
 use roaring::RoaringTreemap;
@@ -19,13 +18,12 @@ use roaring::RoaringTreemap;
 use super::join::JoinSink;
 use super::position_deletes::PositionDeleteWriter;
 use super::spec::MergeCounts;
-use super::table_files::{DataFileReader, LiveFile};
+use super::table_files::{LiveFile, write_live_rows};
 use crate::commit::AddedDelete;
 use crate::error::{Result, ResultExt};
 use crate::spill::{ExternalSorter, SortedStream};
 use crate::write::ParallelWriter;
 
-const READ_BATCH_ROWS: usize = 16384;
 /// Deletes buffered before they go to the sorter.
 const DELETE_BUFFER_ROWS: usize = 65536;
 
@@ -199,20 +197,8 @@ impl DeleteTargets<'_> {
     ) -> Result<()> {
         let path = target.file.file_path();
         let old = self.already_deleted.get(path);
-        let mut reader =
-            DataFileReader::open(self.file_io, path, self.schema, None, READ_BATCH_ROWS).await?;
-        while let Some(item) = reader.next().await {
-            let (first, batch) = item?;
-            let keep = BooleanArray::from_iter(
-                (first..first + batch.num_rows() as u64)
-                    .map(|p| Some(!positions.contains(p) && !old.is_some_and(|d| d.contains(p)))),
-            );
-            let kept =
-                filter_record_batch(&batch, &keep).context(|| format!("cannot rewrite {path}"))?;
-            if kept.num_rows() > 0 {
-                writer.write(kept).await?;
-            }
-        }
+        let hidden = |p| positions.contains(p) || old.is_some_and(|d| d.contains(p));
+        write_live_rows(self.file_io, path, self.schema, hidden, writer).await?;
         Ok(())
     }
 }

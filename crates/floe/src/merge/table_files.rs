@@ -273,3 +273,32 @@ pub fn project_schema(schema: &Schema, ids: &[i32]) -> Result<Schema> {
         .build()
         .context(|| "cannot project the table schema".into())
 }
+
+/// Rows read per batch from a table file.
+pub const READ_BATCH_ROWS: usize = 16384;
+
+/// Writes the rows of table file `path` whose position `hidden` does not name to `writer`
+/// (a copy-on-write rewrite, a compaction); returns how many.
+pub async fn write_live_rows(
+    file_io: &FileIO,
+    path: &str,
+    schema: &Schema,
+    hidden: impl Fn(u64) -> bool,
+    writer: &mut crate::write::ParallelWriter,
+) -> Result<u64> {
+    let mut reader = DataFileReader::open(file_io, path, schema, None, READ_BATCH_ROWS).await?;
+    let mut rows = 0u64;
+    while let Some(item) = reader.next().await {
+        let (first, batch) = item?;
+        let keep = arrow_array::BooleanArray::from_iter(
+            (first..first + batch.num_rows() as u64).map(|p| Some(!hidden(p))),
+        );
+        let kept = arrow_select::filter::filter_record_batch(&batch, &keep)
+            .context(|| format!("cannot rewrite {path}"))?;
+        if kept.num_rows() > 0 {
+            rows += kept.num_rows() as u64;
+            writer.write(kept).await?;
+        }
+    }
+    Ok(rows)
+}

@@ -63,9 +63,6 @@ impl TableSide {
     }
 }
 
-/// Rows read per batch from a candidate file.
-const READ_BATCH_ROWS: usize = 16384;
-
 /// The candidate files' keys, sorted: only the key columns are read, and rows earlier delete
 /// files already hide are skipped. Candidate `i` is file number `i` in the join's deletes.
 /// Returns the sorted keys and how many runs the sort spilled.
@@ -85,7 +82,7 @@ pub async fn scan_candidates(
             path,
             schema,
             Some(&keys.field_ids),
-            READ_BATCH_ROWS,
+            super::table_files::READ_BATCH_ROWS,
         )
         .await?;
         while let Some(item) = reader.next().await {

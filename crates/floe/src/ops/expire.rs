@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::catalog::{Catalog, TableState, display_ident};
 use crate::commit::{DEFAULT_MAX_ATTEMPTS, MetadataChange, MetadataCommitted, commit_metadata};
 use crate::error::{FloeError, Result};
-use crate::maintain::expire::{ExpirePlan, Retention, SweepSink, now_ms, plan, refs, sweep};
+use crate::maintain::expire::{ExpirePlan, Retention, SweepSink, now_ms, plan, sweep};
 pub use crate::maintain::expire::{FileKind, SweepCounts};
 
 /// Iceberg's defaults: snapshots older than five days expire, the last one always stays.
@@ -116,16 +116,9 @@ impl<'a> ExpireBuilder<'a> {
             .await?
             {
                 MetadataCommitted::Nothing(state) => {
-                    let kept = plan(&state.metadata, retention)?.kept;
-                    (
-                        state,
-                        ExpirePlan {
-                            expired: Vec::new(),
-                            kept,
-                        },
-                        None,
-                        0,
-                    )
+                    // Planned to nothing: the same plan, with nothing expired.
+                    let planned = plan(&state.metadata, retention)?;
+                    (state, planned, None, 0)
                 }
                 MetadataCommitted::Landed {
                     base,
@@ -181,10 +174,10 @@ fn change(state: &TableState, retention: Retention) -> Result<Option<MetadataCha
     let mut requirements = vec![TableRequirement::UuidMatch {
         uuid: state.metadata.uuid(),
     }];
-    for (name, reference) in refs(&state.metadata)? {
+    for (name, head) in &planned.heads {
         requirements.push(TableRequirement::RefSnapshotIdMatch {
-            r#ref: name,
-            snapshot_id: Some(reference.snapshot_id),
+            r#ref: name.clone(),
+            snapshot_id: Some(*head),
         });
     }
     Ok(Some(MetadataChange {
