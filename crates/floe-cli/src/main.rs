@@ -11,9 +11,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use floe::ops::merge_spec::{DuplicateKeys, MergeMode, MergeSpec, MergeStrategy, OnDuplicateKeys};
 use floe::ops::{LoadKind, LoadMode, SchemaEvolution};
-use floe::{
-    BatchBudget, Catalog, CatalogConfig, LoadOptions, ParquetSource, Progress, WriteOptions, ops,
-};
+use floe::source::{CsvOptions, InputFormat, InputOptions};
+use floe::{BatchBudget, Catalog, CatalogConfig, LoadOptions, Progress, Source, WriteOptions, ops};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -64,9 +63,18 @@ floe expire analytics.events --older-than 1d --retain-last 10 --json")]
 struct LoadArgs {
     /// Target table: namespace.table (nested namespaces allowed: a.b.table).
     table: String,
-    /// Parquet files, directories (every *.parquet inside, sorted) or glob patterns.
+    /// Input files, directories (every file of the format inside, sorted), glob patterns, or
+    /// `-` for stdin (with --format). Parquet, JSON lines (.jsonl/.ndjson/.json), CSV
+    /// (.csv/.tsv) or Arrow IPC (.arrow/.feather/.ipc); gzip or zstd compressed text is
+    /// recognised by its first bytes.
     #[arg(required = true)]
     inputs: Vec<String>,
+    #[command(flatten)]
+    read: InputArgs,
+    /// Print the schema the inputs are read with (inferred for JSON lines and CSV) as JSON,
+    /// and exit without touching the table.
+    #[arg(long)]
+    dry_run: bool,
     /// What the load does to the table.
     #[arg(long, value_enum, default_value_t = LoadMode::Append)]
     mode: LoadMode,
@@ -168,6 +176,76 @@ struct LoadArgs {
     no_progress: bool,
 }
 
+/// How the inputs are read (format, schema, CSV dialect).
+#[derive(clap::Args, Debug)]
+struct InputArgs {
+    /// Input format (default: from the file names; needed for stdin).
+    #[arg(long, value_enum)]
+    format: Option<InputFormat>,
+    /// Schema of JSON lines or CSV inputs: a file holding an Iceberg schema as JSON (as table
+    /// metadata does). Default: inferred from the first --infer-rows records of each input.
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
+    /// Records of each JSON lines or CSV input sampled to infer its schema. Into an existing
+    /// table, columns it has are parsed as its types; the sample types only new columns.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    infer_rows: usize,
+    /// CSV field separator: one character, or `tab` (default `,`; a tab for .tsv files).
+    #[arg(long, value_parser = parse_char, value_name = "CHAR")]
+    delimiter: Option<u8>,
+    /// CSV inputs have no header line: columns are named column_1, column_2, ...
+    #[arg(long)]
+    no_header: bool,
+    /// CSV quote character.
+    #[arg(long, value_parser = parse_char, default_value = "\"", value_name = "CHAR")]
+    quote: u8,
+    /// CSV escape character inside quoted fields (default: none; "" is a quote).
+    #[arg(long, value_parser = parse_char, value_name = "CHAR")]
+    escape: Option<u8>,
+    /// A CSV value read as null, e.g. NA (repeatable). Default: empty fields are null.
+    #[arg(long = "null", value_name = "TEXT")]
+    nulls: Vec<String>,
+}
+
+impl InputArgs {
+    fn options(&self, budget: BatchBudget) -> Result<InputOptions> {
+        let schema = match &self.schema {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read --schema {}: {e}", path.display()))?;
+                Some(floe::source::schema_from_json(
+                    &text,
+                    &path.display().to_string(),
+                )?)
+            }
+            None => None,
+        };
+        Ok(InputOptions {
+            format: self.format,
+            schema,
+            infer_rows: self.infer_rows.max(1),
+            csv: CsvOptions {
+                delimiter: self.delimiter,
+                header: !self.no_header,
+                quote: self.quote,
+                escape: self.escape,
+                nulls: self.nulls.clone(),
+            },
+            budget,
+        })
+    }
+}
+
+fn parse_char(s: &str) -> Result<u8, String> {
+    match s {
+        "tab" | "\\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
+        _ => Err(format!(
+            "expected one ASCII character (or `tab`), got '{s}'"
+        )),
+    }
+}
+
 fn parse_bytes(s: &str) -> Result<u64, String> {
     floe::parse_size(s)
 }
@@ -245,16 +323,18 @@ fn init_logging(verbose: u8) {
 async fn load(args: LoadArgs) -> Result<()> {
     let ident = floe::parse_table_ident(&args.table)?;
     let kind = LoadKind::from_mode(args.mode, args.replace_partitions, merge_spec(&args)?)?;
-    let config = CatalogConfig::resolve(args.catalog.as_deref(), args.warehouse.as_deref())?;
-    let catalog = Catalog::open(config).await?;
     let progress = Arc::new(Progress::default());
-    let parquet = ParquetSource::from_inputs(&args.inputs)?.with_budget(BatchBudget {
+    let budget = BatchBudget {
         max_rows: args.batch_rows.max(1),
         max_bytes: args.batch_bytes as usize,
         ..BatchBudget::default()
-    });
-    progress.set_input_bytes_total(parquet.total_bytes());
-    let source = parquet.into_source(progress.clone())?;
+    };
+    let source = Source::open(&args.inputs, &args.read.options(budget)?, progress.clone())?;
+    if args.dry_run {
+        return print_summary(&serde_json::to_string_pretty(&dry_run(&source)?)?);
+    }
+    let config = CatalogConfig::resolve(args.catalog.as_deref(), args.warehouse.as_deref())?;
+    let catalog = Catalog::open(config).await?;
     let options = load_options(&args, progress.clone());
     let reporter = Reporter::start(progress.clone(), !args.no_progress);
     let signals = tokio::spawn(cancel_on_signals(progress.clone()));
@@ -282,6 +362,15 @@ async fn load(args: LoadArgs) -> Result<()> {
         )
     };
     print_summary(&line)
+}
+
+/// What `--dry-run` prints: the schema the inputs are read with, and whether it was inferred.
+fn dry_run(source: &Source) -> Result<serde_json::Value> {
+    Ok(serde_json::json!({
+        "input": source.name,
+        "inferred": source.inferred_schema()?.is_some(),
+        "schema": source.schema_json()?,
+    }))
 }
 
 /// Prints the summary line. The load has landed by now: a reader that went away (`| head`)

@@ -19,8 +19,9 @@ use arrow_array::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
 use arrow_schema::ArrowError;
 use floe::ops::merge_spec::{DuplicateKeys, MergeMode, MergeSpec, MergeStrategy, OnDuplicateKeys};
 use floe::ops::{LoadKind, LoadMode, SchemaEvolution};
+use floe::source::{CsvOptions, InputFormat, InputOptions};
 use floe::{
-    Catalog, CatalogConfig, FloeError, LoadOptions, ParquetSource, Progress, Source, WriteOptions,
+    BatchBudget, Catalog, CatalogConfig, FloeError, LoadOptions, Progress, Source, WriteOptions,
 };
 use futures::StreamExt;
 use pyo3::create_exception;
@@ -111,6 +112,7 @@ fn to_py_err(e: FloeError) -> PyErr {
         }
         FloeError::NoInput { .. }
         | FloeError::InputRead { .. }
+        | FloeError::InputLine { .. }
         | FloeError::UnsupportedType { .. }
         | FloeError::ValueOutOfRange { .. }
         | FloeError::NullKey { .. }
@@ -180,16 +182,72 @@ impl PySource {
     }
 
     /// The library source; a stream is read on a thread of its own, batch by batch.
-    fn into_source(self, progress: &Arc<Progress>) -> floe::Result<Source> {
+    fn into_source(self, read: &InputOptions, progress: &Arc<Progress>) -> floe::Result<Source> {
         match self {
-            Self::Paths(paths) => {
-                let parquet = ParquetSource::from_inputs(&paths)?;
-                progress.set_input_bytes_total(parquet.total_bytes());
-                parquet.into_source(progress.clone())
-            }
+            Self::Paths(paths) => Source::open(&paths, read, progress.clone()),
             Self::Stream(reader) => Ok(stream_source(reader, progress.clone())),
         }
     }
+}
+
+/// The schema of text inputs: a pyarrow schema (anything with `__arrow_c_schema__`), or an
+/// Iceberg schema as a dict or a JSON string.
+fn schema_of(schema: &Bound<'_, PyAny>) -> PyResult<arrow_schema::SchemaRef> {
+    if schema.hasattr("__arrow_c_schema__")? {
+        let capsule = schema.call_method0("__arrow_c_schema__")?;
+        let capsule = capsule
+            .cast::<PyCapsule>()
+            .map_err(|_| PyTypeError::new_err("__arrow_c_schema__ did not return a PyCapsule"))?;
+        let pointer = capsule.pointer_checked(Some(c"arrow_schema"))?;
+        // SAFETY: the capsule holds an ArrowSchema (its name says so) that stays alive while
+        // the capsule does; it is only read here, and the capsule still releases it.
+        let ffi = unsafe { &*(pointer.as_ptr() as *const arrow_schema::ffi::FFI_ArrowSchema) };
+        return arrow_schema::Schema::try_from(ffi)
+            .map(Arc::new)
+            .map_err(|e| PyTypeError::new_err(format!("schema: {e}")));
+    }
+    let text = if let Ok(text) = schema.extract::<String>() {
+        text
+    } else {
+        let json = schema.py().import("json")?;
+        json.call_method1("dumps", (schema,))?.extract::<String>()?
+    };
+    floe::source::schema_from_json(&text, "schema").map_err(to_py_err)
+}
+
+/// The CSV dialect from `csv={"delimiter": ",", "header": True, "quote": '"', "escape": None,
+/// "nulls": ["NA"]}` (every key optional).
+fn csv_options(csv: Option<&Bound<'_, PyDict>>) -> PyResult<CsvOptions> {
+    let mut options = CsvOptions::default();
+    let Some(csv) = csv else {
+        return Ok(options);
+    };
+    let char_of = |value: Bound<'_, PyAny>, key: &str| -> PyResult<u8> {
+        let text: String = value.extract()?;
+        match text.as_bytes() {
+            [c] if c.is_ascii() => Ok(*c),
+            _ => Err(InvalidOptionError::new_err(format!(
+                "csv {key}: one ASCII character, got {text:?}"
+            ))),
+        }
+    };
+    for (key, value) in csv.iter() {
+        let key: String = key.extract()?;
+        match key.as_str() {
+            "delimiter" => options.delimiter = Some(char_of(value, &key)?),
+            "header" => options.header = value.extract()?,
+            "quote" => options.quote = char_of(value, &key)?,
+            "escape" if value.is_none() => options.escape = None,
+            "escape" => options.escape = Some(char_of(value, &key)?),
+            "nulls" => options.nulls = value.extract()?,
+            _ => {
+                return Err(InvalidOptionError::new_err(format!(
+                    "csv: unknown option {key:?} (delimiter, header, quote, escape, nulls)"
+                )));
+            }
+        }
+    }
+    Ok(options)
 }
 
 /// Batches in flight between the stream's reader thread and the load.
@@ -291,7 +349,7 @@ fn catalog_config(
     hard_delete_column=None, dedup_sort=None, on_duplicate_keys="last", replace_partitions=false,
     partition_by=None, schema_evolution="add-columns", load_id=None, catalog=None,
     warehouse=None, memory_limit=None, target_file_size=None, progress=None, location=None,
-    table_properties=None
+    table_properties=None, format=None, schema=None, infer_rows=10_000, csv=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn load(
@@ -316,6 +374,10 @@ fn load(
     progress: Option<Py<PyAny>>,
     location: Option<String>,
     table_properties: Option<std::collections::HashMap<String, String>>,
+    format: Option<&str>,
+    schema: Option<&Bound<'_, PyAny>>,
+    infer_rows: usize,
+    csv: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<String> {
     let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
     let merge = MergeSpec {
@@ -361,6 +423,16 @@ fn load(
         options = options.with_table_properties(properties);
     }
     let source = PySource::from_object(source)?;
+    let read = InputOptions {
+        format: format
+            .map(str::parse::<InputFormat>)
+            .transpose()
+            .map_err(to_py_err)?,
+        schema: schema.map(schema_of).transpose()?,
+        infer_rows: infer_rows.max(1),
+        csv: csv_options(csv)?,
+        budget: BatchBudget::default(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -368,7 +440,7 @@ fn load(
     let task_progress = shared.clone();
     let handle = runtime.spawn(async move {
         let catalog = Catalog::open(config).await?;
-        let source = source.into_source(&task_progress)?;
+        let source = source.into_source(&read, &task_progress)?;
         let summary = floe::ops::run(&catalog, ident, kind, options, source).await?;
         serde_json::to_string(&summary).map_err(|e| FloeError::InvalidOption(e.to_string()))
     });

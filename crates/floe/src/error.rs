@@ -27,6 +27,14 @@ pub enum FloeError {
         reason: String,
     },
 
+    /// A record of a text input (JSON lines, CSV) could not be parsed.
+    #[error("cannot read input '{path}' at line {line}: {reason}")]
+    InputLine {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+
     /// An input column has a type the table cannot hold.
     #[error(
         "input '{origin}': column '{column}' has type {found}, which Iceberg cannot store: {reason}"

@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 _MERGE_FIELDS = ("rows_inserted", "rows_updated", "rows_deleted", "files_rewritten", "delete_files_added", "spill_runs")
+# Fields `--json` prints only when they apply: None as attributes otherwise.
+_OPTIONAL_FIELDS = _MERGE_FIELDS + ("inferred_schema",)
 
 
 class _Summary:
@@ -84,19 +86,20 @@ class LoadSummary(_Summary):
     """What a load did: every field of `floe load --json`, as attributes.
 
     Merge counts (rows_inserted, rows_updated, rows_deleted, files_rewritten,
-    delete_files_added, spill_runs) are None for loads that are not merges.
+    delete_files_added, spill_runs) are None for loads that are not merges; inferred_schema
+    (an Iceberg schema dict) is None unless the load inferred its inputs' schema.
     """
 
     __slots__ = ()
 
     def __init__(self, fields: Mapping[str, Any]):
         super().__init__(fields)
-        for name in _MERGE_FIELDS:
+        for name in _OPTIONAL_FIELDS:
             self._fields.setdefault(name, None)
 
     def to_dict(self) -> Dict[str, Any]:
         """The summary as a plain dict (as `--json` prints it)."""
-        return {k: v for k, v in self._fields.items() if not (k in _MERGE_FIELDS and v is None)}
+        return {k: v for k, v in self._fields.items() if not (k in _OPTIONAL_FIELDS and v is None)}
 
 
 class ExpireSummary(_Summary):
@@ -140,14 +143,20 @@ def load(
     progress: Optional[Callable[[Dict[str, int]], None]] = None,
     location: Optional[str] = None,
     table_properties: Optional[Mapping[str, str]] = None,
+    format: Optional[str] = None,
+    schema: Any = None,
+    infer_rows: int = 10_000,
+    csv: Optional[Mapping[str, Any]] = None,
 ) -> LoadSummary:
     """Load `source` into `table` (``namespace.table``; a missing table and namespace are
     created from the source's schema) as exactly one snapshot, or nothing.
 
-    source: a Parquet path, directory or glob, a list of them, or any object with
+    source: a path, directory or glob, a list of them, or any object with
         ``__arrow_c_stream__`` (pyarrow Table / RecordBatchReader, polars DataFrame, DuckDB
         relation, ...). Streams are read batch by batch, never collected; the GIL is released
-        while floe works.
+        while floe works. Files are Parquet, JSON lines (.jsonl/.ndjson/.json), CSV (.csv/.tsv)
+        or Arrow IPC (.arrow/.feather/.ipc), by name or `format`; gzip/zstd text is recognised
+        by its bytes.
     mode: "append", "replace" (the whole table, or with replace_partitions=True only the
         partitions the load has) or "merge" (by `key`; strategy "upsert", "insert-only" or
         "delete-insert"; merge_mode "copy-on-write" or "merge-on-read"; hard_delete_column
@@ -165,6 +174,12 @@ def load(
         input_bytes_total, input_files, files_written); an exception it raises cancels the load.
     location: where a table the load creates lives (default: the catalog's choice).
     table_properties: properties of a table the load creates (ignored for existing tables).
+    format: "parquet", "jsonl", "csv" or "ipc" (default: from the file names).
+    schema: the schema of JSON lines or CSV files: a pyarrow Schema, or an Iceberg schema as a
+        dict or JSON string. Default: inferred from the first `infer_rows` records of each file
+        (into an existing table, the columns it has are parsed as its types).
+    csv: the CSV dialect, keys optional: delimiter (default "," or tab for .tsv), header
+        (True), quote ('"'), escape (None), nulls (values read as null; default: empty fields).
 
     Raises a subclass of FloeError; Ctrl-C cancels the load (its files are deleted) and raises
     KeyboardInterrupt.
@@ -190,6 +205,10 @@ def load(
         progress=progress,
         location=location,
         table_properties=None if table_properties is None else {str(k): str(v) for k, v in table_properties.items()},
+        format=format,
+        schema=schema,
+        infer_rows=infer_rows,
+        csv=None if csv is None else dict(csv),
     )
     return LoadSummary(json.loads(text))
 

@@ -1,7 +1,7 @@
 """Type stubs of the floe package."""
 
 import os
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Literal, Mapping, Optional, Sequence, Union
 
 from ._floe import (
     BadInputError as BadInputError,
@@ -36,6 +36,8 @@ class LoadSummary:
     skipped: bool
     table_created: bool
     schema_changes: list[str]
+    #: JSON lines / CSV loads whose schema was inferred: it, as an Iceberg schema dict.
+    inferred_schema: Optional[Dict[str, Any]]
     schema_id: Optional[int]
     commit_attempts: int
     metadata_location: Optional[str]
@@ -71,6 +73,10 @@ def load(
     progress: Optional[Callable[[Dict[str, int]], None]] = None,
     location: Optional[str] = None,
     table_properties: Optional[Mapping[str, str]] = None,
+    format: Optional[Literal["parquet", "jsonl", "csv", "ipc"]] = None,
+    schema: Any = None,
+    infer_rows: int = 10_000,
+    csv: Optional[Mapping[str, Any]] = None,
 ) -> LoadSummary: ...
 
 class ExpireSummary:

@@ -24,6 +24,10 @@ def load(
     progress: Optional[Callable[[Dict[str, int]], None]] = ...,
     location: Optional[str] = ...,
     table_properties: Optional[Mapping[str, str]] = ...,
+    format: Optional[str] = ...,
+    schema: Any = ...,
+    infer_rows: int = ...,
+    csv: Optional[Mapping[str, Any]] = ...,
 ) -> str: ...
 
 def expire(

@@ -293,7 +293,7 @@ async fn sort_load(
         session.metadata.default_partition_spec(),
         keys,
     )?);
-    let mut stream = source.into_stream();
+    let mut stream = source.into_table_stream(Some(conformer.arrow_schema().clone()));
     while let Some(item) = stream.next().await {
         let input = item?;
         session.options.progress.check_cancelled()?;

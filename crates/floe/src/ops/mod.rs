@@ -169,6 +169,10 @@ pub struct LoadSummary {
     /// Merge loads only: what the merge did.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub merge: Option<crate::merge::MergeCounts>,
+    /// Loads of JSON lines or CSV whose schema was inferred: that schema (of the first input),
+    /// as an Iceberg schema in JSON, before it was bound to the table's types.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inferred_schema: Option<serde_json::Value>,
     /// One line for humans.
     pub message: String,
 }
@@ -198,6 +202,7 @@ impl LoadSummary {
             commit_attempts: 0,
             metadata_location: None,
             merge: None,
+            inferred_schema: None,
             message: String::new(),
         }
     }

@@ -226,7 +226,10 @@ fn evolve_over_inputs(
     };
     let mut last = last_column_id;
     for (origin, input) in &source.schemas {
-        let next = evolve(&current.schema, last, input, mode, table, origin)?;
+        let table_arrow = iceberg::arrow::schema_to_arrow_schema(&current.schema)
+            .context(|| format!("table {table}: cannot convert its schema to Arrow"))?;
+        let input = source.planned_against(&table_arrow, input);
+        let next = evolve(&current.schema, last, &input, mode, table, origin)?;
         last = last.max(next.schema.highest_field_id());
         current.schema = next.schema;
         current.changes.extend(next.changes);

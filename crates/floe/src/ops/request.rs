@@ -76,6 +76,19 @@ pub async fn run(
     options: LoadOptions,
     source: Source,
 ) -> Result<LoadSummary> {
+    let inferred_schema = source.inferred_schema()?;
+    let mut summary = run_kind(catalog, table, kind, options, source).await?;
+    summary.inferred_schema = inferred_schema;
+    Ok(summary)
+}
+
+async fn run_kind(
+    catalog: &Catalog,
+    table: TableIdent,
+    kind: LoadKind,
+    options: LoadOptions,
+    source: Source,
+) -> Result<LoadSummary> {
     match kind {
         LoadKind::Append => {
             AppendBuilder::new(catalog, table)

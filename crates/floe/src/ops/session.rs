@@ -244,7 +244,8 @@ impl<'a> LoadSession<'a> {
             }
             None => None,
         };
-        let written = self.write_stream(source.into_stream(), copy.as_ref()).await;
+        let stream = source.into_table_stream(Some(self.conformer.arrow_schema().clone()));
+        let written = self.write_stream(stream, copy.as_ref()).await;
         let rows_copied = match copy {
             Some(task) => {
                 let done = task.join().await;

@@ -5,7 +5,6 @@
 //! depends on the batch budget, never on file or dataset size, and decoding overlaps with the
 //! conform/encode work downstream.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,13 +13,22 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Schema as ArrowSchema, SchemaRef};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-};
 
 use crate::error::{FloeError, Result};
 use crate::progress::Progress;
+
+mod csv;
+mod infer;
+mod inputs;
+mod ipc;
+mod json;
+mod parquet;
+mod records;
+
+pub use self::csv::CsvOptions;
+pub use inputs::{Input, InputFormat, Inputs};
+pub use parquet::ParquetSource;
+use records::Records;
 
 /// One batch and where it came from, for error messages.
 #[derive(Debug, Clone)]
@@ -53,6 +61,8 @@ enum Body {
         /// Read only these top-level columns (all when `None`).
         columns: Option<Vec<String>>,
     },
+    /// JSON lines, CSV or Arrow IPC inputs.
+    Records(Records),
 }
 
 /// The batches of a source, each with where it came from.
@@ -91,7 +101,7 @@ impl Source {
     pub fn parquet_files(&self) -> Option<&[PathBuf]> {
         match &self.body {
             Body::Parquet { files, .. } => Some(files),
-            Body::Stream(_) => None,
+            Body::Stream(_) | Body::Records(_) => None,
         }
     }
 
@@ -99,6 +109,7 @@ impl Source {
     pub fn batch_budget(&self) -> BatchBudget {
         match &self.body {
             Body::Parquet { budget, .. } => *budget,
+            Body::Records(records) => records.budget(),
             Body::Stream(_) => BatchBudget::default(),
         }
     }
@@ -118,20 +129,33 @@ impl Source {
                 *columns = Some(names);
                 true
             }
-            Body::Stream(_) => false,
+            Body::Stream(_) | Body::Records(_) => false,
         }
     }
 
-    /// The batches; for Parquet files this starts the reader thread.
+    /// The batches; for files this starts the reader thread.
     pub fn into_stream(self) -> BatchStream {
+        self.into_table_stream(None)
+    }
+
+    /// The batches of a load into a table of `table`'s Arrow schema: text inputs whose schema
+    /// was inferred are parsed straight into the table's types.
+    pub fn into_table_stream(self, table: Option<SchemaRef>) -> BatchStream {
         match self.body {
             Body::Stream(stream) => stream,
+            Body::Records(records) => records.into_stream(table),
             Body::Parquet {
                 files,
                 budget,
                 progress,
                 columns,
-            } => read_files(files, budget, progress, columns),
+            } => spawn_reader(budget, move |tx| {
+                for path in &files {
+                    parquet::read_file(path, budget, columns.as_deref(), tx, &progress)?;
+                    progress.add_input_file();
+                }
+                Ok(())
+            }),
         }
     }
 
@@ -148,6 +172,93 @@ impl Source {
             name: self.name.clone(),
             schema: self.schema.clone(),
             schemas: self.schemas(),
+            typed_by_table: matches!(&self.body, Body::Records(r) if r.inferred()),
+        }
+    }
+
+    /// For text inputs whose schema was inferred: the first input's, as an Iceberg schema in
+    /// JSON (what `--json` prints).
+    pub fn inferred_schema(&self) -> Result<Option<serde_json::Value>> {
+        if !matches!(&self.body, Body::Records(r) if r.inferred()) {
+            return Ok(None);
+        }
+        self.schema_json().map(Some)
+    }
+
+    /// The first input's schema as an Iceberg schema in JSON (what `--dry-run` prints).
+    pub fn schema_json(&self) -> Result<serde_json::Value> {
+        let schema = crate::conform::iceberg_schema_from_arrow(&self.schema, &self.name)?;
+        serde_json::to_value(&schema)
+            .map_err(|e| FloeError::InvalidOption(format!("cannot print the input schema: {e}")))
+    }
+
+    /// Opens a load's inputs (file names, directories, globs, `-` for stdin) of one format:
+    /// Parquet footers are checked, IPC headers read, text inputs sampled for their schema.
+    pub fn open(
+        names: &[impl AsRef<str>],
+        options: &InputOptions,
+        progress: Arc<Progress>,
+    ) -> Result<Self> {
+        let inputs = Inputs::expand(names, options.format)?;
+        if inputs.format == InputFormat::Parquet {
+            if options.schema.is_some() {
+                return Err(FloeError::InvalidOption(
+                    "--schema applies to JSON lines and CSV inputs (Parquet files carry theirs)"
+                        .into(),
+                ));
+            }
+            let parquet = ParquetSource::from_files(inputs.files()).with_budget(options.budget);
+            progress.set_input_bytes_total(parquet.total_bytes());
+            return parquet.into_source(progress);
+        }
+        let total: u64 = inputs
+            .files()
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
+        progress.set_input_bytes_total(total);
+        let records = Records::plan(inputs, options, progress)?;
+        let mut schemas = records.schemas().collect::<Vec<_>>().into_iter();
+        let (name, schema) = schemas.next().expect("at least one input");
+        let mut other_schemas: Vec<(String, SchemaRef)> = Vec::new();
+        for (origin, s) in schemas {
+            let seen = s.fields() == schema.fields()
+                || other_schemas.iter().any(|(_, o)| o.fields() == s.fields());
+            if !seen {
+                other_schemas.push((origin, s));
+            }
+        }
+        Ok(Self {
+            name,
+            schema,
+            other_schemas,
+            body: Body::Records(records),
+        })
+    }
+}
+
+/// How a load reads its inputs.
+#[derive(Debug, Clone)]
+pub struct InputOptions {
+    /// The inputs' format (default: from their names).
+    pub format: Option<InputFormat>,
+    /// The schema of JSON lines or CSV inputs (default: inferred from a sample).
+    pub schema: Option<SchemaRef>,
+    /// Records sampled from each JSON lines or CSV input to infer its schema.
+    pub infer_rows: usize,
+    pub csv: CsvOptions,
+    pub budget: BatchBudget,
+}
+
+impl Default for InputOptions {
+    fn default() -> Self {
+        Self {
+            format: None,
+            schema: None,
+            infer_rows: 10_000,
+            csv: CsvOptions::default(),
+            budget: BatchBudget::default(),
         }
     }
 }
@@ -160,6 +271,21 @@ pub struct SourceInfo {
     pub schema: SchemaRef,
     /// Every distinct input schema with where it came from, the first input's first.
     pub schemas: Vec<(String, SchemaRef)>,
+    /// The schemas were inferred from text: the columns the table has are read as its types,
+    /// so only new columns are planned from these.
+    pub typed_by_table: bool,
+}
+
+impl SourceInfo {
+    /// What schema evolution plans with for `input` against a table of Arrow schema `table`:
+    /// inferred text schemas take the table's types for the columns it has.
+    pub(crate) fn planned_against(&self, table: &ArrowSchema, input: &SchemaRef) -> SchemaRef {
+        if self.typed_by_table {
+            infer::bind(input, table, infer::Binding::Planning)
+        } else {
+            input.clone()
+        }
+    }
 }
 
 /// How big the batches handed downstream may get.
@@ -183,156 +309,20 @@ impl Default for BatchBudget {
     }
 }
 
-/// Parquet files to load, in order.
-#[derive(Debug, Clone)]
-pub struct ParquetSource {
-    files: Vec<PathBuf>,
-    budget: BatchBudget,
-}
-
-impl ParquetSource {
-    /// Expands files, directories (every `*.parquet` inside, sorted) and glob patterns.
-    pub fn from_inputs(inputs: &[impl AsRef<str>]) -> Result<Self> {
-        let mut files = Vec::new();
-        for input in inputs {
-            let input = input.as_ref();
-            let path = Path::new(input);
-            if path.is_dir() {
-                let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                    .map_err(|e| FloeError::NoInput {
-                        pattern: input.to_string(),
-                        reason: e.to_string(),
-                    })?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "parquet"))
-                    .collect();
-                if found.is_empty() {
-                    return Err(FloeError::NoInput {
-                        pattern: input.to_string(),
-                        reason: "directory holds no *.parquet files".into(),
-                    });
-                }
-                found.sort();
-                files.extend(found);
-            } else if path.is_file() {
-                files.push(path.to_path_buf());
-            } else if input.contains(['*', '?', '[']) {
-                let mut found: Vec<PathBuf> = glob::glob(input)
-                    .map_err(|e| FloeError::NoInput {
-                        pattern: input.to_string(),
-                        reason: e.to_string(),
-                    })?
-                    .filter_map(|p| p.ok())
-                    .filter(|p| p.is_file())
-                    .collect();
-                if found.is_empty() {
-                    return Err(FloeError::NoInput {
-                        pattern: input.to_string(),
-                        reason: "the pattern matches no file".into(),
-                    });
-                }
-                found.sort();
-                files.extend(found);
-            } else {
-                return Err(FloeError::NoInput {
-                    pattern: input.to_string(),
-                    reason: "no such file or directory".into(),
-                });
-            }
-        }
-        if files.is_empty() {
-            return Err(FloeError::NoInput {
-                pattern: String::new(),
-                reason: "no input files given".into(),
-            });
-        }
-        Ok(Self {
-            files,
-            budget: BatchBudget::default(),
-        })
-    }
-
-    /// Exactly these files, in this order.
-    pub fn from_files(files: Vec<PathBuf>) -> Self {
-        Self {
-            files,
-            budget: BatchBudget::default(),
-        }
-    }
-
-    pub fn with_budget(mut self, budget: BatchBudget) -> Self {
-        self.budget = budget;
-        self
-    }
-
-    pub fn files(&self) -> &[PathBuf] {
-        &self.files
-    }
-
-    /// Total size of the input files on disk.
-    pub fn total_bytes(&self) -> u64 {
-        self.files
-            .iter()
-            .filter_map(|f| std::fs::metadata(f).ok())
-            .map(|m| m.len())
-            .sum()
-    }
-
-    /// Opens every file's footer (cheap) so a corrupt file fails before anything is written,
-    /// and returns the first file's schema and the distinct schemas of the others.
-    pub fn check_and_schemas(&self) -> Result<(SchemaRef, Vec<(String, SchemaRef)>)> {
-        let mut first: Option<SchemaRef> = None;
-        let mut others: Vec<(String, SchemaRef)> = Vec::new();
-        for path in &self.files {
-            let meta = open_metadata(path)?;
-            let schema = Arc::new(ArrowSchema::new(meta.schema().fields().clone()));
-            match &first {
-                None => first = Some(schema),
-                Some(f) if f.fields() == schema.fields() => {}
-                Some(_) if others.iter().any(|(_, s)| s.fields() == schema.fields()) => {}
-                Some(_) => others.push((path.display().to_string(), schema)),
-            }
-        }
-        Ok((first.expect("at least one file"), others))
-    }
-
-    /// Checks every footer and returns the source; reading starts when its stream is taken.
-    pub fn into_source(self, progress: Arc<Progress>) -> Result<Source> {
-        let (schema, other_schemas) = self.check_and_schemas()?;
-        Ok(Source {
-            name: self.files[0].display().to_string(),
-            schema,
-            other_schemas,
-            body: Body::Parquet {
-                files: self.files,
-                budget: self.budget,
-                progress,
-                columns: None,
-            },
-        })
-    }
-}
-
-/// Reads `files` in order on a blocking thread, handing batches over through a small channel.
-fn read_files(
-    files: Vec<PathBuf>,
-    budget: BatchBudget,
-    progress: Arc<Progress>,
-    columns: Option<Vec<String>>,
-) -> BatchStream {
+/// Runs `produce` on a blocking thread, handing its batches over through a small channel. The
+/// stream fails if `produce` fails, panics or stops before it returns `Ok` (so a load never
+/// commits a prefix of its input).
+pub(crate) fn spawn_reader<F>(budget: BatchBudget, produce: F) -> BatchStream
+where
+    F: FnOnce(&BatchSender) -> Result<()> + Send + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::channel(budget.channel_batches.max(1));
-    // Set only when every file was read to the end: a channel that closes without it means
+    // Set only when every input was read to the end: a channel that closes without it means
     // the reader died, and the load must fail rather than commit a prefix of the input.
     let finished = Arc::new(AtomicBool::new(false));
     let finished_in_reader = finished.clone();
     tokio::task::spawn_blocking(move || {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            for path in &files {
-                read_file(path, budget, columns.as_deref(), &tx, &progress)?;
-                progress.add_input_file();
-            }
-            Ok(())
-        }));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce(&tx)));
         let error = match outcome {
             Ok(Ok(())) => {
                 finished_in_reader.store(true, Ordering::SeqCst);
@@ -353,6 +343,18 @@ fn read_files(
         reason: "the reader stopped before the end of the input".into(),
     })
     .boxed()
+}
+
+/// Where a reader thread sends its batches.
+pub(crate) type BatchSender = tokio::sync::mpsc::Sender<Result<SourceBatch>>;
+
+/// Sends one batch; false if the receiver is gone (the load stopped: the reader just returns).
+pub(crate) fn send(tx: &BatchSender, batch: RecordBatch, origin: &Arc<str>) -> bool {
+    let item = SourceBatch {
+        batch,
+        origin: origin.clone(),
+    };
+    tx.blocking_send(Ok(item)).is_ok()
 }
 
 /// The items of `rx` until its senders are gone. If they go before the producer set
@@ -394,7 +396,11 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn read_error(path: &Path, row_group: Option<usize>, reason: impl ToString) -> FloeError {
+pub(crate) fn read_error(
+    path: &Path,
+    row_group: Option<usize>,
+    reason: impl ToString,
+) -> FloeError {
     FloeError::InputRead {
         path: path.to_path_buf(),
         row_group,
@@ -402,66 +408,13 @@ fn read_error(path: &Path, row_group: Option<usize>, reason: impl ToString) -> F
     }
 }
 
-fn open_metadata(path: &Path) -> Result<ArrowReaderMetadata> {
-    let file = File::open(path).map_err(|e| read_error(path, None, e))?;
-    ArrowReaderMetadata::load(
-        &file,
-        ArrowReaderOptions::new().with_skip_arrow_metadata(false),
-    )
-    .map_err(|e| read_error(path, None, format!("not a readable Parquet file: {e}")))
-}
-
-/// Sends one file, row group by row group. Returns early (Ok) if the receiver is gone.
-fn read_file(
-    path: &Path,
-    budget: BatchBudget,
-    columns: Option<&[String]>,
-    tx: &tokio::sync::mpsc::Sender<Result<SourceBatch>>,
-    progress: &Progress,
-) -> Result<()> {
-    let file = File::open(path).map_err(|e| read_error(path, None, e))?;
-    let meta = open_metadata(path)?;
-    let row_groups = meta.metadata().num_row_groups();
-    let projection = columns.map(|names| {
-        let schema = meta.metadata().file_metadata().schema_descr();
-        let roots = schema.root_schema().get_fields();
-        ProjectionMask::roots(
-            schema,
-            (0..roots.len()).filter(|&i| names.iter().any(|n| n == roots[i].name())),
-        )
-    });
-    for rg in 0..row_groups {
-        let rg_meta = meta.metadata().row_group(rg);
-        let rows = rg_meta.num_rows().max(1) as usize;
-        let row_bytes = (rg_meta.total_byte_size().max(1) as usize)
-            .div_ceil(rows)
-            .max(1);
-        let max_rows = budget.max_rows.max(1);
-        let batch_rows = (budget.max_bytes / row_bytes).clamp(max_rows.min(1024), max_rows);
-        let origin: Arc<str> = Arc::from(format!("{} (row group {rg})", path.display()));
-        let handle = file
-            .try_clone()
-            .map_err(|e| read_error(path, Some(rg), e))?;
-        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, meta.clone())
-            .with_row_groups(vec![rg])
-            .with_batch_size(batch_rows);
-        if let Some(mask) = &projection {
-            builder = builder.with_projection(mask.clone());
-        }
-        let reader = builder.build().map_err(|e| read_error(path, Some(rg), e))?;
-        for batch in reader {
-            progress.check_cancelled()?;
-            let batch = batch.map_err(|e| read_error(path, Some(rg), e))?;
-            progress.add_input_rows(batch.num_rows() as u64);
-            let item = SourceBatch {
-                batch,
-                origin: origin.clone(),
-            };
-            if tx.blocking_send(Ok(item)).is_err() {
-                return Ok(());
-            }
-        }
-        progress.add_input_bytes(rg_meta.compressed_size().max(0) as u64);
-    }
-    Ok(())
+/// An Arrow schema from an Iceberg schema in JSON (`{"type": "struct", "fields": [...]}`, as
+/// table metadata holds it): the `--schema` of text inputs.
+pub fn schema_from_json(text: &str, origin: &str) -> Result<SchemaRef> {
+    let schema: iceberg::spec::Schema = serde_json::from_str(text).map_err(|e| {
+        FloeError::InvalidOption(format!("{origin}: not an Iceberg schema in JSON: {e}"))
+    })?;
+    iceberg::arrow::schema_to_arrow_schema(&schema)
+        .map(Arc::new)
+        .map_err(|e| FloeError::InvalidOption(format!("{origin}: {e}")))
 }
