@@ -29,6 +29,8 @@ use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict, PyList, PyString};
 
+mod distributed;
+
 create_exception!(
     _floe,
     FloeBaseError,
@@ -91,6 +93,12 @@ create_exception!(
 );
 create_exception!(
     _floe,
+    StagedFilesError,
+    FloeBaseError,
+    "A distributed load's worker handed back files its plan does not allow; nothing was committed."
+);
+create_exception!(
+    _floe,
     CancelledError,
     FloeBaseError,
     "The load was cancelled before its commit; its files were deleted."
@@ -132,6 +140,7 @@ fn to_py_err(e: FloeError) -> PyErr {
         }
         FloeError::CommitStateUnknown { .. } => CommitStateUnknownError::new_err(message),
         FloeError::Cancelled => CancelledError::new_err(message),
+        FloeError::StagedFiles { .. } => StagedFilesError::new_err(message),
         FloeError::Iceberg { .. }
         | FloeError::Arrow { .. }
         | FloeError::Io { .. }
@@ -162,19 +171,7 @@ impl PySource {
             return Ok(Self::Paths(paths));
         }
         if source.hasattr("__arrow_c_stream__")? {
-            let capsule = source.call_method0("__arrow_c_stream__")?;
-            let capsule = capsule.cast::<PyCapsule>().map_err(|_| {
-                PyTypeError::new_err("__arrow_c_stream__ did not return a PyCapsule")
-            })?;
-            let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
-            // SAFETY: the capsule holds an ArrowArrayStream (its name says so); from_raw moves
-            // the stream out and leaves a released one behind, as the C stream protocol
-            // expects of a consumer.
-            let reader = unsafe {
-                ArrowArrayStreamReader::from_raw(pointer.as_ptr() as *mut FFI_ArrowArrayStream)
-            }
-            .map_err(|e| BadInputError::new_err(format!("cannot read the Arrow stream: {e}")))?;
-            return Ok(Self::Stream(reader));
+            return Ok(Self::Stream(c_stream_reader(source)?));
         }
         Err(PyTypeError::new_err(
             "source must be a path, a list of paths, or an object with __arrow_c_stream__ (pyarrow Table or RecordBatchReader, polars DataFrame, DuckDB relation, ...)",
@@ -188,6 +185,20 @@ impl PySource {
             Self::Stream(reader) => Ok(stream_source(reader, progress.clone())),
         }
     }
+}
+
+/// The Arrow C stream of an object with `__arrow_c_stream__`, as a reader of its batches.
+fn c_stream_reader(source: &Bound<'_, PyAny>) -> PyResult<ArrowArrayStreamReader> {
+    let capsule = source.call_method0("__arrow_c_stream__")?;
+    let capsule = capsule
+        .cast::<PyCapsule>()
+        .map_err(|_| PyTypeError::new_err("__arrow_c_stream__ did not return a PyCapsule"))?;
+    let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
+    // SAFETY: the capsule holds an ArrowArrayStream (its name says so); from_raw moves the
+    // stream out and leaves a released one behind, as the C stream protocol expects of a
+    // consumer.
+    unsafe { ArrowArrayStreamReader::from_raw(pointer.as_ptr() as *mut FFI_ArrowArrayStream) }
+        .map_err(|e| BadInputError::new_err(format!("cannot read the Arrow stream: {e}")))
 }
 
 /// The schema of text inputs: a pyarrow schema (anything with `__arrow_c_schema__`), or an
@@ -679,6 +690,8 @@ fn _floe(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py.get_type::<CommitStateUnknownError>(),
     )?;
     m.add("CancelledError", py.get_type::<CancelledError>())?;
+    m.add("StagedFilesError", py.get_type::<StagedFilesError>())?;
+    distributed::register(m)?;
     m.add(
         "UnsupportedTableError",
         py.get_type::<UnsupportedTableError>(),

@@ -174,6 +174,12 @@ pub enum FloeError {
     #[error("{task} stopped unexpectedly: {reason}")]
     TaskFailed { task: String, reason: String },
 
+    /// A distributed load's worker handed back files its plan does not allow (another load's,
+    /// outside the table, of another schema or spec, missing, or counted wrongly); nothing
+    /// was committed.
+    #[error("table {table}: a worker's staged files do not fit the load's plan: {detail}")]
+    StagedFiles { table: String, detail: String },
+
     /// The load was cancelled (Ctrl-C, SIGTERM, or [`crate::Progress::cancel`]) before its
     /// commit; its files were deleted.
     #[error("the load was cancelled before its commit; its files were deleted")]

@@ -19,6 +19,26 @@ use crate::error::FloeError;
 #[derive(Clone, Debug, Default)]
 pub struct FileLedger {
     files: Arc<Mutex<Vec<String>>>,
+    observer: Arc<Mutex<Option<Observer>>>,
+}
+
+/// Told of every file a ledger records, before the file's first byte (a distributed load's
+/// worker reports its files to the job's own ledger this way). An error fails the load.
+pub type FileObserver = Arc<dyn Fn(&str) -> std::result::Result<(), String> + Send + Sync>;
+
+#[derive(Clone)]
+struct Observer {
+    tell: FileObserver,
+    /// The first error the observer answered.
+    failed: Option<String>,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What becomes of a load's files.
@@ -44,9 +64,35 @@ impl Fate {
 }
 
 impl FileLedger {
-    /// Records a file about to be written.
+    /// Records a file about to be written (and tells the observer, if there is one).
     pub fn record(&self, location: &str) {
         self.lock().push(location.to_string());
+        let tell = self.observer_lock().as_ref().map(|o| o.tell.clone());
+        if let Some(tell) = tell
+            && let Err(e) = tell(location)
+        {
+            let mut observer = self.observer_lock();
+            if let Some(o) = observer.as_mut() {
+                o.failed.get_or_insert(format!("{location}: {e}"));
+            }
+        }
+    }
+
+    /// Tells `observer` of every file recorded from now on.
+    pub fn observe(&self, observer: FileObserver) {
+        *self.observer_lock() = Some(Observer {
+            tell: observer,
+            failed: None,
+        });
+    }
+
+    /// The first file the observer could not be told of, and why.
+    pub fn observer_failed(&self) -> Option<String> {
+        self.observer_lock().as_ref().and_then(|o| o.failed.clone())
+    }
+
+    fn observer_lock(&self) -> std::sync::MutexGuard<'_, Option<Observer>> {
+        self.observer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The files recorded so far.
@@ -173,6 +219,28 @@ mod tests {
             reason: "r".into(),
         };
         assert_eq!(Fate::after(&conflict), Fate::Delete);
+    }
+
+    #[test]
+    fn an_observer_hears_of_every_file_and_its_failure_is_kept() {
+        let ledger = FileLedger::default();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        ledger.clone().observe(Arc::new(move |path: &str| {
+            sink.lock().unwrap().push(path.to_string());
+            if path.ends_with("b") {
+                Err("actor gone".into())
+            } else {
+                Ok(())
+            }
+        }));
+        ledger.record("a");
+        assert_eq!(ledger.observer_failed(), None);
+        ledger.record("b");
+        ledger.record("c");
+        assert_eq!(*heard.lock().unwrap(), ["a", "b", "c"]);
+        assert_eq!(ledger.files(), ["a", "b", "c"]);
+        assert_eq!(ledger.observer_failed().as_deref(), Some("b: actor gone"));
     }
 
     #[test]

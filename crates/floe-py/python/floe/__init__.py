@@ -28,6 +28,7 @@ from ._floe import (
     InvalidOptionError,
     NoSuchTableError,
     SchemaMismatchError,
+    StagedFilesError,
     StorageError,
     UnsupportedTableError,
 )
@@ -52,8 +53,17 @@ __all__ = [
     "CommitStateUnknownError",
     "CancelledError",
     "StorageError",
+    "StagedFilesError",
     "UnsupportedTableError",
 ]
+
+# The exceptions live in the native module; they are floe's (pickled by that name, so an
+# error raised in another process, a Ray task's, arrives as the same class).
+for _name in __all__:
+    _obj = globals().get(_name)
+    if isinstance(_obj, type) and issubclass(_obj, BaseException):
+        _obj.__module__ = "floe"
+del _name, _obj
 
 _MERGE_FIELDS = ("rows_inserted", "rows_updated", "rows_deleted", "files_rewritten", "delete_files_added", "spill_runs")
 # Fields `--json` prints only when they apply: None as attributes otherwise.

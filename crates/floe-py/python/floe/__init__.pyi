@@ -14,6 +14,7 @@ from ._floe import (
     InvalidOptionError as InvalidOptionError,
     NoSuchTableError as NoSuchTableError,
     SchemaMismatchError as SchemaMismatchError,
+    StagedFilesError as StagedFilesError,
     StorageError as StorageError,
     UnsupportedTableError as UnsupportedTableError,
 )

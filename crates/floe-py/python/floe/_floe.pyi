@@ -1,6 +1,6 @@
 """Type stubs of floe's native core (see floe.load for the documented entry point)."""
 
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 def load(
     table: str,
@@ -64,6 +64,37 @@ def inspect(
     warehouse: Optional[str] = ...,
 ) -> str: ...
 
+def plan_load(
+    table: str,
+    schema: Any,
+    *,
+    mode: str = ...,
+    replace_partitions: bool = ...,
+    partition_by: Optional[str] = ...,
+    schema_evolution: str = ...,
+    load_id: Optional[str] = ...,
+    catalog: Union[None, str, Mapping[str, Any]] = ...,
+    warehouse: Optional[str] = ...,
+    location: Optional[str] = ...,
+    table_properties: Optional[Mapping[str, str]] = ...,
+) -> Tuple[Optional[str], Optional[str]]: ...
+def write_staged(
+    plan: str,
+    blocks: Iterable[Any],
+    *,
+    name: str = ...,
+    target_file_size: Union[int, str, None] = ...,
+    record: Optional[Callable[[str], None]] = ...,
+) -> str: ...
+def commit_staged(
+    plan: str,
+    staged: Sequence[str],
+    *,
+    catalog: Union[None, str, Mapping[str, Any]] = ...,
+    warehouse: Optional[str] = ...,
+) -> str: ...
+def discard_staged(plan: str, paths: Sequence[str]) -> int: ...
+
 class FloeError(Exception): ...
 class InvalidOptionError(FloeError): ...
 class BadInputError(FloeError): ...
@@ -73,6 +104,7 @@ class CatalogRefusedError(CatalogError): ...
 class ConflictError(FloeError): ...
 class CommitStateUnknownError(FloeError): ...
 class CancelledError(FloeError): ...
+class StagedFilesError(FloeError): ...
 class StorageError(FloeError): ...
 class NoSuchTableError(FloeError): ...
 class UnsupportedTableError(FloeError): ...

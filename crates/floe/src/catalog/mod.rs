@@ -243,6 +243,14 @@ impl Catalog {
     }
 }
 
+/// A `FileIO` for a table at `location` with the storage settings `props` (those of another
+/// process's `FileIO`: a distributed load's workers rebuild the driver's).
+pub(crate) fn file_io_for(location: &str, props: &HashMap<String, String>) -> Result<FileIO> {
+    let props = props.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    storage::file_io(location, &props)
+        .map_err(|e| FloeError::InvalidOption(format!("table location {location}: {e}")))
+}
+
 /// The metadata of a table that does not exist yet, laid out as `TableCreation` would.
 pub(crate) fn staged_metadata(
     ident: &TableIdent,

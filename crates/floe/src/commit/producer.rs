@@ -35,7 +35,7 @@ const MAX_MERGED_ENTRIES: usize = 10 * super::added::MANIFEST_ENTRIES;
 
 /// What a load does to the table: decides which existing files its snapshot removes, and
 /// names the load in its summary (`append`, `replace`, `replace-partitions`, `merge`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LoadOperation {
     /// Add files; every existing file stays.

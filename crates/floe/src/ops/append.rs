@@ -59,7 +59,7 @@ pub(super) async fn write_and_commit(
         Opened::Skipped(summary) => Ok(*summary),
         Opened::Ready(mut session) => {
             let written = session.write_source(source).await;
-            session.commit(written).await
+            session.commit(catalog, written).await
         }
     }
 }

@@ -71,7 +71,7 @@ impl<'a> CompactBuilder<'a> {
             Opened::Skipped(summary) => Ok(*summary),
             Opened::Ready(mut session) => {
                 let written = compact(&mut session, self.min_input_files, self.only.as_ref()).await;
-                session.commit(written).await
+                session.commit(self.catalog, written).await
             }
         }
     }

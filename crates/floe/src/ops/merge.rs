@@ -112,7 +112,7 @@ impl<'a> MergeBuilder<'a> {
             Opened::Skipped(summary) => Ok(*summary),
             Opened::Ready(mut session) => {
                 let written = merge_into(&mut session, &self.spec, source).await;
-                session.commit(written).await
+                session.commit(self.catalog, written).await
             }
         }
     }

@@ -11,6 +11,8 @@
 //! - [`expire::ExpireBuilder`]: remove old snapshots (one metadata commit), then the files only
 //!   they reach; [`orphans::RemoveOrphansBuilder`]: files no metadata references;
 //!   [`inspect::inspect`]: what a table holds;
+//! - [`distributed`]: one load planned on a driver, written by many workers
+//!   ([`distributed::write_staged`]) and committed once ([`distributed::commit_staged`]);
 //! - [`request`]: a load described as data ([`LoadKind`]), what the CLI and Python faces run.
 //!
 //! ```text
@@ -21,6 +23,7 @@
 
 pub mod append;
 pub mod compact;
+pub mod distributed;
 pub mod expire;
 pub mod inspect;
 pub mod merge;

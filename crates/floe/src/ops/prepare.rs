@@ -197,7 +197,7 @@ async fn stage_new(
 
 /// `base` with `schema` current: writers and conform work against the schema the commit
 /// will install.
-fn with_schema(
+pub(crate) fn with_schema(
     base: &TableState,
     schema: Option<&Schema>,
     table: &str,

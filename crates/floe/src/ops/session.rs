@@ -31,7 +31,7 @@ use crate::commit::{
     AddedFiles, AddedFilesSink, AddedManifests, Committed, FileChanges, LoadOperation, commit_load,
 };
 use crate::conform::Conformer;
-use crate::error::Result;
+use crate::error::{FloeError, Result};
 use crate::ledger::{Fate, FileLedger};
 use crate::merge::MergeCounts;
 use crate::progress::Progress;
@@ -41,7 +41,6 @@ use crate::write::{FileSettings, ParallelWriter, TableWriter};
 
 /// One load in progress.
 pub(crate) struct LoadSession<'a> {
-    catalog: &'a Catalog,
     pub options: &'a LoadOptions,
     operation: LoadOperation,
     started: Instant,
@@ -101,14 +100,24 @@ impl<'a> LoadSession<'a> {
         operation: LoadOperation,
     ) -> Result<Opened<'a>> {
         let started = Instant::now();
-        let ready = match prepare(catalog, ident, source, options, operation).await? {
-            Prepared::Skipped(summary) => {
-                return Ok(Opened::Skipped(Box::new(finish(
-                    *summary, options, started,
-                ))));
-            }
-            Prepared::Ready(ready) => *ready,
-        };
+        match prepare(catalog, ident, source, options, operation).await? {
+            Prepared::Skipped(summary) => Ok(Opened::Skipped(Box::new(finish(
+                *summary, options, started,
+            )))),
+            Prepared::Ready(ready) => Ok(Opened::Ready(Box::new(Self::start(
+                *ready, options, operation, started,
+            )?))),
+        }
+    }
+
+    /// Sets up the writers of a prepared load (on the process that planned it, or on a
+    /// worker of a distributed load, which never talks to the catalog).
+    pub fn start(
+        ready: Ready,
+        options: &'a LoadOptions,
+        operation: LoadOperation,
+        started: Instant,
+    ) -> Result<Self> {
         let Ready {
             base,
             schema_change,
@@ -132,8 +141,7 @@ impl<'a> LoadSession<'a> {
             &ledger,
             file_prefix,
         )?;
-        Ok(Opened::Ready(Box::new(Self {
-            catalog,
+        Ok(Self {
             options,
             operation,
             started,
@@ -148,7 +156,7 @@ impl<'a> LoadSession<'a> {
             writer,
             ledger,
             file_prefix,
-        })))
+        })
     }
 
     /// The schema the load writes with.
@@ -269,7 +277,11 @@ impl<'a> LoadSession<'a> {
     /// Ends the load. `written` is what the operation wrote, or why it failed: on success its
     /// changes are committed as one snapshot (none if they change nothing); on any failure
     /// nothing is committed. Either way the ledger then keeps or deletes the load's files.
-    pub async fn commit(mut self, written: Result<Written>) -> Result<LoadSummary> {
+    pub async fn commit(
+        mut self,
+        catalog: &Catalog,
+        written: Result<Written>,
+    ) -> Result<LoadSummary> {
         let written = match written {
             Ok(w) => w,
             Err(e) => {
@@ -289,7 +301,7 @@ impl<'a> LoadSession<'a> {
         }
         let file_io = self.base.file_io.clone();
         let committed = commit_load(
-            self.catalog,
+            catalog,
             self.base.clone(),
             &self.summary.load_id,
             self.operation,
@@ -312,6 +324,32 @@ impl<'a> LoadSession<'a> {
         };
         self.ledger.settle(&file_io, fate).await;
         Ok(self.landed(&committed, written.merge))
+    }
+
+    /// Ends a worker's share of a distributed load instead of committing: on success the files
+    /// are handed over (the driver commits them, or discards them); on failure they are
+    /// deleted.
+    pub async fn hand_over(mut self, written: Result<Written>) -> Result<Written> {
+        let failed = self.ledger.observer_failed();
+        let written = written.and_then(|w| match failed {
+            Some(reason) => Err(FloeError::TaskFailed {
+                task: "the job's file ledger".into(),
+                reason,
+            }),
+            None => Ok(w),
+        });
+        let file_io = self.base.file_io.clone();
+        match written {
+            Ok(w) => {
+                self.ledger.settle(&file_io, Fate::Keep).await;
+                Ok(w)
+            }
+            Err(e) => {
+                self.writer.abort().await;
+                self.ledger.settle(&file_io, Fate::after(&e)).await;
+                Err(e)
+            }
+        }
     }
 
     /// Fills the summary's counts of what was written.
