@@ -4,20 +4,17 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 use floe::ops::distributed::{self, LoadPlan, Planned, StagedFiles};
 use floe::ops::{LoadMode, LoadOperation, SchemaEvolution};
 use floe::{Catalog, FloeError, LoadOptions, Source, WriteOptions};
-use futures::StreamExt;
 use pyo3::prelude::*;
 use pyo3::types::PyIterator;
 
 use super::{
-    InvalidOptionError, STREAM_BATCHES, c_stream_reader, catalog_config, run_json, schema_of,
-    size_of, to_py_err,
+    InvalidOptionError, c_stream_reader, catalog_config, forward, run_json, schema_of, size_of,
+    threaded_source, to_py_err,
 };
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -174,38 +171,28 @@ fn discard_staged(py: Python<'_>, plan: &str, paths: Vec<String>) -> PyResult<us
     serde_json::from_str(&answer).map_err(|e| InvalidOptionError::new_err(e.to_string()))
 }
 
-/// A source over the Arrow C streams of `blocks`' items, read one after another on a thread
-/// of their own (taking the GIL only to get the next item). Batches keep their blocks'
-/// schemas: conform matches columns by name.
+/// A source over the Arrow C streams of `blocks`' items, read one after another (taking the
+/// GIL only to get the next item). Batches keep their blocks' schemas: conform matches
+/// columns by name.
 fn blocks_source(blocks: Py<PyIterator>, schema: SchemaRef, name: &str) -> Source {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ArrowError>>(STREAM_BATCHES);
-    let finished = Arc::new(AtomicBool::new(false));
-    let finished_in_reader = finished.clone();
-    std::thread::spawn(move || {
+    threaded_source(schema, name, move |send| {
         loop {
             let next = Python::attach(|py| match blocks.bind(py).clone().next() {
                 None => Ok(None),
                 Some(item) => c_stream_reader(&item?).map(Some),
             });
-            let reader = match next {
-                Ok(Some(reader)) => reader,
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(ArrowError::ExternalError(e.to_string().into())));
-                    return;
+            match next {
+                Ok(Some(reader)) => {
+                    if !forward(reader, send, None) {
+                        return false;
+                    }
                 }
-            };
-            for batch in reader {
-                let failed = batch.is_err();
-                if tx.blocking_send(batch).is_err() || failed {
-                    return;
+                Ok(None) => return true,
+                Err(e) => {
+                    send(Err(ArrowError::ExternalError(e.to_string().into())));
+                    return false;
                 }
             }
         }
-        finished_in_reader.store(true, Ordering::SeqCst);
-    });
-    let stream = floe::source::guarded_channel(rx, finished, || {
-        ArrowError::ExternalError("the blocks' reader stopped before the last block".into())
-    });
-    Source::from_stream(schema, name, stream.boxed())
+    })
 }

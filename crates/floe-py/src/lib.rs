@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_array::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
-use arrow_schema::ArrowError;
+use arrow_schema::{ArrowError, SchemaRef};
 use floe::ops::merge_spec::{DuplicateKeys, MergeMode, MergeSpec, MergeStrategy, OnDuplicateKeys};
 use floe::ops::{LoadKind, LoadMode, SchemaEvolution};
 use floe::source::{CsvOptions, InputFormat, InputOptions};
@@ -264,31 +264,52 @@ fn csv_options(csv: Option<&Bound<'_, PyDict>>) -> PyResult<CsvOptions> {
 /// Batches in flight between the stream's reader thread and the load.
 const STREAM_BATCHES: usize = 2;
 
-/// A source over an Arrow C stream. Its batches are pulled on a thread (pulling may call back
-/// into Python, which takes the GIL); a stream that ends without the reader reaching its end
-/// (the thread died) fails the load instead of committing a prefix.
-fn stream_source(reader: ArrowArrayStreamReader, progress: Arc<Progress>) -> Source {
-    use arrow_array::RecordBatchReader;
-    let schema = reader.schema();
+/// Hands a batch to the load; false once the load stopped listening.
+type Deliver<'a> = &'a dyn Fn(Result<RecordBatch, ArrowError>) -> bool;
+
+/// A source whose batches `pull` produces on a thread of its own (pulling may call back into
+/// Python, which takes the GIL). `pull` answers whether it reached the end of its input; a
+/// stream whose reader stops short (it failed, or the thread died) fails the load instead of
+/// committing a prefix.
+fn threaded_source<F>(schema: SchemaRef, name: &str, pull: F) -> Source
+where
+    F: FnOnce(Deliver<'_>) -> bool + Send + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, ArrowError>>(STREAM_BATCHES);
     let finished = Arc::new(AtomicBool::new(false));
     let finished_in_reader = finished.clone();
     std::thread::spawn(move || {
-        for batch in reader {
-            if let Ok(b) = &batch {
-                progress.add_input_rows(b.num_rows() as u64);
-            }
-            let failed = batch.is_err();
-            if tx.blocking_send(batch).is_err() || failed {
-                return;
-            }
+        if pull(&|batch| tx.blocking_send(batch).is_ok()) {
+            finished_in_reader.store(true, Ordering::SeqCst);
         }
-        finished_in_reader.store(true, Ordering::SeqCst);
     });
     let stream = floe::source::guarded_channel(rx, finished, || {
         ArrowError::ExternalError("the stream's reader stopped before the end of the stream".into())
     });
-    Source::from_stream(schema, "<arrow stream>", stream.boxed())
+    Source::from_stream(schema, name, stream.boxed())
+}
+
+/// Sends every batch of `reader`; false if it failed or the load stopped listening.
+fn forward(reader: ArrowArrayStreamReader, send: Deliver<'_>, progress: Option<&Progress>) -> bool {
+    for batch in reader {
+        if let (Ok(b), Some(p)) = (&batch, progress) {
+            p.add_input_rows(b.num_rows() as u64);
+        }
+        let failed = batch.is_err();
+        if !send(batch) || failed {
+            return false;
+        }
+    }
+    true
+}
+
+/// A source over an Arrow C stream, read batch by batch.
+fn stream_source(reader: ArrowArrayStreamReader, progress: Arc<Progress>) -> Source {
+    use arrow_array::RecordBatchReader;
+    let schema = reader.schema();
+    threaded_source(schema, "<arrow stream>", move |send| {
+        forward(reader, send, Some(&progress))
+    })
 }
 
 /// A key argument: `"id"`, `"tenant,id"` or `["tenant", "id"]`.
