@@ -26,6 +26,7 @@ How a load runs (append, replace, replace-partitions):
 A merge (``mode="merge"``) needs every key of the load matched against the table in one place:
 its tasks stage their blocks as Parquet files in ``staging_dir`` and the driver runs floe's
 bounded-memory merge over them (upsert, insert-only, delete-insert, hard deletes), one snapshot.
+Each job stages in a folder of its own inside ``staging_dir``, removed when the job ends.
 ``staging_dir`` must be a folder every worker and the driver share: the default, a temporary
 folder on the driver's machine, suits a single-node cluster.
 
@@ -36,7 +37,6 @@ writes of one driver apart but does not survive a new job.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -62,19 +62,25 @@ _MODES = ("append", "replace", "merge")
 _WRITES: Dict[str, "itertools.count[int]"] = {}
 
 
-@ray.remote(num_cpus=0)
-class _JobLedger:
-    """Every file a job's tasks start, by task attempt, recorded before the file's first byte:
-    what an attempt that died mid-write left behind can be found and deleted."""
+def _start_ledger() -> Any:
+    """The job's ledger, a small actor that records every file the job's tasks start, by task
+    attempt, before the file's first byte: what an attempt that died mid-write left behind can
+    be found and deleted. Answers once the actor runs. The class is defined here, so it
+    travels by value and the actor's process starts without importing floe or Ray Data."""
 
-    def __init__(self) -> None:
-        self._files: Dict[str, List[str]] = {}
+    class FloeJobLedger:
+        def __init__(self) -> None:
+            self._files: Dict[str, List[str]] = {}
 
-    def record(self, attempt: str, path: str) -> None:
-        self._files.setdefault(attempt, []).append(path)
+        def record(self, attempt: str, path: str) -> None:
+            self._files.setdefault(attempt, []).append(path)
 
-    def files(self) -> Dict[str, List[str]]:
-        return self._files
+        def files(self) -> Dict[str, List[str]]:
+            return self._files
+
+    handle = ray.remote(num_cpus=0)(FloeJobLedger).remote()
+    ray.get(handle.files.remote())
+    return handle
 
 
 def _default_load_id(table: str) -> str:
@@ -95,9 +101,12 @@ class IcebergSink(Datasink):
     PYICEBERG_CATALOG__*, or a dict of pyiceberg-style properties) and ``warehouse``;
     ``target_file_size``.
 
-    staging_dir: merges only, where tasks stage their blocks (a folder the driver can read;
-        default: a temporary folder).
-    min_rows_per_write: rows Ray gathers into one write task (fewer, larger data files).
+    staging_dir: merges only, where tasks stage their blocks, in a folder of the job's own
+        (a folder the driver can read; default: the system's temporary folder).
+    min_rows_per_write, min_bytes_per_write: rows, or bytes of Arrow data (default 128 MiB;
+        rows win when both are given), Ray gathers into one write task before calling it:
+        fewer, larger tasks and data files (each task writes its own files). Both None leaves
+        it to Ray (a task per block or so).
 
     After the write, ``sink.summary`` is the :class:`floe.LoadSummary` of the commit (None for
     a merge of a dataset without rows). Errors are
@@ -127,6 +136,7 @@ class IcebergSink(Datasink):
         table_properties: Optional[Mapping[str, str]] = None,
         staging_dir: Union[str, "os.PathLike[str]", None] = None,
         min_rows_per_write: Optional[int] = None,
+        min_bytes_per_write: Optional[int] = 128 * 1024 * 1024,
     ):
         if mode not in _MODES:
             raise floe.InvalidOptionError(f"mode {mode!r}: expected append, replace or merge")
@@ -158,6 +168,7 @@ class IcebergSink(Datasink):
         self._target_file_size = target_file_size
         self._staging_dir = None if staging_dir is None else str(staging_dir)
         self._min_rows = min_rows_per_write
+        self._min_bytes = min_bytes_per_write
         #: The commit's LoadSummary, once the write has finished.
         self.summary: Optional[floe.LoadSummary] = None
         self._reset()
@@ -177,6 +188,11 @@ class IcebergSink(Datasink):
     def min_rows_per_write(self) -> Optional[int]:
         return self._min_rows
 
+    @property
+    def min_bytes_per_write(self) -> Optional[int]:
+        # Ray takes one bundling target: rows, when given, win.
+        return None if self._min_rows is not None else self._min_bytes
+
     # -- driver ----------------------------------------------------------------------------
 
     def on_write_start(self, schema: Any = None) -> None:
@@ -184,9 +200,10 @@ class IcebergSink(Datasink):
         self.summary = None
         self._load_id = self._given_load_id or _default_load_id(self.table)
         if self.mode == "merge":
-            self._staging = self._staging_dir or tempfile.mkdtemp(prefix="floe-ray-")
-            os.makedirs(self._staging, exist_ok=True)
-            self._ledger = _JobLedger.remote()
+            # The job's own folder: removing it removes every attempt's staged files.
+            if self._staging_dir is not None:
+                os.makedirs(self._staging_dir, exist_ok=True)
+            self._staging = tempfile.mkdtemp(prefix="floe-ray-", dir=self._staging_dir)
             return
         if schema is None:
             raise floe.InvalidOptionError(f"{self.table}: Ray passed no schema for the dataset; nothing to plan the load with")
@@ -201,7 +218,7 @@ class IcebergSink(Datasink):
             warehouse=self._warehouse,
             **self._new_table,
         )
-        self._ledger = _JobLedger.remote()
+        self._ledger = _start_ledger()
 
     def on_write_complete(self, write_result: WriteResult) -> None:
         results = [r for r in write_result.write_returns if r]
@@ -247,22 +264,20 @@ class IcebergSink(Datasink):
 
     def _settle(self, keep: Set[str]) -> None:
         """Deletes every file the job's tasks started except those of the attempts in `keep`
-        (the ones the commit took), and the merge's staging folder; once per job."""
-        if self._settled or self._ledger is None:
+        (the ones the commit took), or the merge's staging folder; once per job."""
+        if self._settled:
             return
         self._settled = True
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+        if self._ledger is None:
+            return
         try:
             files = ray.get(self._ledger.files.remote())
         finally:
             ray.kill(self._ledger)
         doomed = [p for attempt, paths in files.items() if attempt not in keep for p in paths]
-        if self.mode == "merge":
-            for path in doomed:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-            if self._staging and self._staging_dir is None:
-                shutil.rmtree(self._staging, ignore_errors=True)
-        elif doomed and self._plan is not None:
+        if doomed and self._plan is not None:
             _floe.discard_staged(self._plan, doomed)
 
     # -- workers ---------------------------------------------------------------------------
@@ -271,14 +286,14 @@ class IcebergSink(Datasink):
         if self._skipped is not None:
             return None
         attempt = uuid.uuid4().hex
+        tables = (BlockAccessor.for_block(b).to_arrow() for b in blocks)
+        if self.mode == "merge":
+            return self._stage(tables, attempt)
         ledger = self._ledger
 
         def record(path: str) -> None:
             ray.get(ledger.record.remote(attempt, path))
 
-        tables = (BlockAccessor.for_block(b).to_arrow() for b in blocks)
-        if self.mode == "merge":
-            return self._stage(tables, attempt, record)
         text = _floe.write_staged(
             self._plan,
             tables,
@@ -290,7 +305,7 @@ class IcebergSink(Datasink):
         staged["task_attempt"] = attempt
         return staged
 
-    def _stage(self, tables: Iterable[Any], attempt: str, record: Any) -> Dict[str, Any]:
+    def _stage(self, tables: Iterable[Any], attempt: str) -> Dict[str, Any]:
         """A merge task's blocks as Parquet files in the staging folder (zstd, so the driver's
         merge copies the winning rows' column chunks instead of encoding them again)."""
         import pyarrow.parquet as pq
@@ -301,7 +316,6 @@ class IcebergSink(Datasink):
             if table.num_rows == 0:
                 continue
             path = os.path.join(self._staging, f"{attempt}-{i:05}.parquet")
-            record(path)
             pq.write_table(table, path, compression="zstd")
             paths.append(path)
             rows += table.num_rows
