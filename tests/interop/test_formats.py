@@ -376,3 +376,49 @@ def test_dlt_jsonl_load_files_land_as_dlts_parquet_does(wh, tmp_path):
     assert out["schema_changes"] == [] and out["rows_written"] == 50
     both = without_dlt_ids(wh.pyiceberg_rows("db.from_parquet"))
     assert both[0::2] == reference and both[1::2] == reference
+
+
+def stdin_load(wh, table, chunk, repeats):
+    """`floe load TABLE - --format jsonl` fed `chunk` `repeats` times through a pipe while it
+    runs (the input never exists as a file); returns (summary, peak RSS in bytes)."""
+    import os
+    import threading
+
+    cmd = [FLOE_BIN, "load", table, "-", "--format", "jsonl", "--warehouse", str(wh.dir), "--json", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=wh.root)
+
+    def feed():
+        for _ in range(repeats):
+            proc.stdin.write(chunk)
+        proc.stdin.close()
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    writer.join()
+    assert os.waitstatus_to_exitcode(status) == 0, err.decode()
+    return json.loads(out), usage.ru_maxrss * 1024
+
+
+def test_stdin_jsonl_streams_in_flat_memory(wh):
+    """1 GiB of JSON lines through stdin peaks at about the RSS of 100 MiB: the stream is read
+    in bounded batches, never gathered (bench/formats.py pipes 2.3 GiB the same way)."""
+    lines = [
+        {"id": i, "user": f"user-{i % 977}", "amount": i / 100, "at": f"2026-01-01T00:{i % 60:02}:00Z",
+         "note": f"page /p/{(i * 31) % 5003} of session {i % 977}", "ok": i % 3 == 0}
+        for i in range(8_000)
+    ]
+    chunk = jsonl(lines)
+    repeats = (100 << 20) // len(chunk)  # ~1 MiB a chunk
+    small, small_rss = stdin_load(wh, "db.small", chunk, repeats)
+    large, large_rss = stdin_load(wh, "db.large", chunk, repeats * 10)
+    assert small["rows_written"] == 8_000 * repeats and large["rows_written"] == 80_000 * repeats
+    assert large_rss < small_rss * 1.15, (small_rss >> 20, large_rss >> 20)
+    from conftest import duckdb_connection
+
+    loc = wh.table("db.large").metadata_location
+    counts = duckdb_connection(wh.root).execute(
+        f"SELECT count(*), count(DISTINCT id), min(id), max(id), sum(id) FROM iceberg_scan('{loc}')").fetchone()
+    assert counts == (large["rows_written"], 8_000, 0, 7_999, 10 * repeats * sum(range(8_000)))
