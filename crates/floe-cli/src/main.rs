@@ -183,7 +183,8 @@ struct InputArgs {
     #[arg(long, value_enum)]
     format: Option<InputFormat>,
     /// Schema of JSON lines or CSV inputs: a file holding an Iceberg schema as JSON (as table
-    /// metadata does). Default: inferred from the first --infer-rows records of each input.
+    /// metadata does) or an Arrow schema as arrow-rs serialises one. Default: inferred from
+    /// the first --infer-rows records of each input.
     #[arg(long, value_name = "FILE")]
     schema: Option<PathBuf>,
     /// Records of each JSON lines or CSV input sampled to infer its schema. Into an existing

@@ -408,13 +408,48 @@ pub(crate) fn read_error(
     }
 }
 
-/// An Arrow schema from an Iceberg schema in JSON (`{"type": "struct", "fields": [...]}`, as
-/// table metadata holds it): the `--schema` of text inputs.
+/// An Arrow schema from JSON: an Iceberg schema (`{"type": "struct", "fields": [...]}`, as
+/// table metadata holds it) or an Arrow schema as arrow-rs serialises one
+/// (`{"fields": [{"name": ..., "data_type": ..., "nullable": ...}], "metadata": {}}`): the
+/// `--schema` of text inputs.
 pub fn schema_from_json(text: &str, origin: &str) -> Result<SchemaRef> {
-    let schema: iceberg::spec::Schema = serde_json::from_str(text).map_err(|e| {
-        FloeError::InvalidOption(format!("{origin}: not an Iceberg schema in JSON: {e}"))
-    })?;
-    iceberg::arrow::schema_to_arrow_schema(&schema)
+    let iceberg = match serde_json::from_str::<iceberg::spec::Schema>(text) {
+        Ok(schema) => schema,
+        Err(iceberg_error) => {
+            return serde_json::from_str::<ArrowSchema>(text)
+                .map(Arc::new)
+                .map_err(|arrow_error| {
+                    FloeError::InvalidOption(format!(
+                        "{origin}: neither an Iceberg schema ({iceberg_error}) nor an Arrow schema ({arrow_error}) in JSON"
+                    ))
+                });
+        }
+    };
+    iceberg::arrow::schema_to_arrow_schema(&iceberg)
         .map(Arc::new)
         .map_err(|e| FloeError::InvalidOption(format!("{origin}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::{DataType, Field};
+
+    #[test]
+    fn schema_files_hold_an_iceberg_or_an_arrow_schema() {
+        let iceberg = r#"{"type": "struct", "schema-id": 0, "fields": [
+            {"id": 1, "name": "id", "required": true, "type": "long"},
+            {"id": 2, "name": "at", "required": false, "type": "timestamptz"}]}"#;
+        let from_iceberg = schema_from_json(iceberg, "s.json").unwrap();
+        assert_eq!(from_iceberg.field(0).data_type(), &DataType::Int64);
+        assert!(!from_iceberg.field(0).is_nullable());
+        let arrow = ArrowSchema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("price", DataType::Decimal128(12, 2), true),
+        ]);
+        let text = serde_json::to_string(&arrow).unwrap();
+        assert_eq!(*schema_from_json(&text, "s.json").unwrap(), arrow);
+        let e = schema_from_json(r#"{"columns": []}"#, "s.json").unwrap_err();
+        assert!(e.to_string().contains("neither an Iceberg schema"), "{e}");
+    }
 }
