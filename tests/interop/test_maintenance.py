@@ -167,7 +167,9 @@ def test_python_expire_and_inspect(wh):
 
     history_table(wh)
     report = floe.inspect("m.t", warehouse=wh.dir)
-    assert len(report["snapshots"]) == 6
+    assert isinstance(report, floe.InspectReport) and report.snapshots is report["snapshots"]
+    assert len(report.snapshots) == 6 and report.table == "m.t" and report.files["data_files"] >= 1
+    assert report.to_dict()["current_snapshot_id"] == report.current_snapshot_id
     dry = floe.expire("m.t", older_than="0s", retain_last=4, dry_run=True, warehouse=wh.dir)
     assert isinstance(dry, floe.ExpireSummary) and "dry run" in repr(dry)
     assert dry.dry_run and len(dry.expired_snapshot_ids) == 2 and dry.files_deleted == 0

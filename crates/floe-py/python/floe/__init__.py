@@ -38,6 +38,7 @@ __all__ = [
     "LoadSummary",
     "ExpireSummary",
     "OrphanSummary",
+    "InspectReport",
     "expire",
     "inspect",
     "compact",
@@ -126,6 +127,31 @@ class OrphanSummary(_Summary):
     older_than_ms, duration_ms, message), as attributes."""
 
     __slots__ = ()
+
+
+class InspectReport(dict):
+    """What `floe.inspect` found: the report of `floe inspect --json`, a dict whose keys are
+    also attributes: table, location, format_version, metadata_location,
+    current_snapshot_id, schema and partition_spec (Iceberg JSON), properties, refs,
+    snapshots (id, time, operation, load id, summary, in_main), history, files (totals of
+    the current snapshot's data and delete files), target_file_size and partitions (the same
+    counts per partition)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The report as a plain dict (as `--json` prints it)."""
+        return dict(self)
+
+    def __repr__(self) -> str:
+        return (f"InspectReport({self.get('table')!r}: {len(self.get('snapshots', []))} snapshots, "
+                f"{self.get('files', {}).get('data_files')} data files)")
 
 
 Source = Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]], Any]
@@ -261,17 +287,18 @@ def inspect(
     *,
     catalog: Union[None, str, Mapping[str, Any]] = None,
     warehouse: Union[str, "os.PathLike[str]", None] = None,
-) -> Dict[str, Any]:
-    """What `table` holds, as a dict (the report of `floe inspect --json`): schema, partition
-    spec, properties, refs, every snapshot (id, time, operation, load id, summary), and the
-    current snapshot's files in total and per partition (data and delete files, rows, bytes,
-    small files below 75% of the target file size)."""
+) -> InspectReport:
+    """What `table` holds, as an InspectReport (the report of `floe inspect --json`, a dict
+    whose keys are also attributes): schema, partition spec, properties, refs, every snapshot
+    (id, time, operation, load id, summary), and the current snapshot's files in total and per
+    partition (data and delete files, rows, bytes, small files below 75% of the target file
+    size)."""
     text = _floe.inspect(
         table,
         catalog=catalog,
         warehouse=None if warehouse is None else str(warehouse),
     )
-    return json.loads(text)
+    return InspectReport(json.loads(text))
 
 
 def compact(

@@ -121,12 +121,37 @@ def expire(
     catalog: Union[None, str, Mapping[str, Any]] = ...,
     warehouse: Union[str, "os.PathLike[str]", None] = ...,
 ) -> ExpireSummary: ...
+class InspectReport(Dict[str, Any]):
+    """The report of `floe inspect --json`; its keys are also attributes."""
+
+    table: str
+    location: str
+    format_version: int
+    metadata_location: Optional[str]
+    current_snapshot_id: Optional[int]
+    #: Iceberg JSON of the current schema and default partition spec.
+    schema: Dict[str, Any]
+    partition_spec: Dict[str, Any]
+    properties: Dict[str, str]
+    #: name, kind ("branch" / "tag"), snapshot_id.
+    refs: list[Dict[str, Any]]
+    #: snapshot_id, parent_id, timestamp_ms, time, operation, load_id, schema_id, in_main, summary.
+    snapshots: list[Dict[str, Any]]
+    history: list[Dict[str, Any]]
+    #: data_files, data_rows, data_bytes, small_data_files, position_delete_files,
+    #: equality_delete_files, delete_rows, delete_bytes.
+    files: Dict[str, int]
+    target_file_size: int
+    #: spec_id, partition, files (the counts above).
+    partitions: list[Dict[str, Any]]
+    def to_dict(self) -> Dict[str, Any]: ...
+
 def inspect(
     table: str,
     *,
     catalog: Union[None, str, Mapping[str, Any]] = ...,
     warehouse: Union[str, "os.PathLike[str]", None] = ...,
-) -> Dict[str, Any]: ...
+) -> InspectReport: ...
 def compact(
     table: str,
     *,
