@@ -311,6 +311,36 @@ def test_compact_applies_merge_on_read_deletes(wh):
     assert wh.pyiceberg_rows("m.mor2") == before == wh.duckdb_rows("m.mor2")
 
 
+def test_compact_copies_files_whose_row_groups_are_large_enough(wh):
+    """Small files (below 75% of the target size) whose row groups already have the table's
+    size are not decoded: their column chunks are copied into the new file; a file with
+    deletes is rewritten with them applied."""
+    props = ["--table-property", "write.parquet.row-group-size-bytes=65536",
+             "--table-property", "write.target-file-size-bytes=16777216"]
+    rows = lambda first, n: pa.table({"id": pa.array(range(first, first + n), pa.int64()),
+                                      "v": [f"value {i} " * 3 for i in range(first, first + n)]})
+    for i in range(6):
+        path = wh.root / f"big{i}.parquet"
+        pq.write_table(rows(i * 100_000, 100_000), path, compression="zstd", row_group_size=20_000)
+        wh.floe("load", "m.cp", path, *(props if i == 0 else []))
+    before = wh.pyiceberg_rows("m.cp")
+    out = wh.floe("compact", "m.cp")
+    assert out["files_removed"] == 6 and out["rows_written"] == 600_000
+    assert out["rows_copied"] == 600_000, out
+    assert wh.pyiceberg_rows("m.cp") == before == wh.duckdb_rows("m.cp")
+    # With deletes on one file, that file is rewritten and the others copied.
+    for i in range(6):
+        wh.floe("load", "m.cp2", wh.root / f"big{i}.parquet", *(props if i == 0 else []))
+    up = wh.root / "up.parquet"
+    pq.write_table(rows(10, 5), up, compression="zstd")
+    wh.floe("load", "m.cp2", up, "--mode", "merge", "--key", "id", "--merge-mode", "merge-on-read")
+    before = wh.pyiceberg_rows("m.cp2")
+    out = wh.floe("compact", "m.cp2")
+    assert out["rows_copied"] == 500_000 and out["rows_written"] == 600_000, out
+    assert wh.floe("inspect", "m.cp2")["files"]["position_delete_files"] == 0
+    assert wh.pyiceberg_rows("m.cp2") == before == wh.duckdb_rows("m.cp2")
+
+
 def test_python_compact(wh):
     import floe
 

@@ -133,29 +133,36 @@ async fn results_that_do_not_fit_the_plan_are_refused_and_nothing_lands() {
     let before = parquet_files(dir.path());
     let plan = ready(planned(&cat, "ns.r", LoadOperation::Append, "a").await);
     let other = ready(planned(&cat, "ns.r", LoadOperation::Append, "b").await);
-    let mut staged = workers(&plan, &[10..15, 15..20]).await;
     let foreign = workers(&other, &[20..25, 25..30]).await;
-
+    let options = LoadOptions::default();
+    // Each refused commit consumes the results it was given (their manifests are deleted
+    // either way): every case gets fresh ones.
+    let staged = workers(&plan, &[10..15, 15..20]).await;
+    let twice = vec![staged[0].clone(), staged[0].clone()];
+    let e = commit_staged(&cat, &plan, &options, &twice)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("handed in twice"), "{e}");
     // Counts that do not match the manifests.
-    let mut lying = staged.clone();
+    let mut lying = workers(&plan, &[10..15, 15..20]).await;
     lying[0].rows += 1;
-    let e = commit_staged(&cat, &plan, &LoadOptions::default(), &lying)
+    let e = commit_staged(&cat, &plan, &options, &lying)
         .await
         .unwrap_err();
     assert!(matches!(e, FloeError::StagedFiles { .. }), "{e}");
     // Another job's result.
-    let e = commit_staged(&cat, &plan, &LoadOptions::default(), &foreign)
+    let e = commit_staged(&cat, &plan, &options, &foreign)
         .await
         .unwrap_err();
     assert!(matches!(e, FloeError::StagedFiles { .. }), "{e}");
     assert_eq!(ids(&cat, "ns.r").await, (0..5).collect::<Vec<_>>());
-    // A refused commit deleted what it took (the first worker's file); the caller discards
-    // the rest by path: the second worker's and the other job's two.
+    // A refused commit deleted what it took (the first result's file, each time); the caller
+    // discards the rest by path: each second worker's file and the other job's two.
     let left: Vec<String> = parquet_files(dir.path())
         .difference(&before)
         .map(|p| format!("file://{p}"))
         .collect();
-    assert_eq!(left.len(), 3);
+    assert_eq!(left.len(), 4);
     assert_eq!(discard_staged(&other, &left).await.unwrap(), left.len());
     assert_eq!(parquet_files(dir.path()), before);
     // Paths outside the table are never deleted.
@@ -170,10 +177,7 @@ async fn results_that_do_not_fit_the_plan_are_refused_and_nothing_lands() {
         .unwrap();
     assert_eq!(n, 0);
     assert!(outside.exists());
-    staged.clear();
-    let empty = commit_staged(&cat, &plan, &LoadOptions::default(), &staged)
-        .await
-        .unwrap();
+    let empty = commit_staged(&cat, &plan, &options, &[]).await.unwrap();
     assert_eq!(empty.snapshot_id, None, "no rows, no snapshot");
 }
 

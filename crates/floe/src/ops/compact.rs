@@ -7,7 +7,8 @@
 //! rebases over appends); a delete, merge or rewrite of the table meanwhile fails the compaction
 //! cleanly instead of undoing it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 
 use iceberg::TableIdent;
 
@@ -19,6 +20,8 @@ use crate::error::{FloeError, Result};
 pub use crate::maintain::compact::PartitionMatch;
 use crate::maintain::compact::{CompactPolicy, plan, rewrite_file};
 use crate::merge::table_files::{LiveState, live_state};
+use crate::source::BatchBudget;
+use crate::write::splice::SpliceTask;
 
 /// Java's `RewriteDataFiles` default for `min-input-files`.
 pub const DEFAULT_MIN_INPUT_FILES: usize = 5;
@@ -103,7 +106,13 @@ async fn compact(
     };
     let chosen = plan(&live, &policy);
     tracing::info!(table = %session.table, files = chosen.len(), live = live.files.len(), "compacting");
-    let (removed, rows) = rewrite_chosen(session, &live, &chosen).await?;
+    let (copy, rest) = start_copy(session, &live, &chosen)?;
+    let rewritten = rewrite_chosen(session, &live, &rest).await;
+    let copied = finish_copy(copy, rewritten.is_err()).await;
+    let (mut removed, mut rows) = rewritten?;
+    let (rows_copied, copied) = copied?;
+    rows += rows_copied;
+    removed.extend(copied);
     let added = session.close_files().await?;
     if added.rows != rows {
         return Err(FloeError::TaskFailed {
@@ -117,9 +126,66 @@ async fn compact(
             added_deletes: Vec::new(),
             removed,
         },
-        rows_copied: 0,
+        rows_copied,
         merge: None,
     })
+}
+
+/// Waits for the copy task (asking it to stop first when the rewrite beside it failed);
+/// returns the rows it copied and the table paths it took.
+async fn finish_copy(
+    copy: Option<(SpliceTask, Vec<String>)>,
+    stop: bool,
+) -> Result<(u64, Vec<String>)> {
+    let Some((task, copied)) = copy else {
+        return Ok((0, Vec::new()));
+    };
+    if stop {
+        task.cancel();
+    }
+    let done = task.join().await;
+    done.result.map(|()| (done.rows, copied))
+}
+
+/// The chosen files whose column chunks can be copied instead of decoded (local files without
+/// deletes whose row groups are large enough, in a table the copy path writes): their copy
+/// starts on its own thread. Returns the copy task with the table paths it takes, and the
+/// chosen files left to rewrite.
+#[allow(clippy::type_complexity)]
+fn start_copy(
+    session: &LoadSession<'_>,
+    live: &LiveState,
+    chosen: &[usize],
+) -> Result<(Option<(SpliceTask, Vec<String>)>, Vec<usize>)> {
+    let local = |i: &usize| {
+        let path = live.files[*i].file.file_path();
+        let plain = !live.deleted.contains_key(path);
+        let local = path.strip_prefix("file://").filter(|_| plain)?;
+        Some((PathBuf::from(local), *i))
+    };
+    let candidates: HashMap<PathBuf, usize> = chosen.iter().filter_map(local).collect();
+    if candidates.is_empty() || !session.may_copy() {
+        return Ok((None, chosen.to_vec()));
+    }
+    let files: Vec<PathBuf> = chosen.iter().filter_map(local).map(|(p, _)| p).collect();
+    let progress = session.options.progress.clone();
+    let (task, decode) = session.start_copy(&files, BatchBudget::default(), progress)?;
+    let Some(task) = task else {
+        return Ok((None, chosen.to_vec()));
+    };
+    let decode: HashSet<PathBuf> = decode.into_iter().collect();
+    let copied: Vec<String> = candidates
+        .iter()
+        .filter(|(p, _)| !decode.contains(*p))
+        .map(|(_, i)| live.files[*i].file.file_path().to_string())
+        .collect();
+    let taken: HashSet<&str> = copied.iter().map(String::as_str).collect();
+    let rest = chosen
+        .iter()
+        .copied()
+        .filter(|i| !taken.contains(live.files[*i].file.file_path()))
+        .collect();
+    Ok((Some((task, copied)), rest))
 }
 
 /// A `--where` naming a field no partition spec of the table has is a mistake, not "nothing".

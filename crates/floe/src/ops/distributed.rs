@@ -21,7 +21,7 @@
 //! memory; a distributed merge stages its input as Parquet files and merges them on the
 //! driver (see the Python package's Ray sink).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -264,9 +264,10 @@ pub async fn write_staged(
 }
 
 /// Commits what the workers wrote as one snapshot, or nothing. Every staged file is checked
-/// against the plan first. The workers' manifests are deleted afterwards (the snapshot lists
-/// the files in manifests of its own); if the load fails, the data files it took are deleted
-/// (kept when the outcome is unknown), and any others are the caller's to discard.
+/// against the plan first, and each attempt may be handed in once. The results are consumed:
+/// the workers' manifests are deleted afterwards, landed or not (the snapshot lists the files
+/// in manifests of its own); if the load fails, the data files it took are deleted (kept when
+/// the outcome is unknown), and any others are the caller's to discard.
 pub async fn commit_staged(
     catalog: &Catalog,
     plan: &LoadPlan,
@@ -327,11 +328,18 @@ async fn adopt(
     let spec_id = session.metadata.default_partition_spec_id();
     let data_dir = plan.data_dir()?;
     let mut rows_copied = 0;
+    let mut attempts = HashSet::new();
     for result in staged {
         if result.job != plan.job {
             return Err(refuse(format!(
                 "attempt {} belongs to job {}, not {}",
                 result.attempt, result.job, plan.job
+            )));
+        }
+        if !attempts.insert(result.attempt.as_str()) {
+            return Err(refuse(format!(
+                "attempt {} is handed in twice (its files would land twice)",
+                result.attempt
             )));
         }
         let (mut files, mut rows) = (0u64, 0u64);
