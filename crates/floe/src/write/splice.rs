@@ -43,7 +43,7 @@ use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr, Type as SchemaType};
 
 use super::FileSettings;
 use super::metrics::data_file_from_footer;
-use super::verify::verify_row_group;
+use super::verify::FileChecks;
 use crate::commit::AddedFilesSink;
 use crate::conform::Conformer;
 use crate::error::{FloeError, Result, ResultExt};
@@ -57,6 +57,8 @@ pub const ENCODE_BUDGET_BYTES: i64 = 64 * 1024 * 1024;
 
 /// Threads that check copied pages (the machines floe targets have two cores).
 const VERIFY_THREADS: usize = 2;
+/// How many row groups the page checks may run ahead of the copy.
+const CHECK_AHEAD: usize = 2;
 
 /// Bytes buffered before a write to storage.
 const OUTPUT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
@@ -492,23 +494,19 @@ impl SplicingWriter {
         {
             self.finish_file()?;
         }
-        // Pages are checked a row group ahead of the copy, on their own threads (checking is
-        // CPU, copying is I/O); the channel keeps the checker at most two row groups ahead.
+        // Pages are checked ahead of the copy, on threads of their own (checking is CPU,
+        // copying is I/O), at most CHECK_AHEAD row groups ahead.
         let leaves = plan.copied_leaves();
         let metadata = plan.input.metadata();
         std::thread::scope(|scope| -> Result<()> {
-            let (results, verified) = std::sync::mpsc::sync_channel(1);
-            let (pages, leaves) = (&pages_file, &leaves);
-            scope.spawn(move || {
-                for rg in 0..metadata.num_row_groups() {
-                    let result =
-                        verify_row_group(pages, metadata.row_group(rg), leaves, VERIFY_THREADS);
-                    let failed = result.is_err();
-                    if results.send(result).is_err() || failed {
-                        break;
-                    }
-                }
-            });
+            let checks = FileChecks::start(
+                scope,
+                &pages_file,
+                metadata,
+                &leaves,
+                VERIFY_THREADS,
+                CHECK_AHEAD,
+            );
             for rg in 0..plan.input.metadata().num_row_groups() {
                 self.progress.check_cancelled()?;
                 let rg_meta = plan.input.metadata().row_group(rg);
@@ -524,11 +522,7 @@ impl SplicingWriter {
                     reason: format!("{e} (splicing {} row group {rg})", plan.path.display()),
                 };
                 // Nothing is copied before every chunk of the row group is proven readable.
-                let verified = verified.recv().unwrap_or(Err((
-                    usize::MAX,
-                    "the page check stopped unexpectedly".into(),
-                )));
-                verified.map_err(|(leaf, e)| {
+                checks.row_group(rg).map_err(|(leaf, e)| {
                     let column = match leaf {
                         usize::MAX => String::new(),
                         leaf => rg_meta.column(leaf).column_path().string(),

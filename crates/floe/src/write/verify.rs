@@ -19,57 +19,155 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
 use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::page::{Page, PageReader};
-use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
+use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use parquet::file::reader::ChunkReader;
 use parquet::file::serialized_reader::SerializedPageReader;
 
 /// Why a chunk is not safe to copy (the caller names the file, row group and column).
 pub type VerifyResult<T> = std::result::Result<T, String>;
 
-/// Verifies the given leaf column chunks of one row group of `file` (the very handle the copy
-/// reads from) on up to `threads` threads (the copy itself is I/O; the checks are CPU), with
-/// positional reads (cloned handles would share one file offset). Fails with the first bad
-/// leaf in column order.
-pub fn verify_row_group(
-    file: &Arc<File>,
-    row_group: &RowGroupMetaData,
-    leaves: &[usize],
-    threads: usize,
-) -> std::result::Result<(), (usize, String)> {
-    let rows = row_group.num_rows().max(0) as usize;
-    let check = |share: usize| {
-        let file = Arc::new(Positional(file.clone()));
-        leaves
-            .iter()
-            .skip(share)
-            .step_by(threads.max(1))
-            .find_map(|&leaf| {
-                verify_chunk(file.clone(), row_group.column(leaf), rows)
-                    .err()
-                    .map(|e| (leaf, e))
-            })
-    };
-    let failures: Vec<(usize, String)> = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads.max(1))
-            .map(|share| scope.spawn(move || check(share)))
+/// The checks of every copied chunk of one input file, run on worker threads that each take
+/// the next unchecked chunk (row group by row group, leaf by leaf) when they finish one, so wide
+/// and narrow columns balance out and no row group waits for the slowest column of the one
+/// before. The workers stay at most `ahead` row groups past the one the copy waits for.
+/// Dropping the handle stops them.
+pub struct FileChecks {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Every (row group, leaf) to check, in order.
+    items: Vec<(usize, usize)>,
+    next: AtomicUsize,
+    ahead: usize,
+    state: Mutex<CheckState>,
+    changed: Condvar,
+}
+
+struct CheckState {
+    /// Per row group: chunks not checked yet.
+    left: Vec<usize>,
+    /// Per row group: the failure of its first bad leaf.
+    failed: Vec<Option<(usize, String)>>,
+    /// The row group the copy waits for.
+    wanted: usize,
+    stop: bool,
+}
+
+impl FileChecks {
+    /// Starts `threads` workers in `scope` checking the `leaves` of every row group of `file`
+    /// (the very handle the copy reads from; positional reads, so threads can share it).
+    pub fn start<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        file: &Arc<File>,
+        metadata: &'scope ParquetMetaData,
+        leaves: &[usize],
+        threads: usize,
+        ahead: usize,
+    ) -> Self {
+        let groups = metadata.num_row_groups();
+        let items: Vec<(usize, usize)> = (0..groups)
+            .flat_map(|rg| leaves.iter().map(move |&leaf| (rg, leaf)))
             .collect();
-        let mut found: Vec<_> = check(0).into_iter().collect();
-        for helper in helpers {
-            match helper.join() {
-                Ok(failure) => found.extend(failure),
-                Err(_) => found.push((usize::MAX, "the page check failed unexpectedly".into())),
-            }
+        let shared = Arc::new(Shared {
+            items,
+            next: AtomicUsize::new(0),
+            ahead: ahead.max(1),
+            state: Mutex::new(CheckState {
+                left: vec![leaves.len(); groups],
+                failed: vec![None; groups],
+                wanted: 0,
+                stop: false,
+            }),
+            changed: Condvar::new(),
+        });
+        for _ in 0..threads.max(1) {
+            let shared = shared.clone();
+            let file = Arc::new(Positional(file.clone()));
+            scope.spawn(move || shared.work(&file, metadata));
         }
-        found
-    });
-    match failures.into_iter().min_by_key(|(leaf, _)| *leaf) {
-        Some(failure) => Err(failure),
-        None => Ok(()),
+        Self { shared }
+    }
+
+    /// Waits for every chunk of row group `rg` (taking row groups in order): Ok, or the first
+    /// bad leaf of it with why.
+    pub fn row_group(&self, rg: usize) -> std::result::Result<(), (usize, String)> {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        state.wanted = rg;
+        shared.changed.notify_all();
+        while state.left[rg] > 0 && !state.stop {
+            state = shared.wait(state);
+        }
+        match state.failed[rg].take() {
+            Some(failure) => {
+                state.stop = true;
+                shared.changed.notify_all();
+                Err(failure)
+            }
+            None if state.left[rg] > 0 => Err((usize::MAX, "the page checks stopped".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for FileChecks {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CheckState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'g>(
+        &self,
+        guard: std::sync::MutexGuard<'g, CheckState>,
+    ) -> std::sync::MutexGuard<'g, CheckState> {
+        self.changed.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One worker: takes the next chunk until none is left or the checks stop.
+    fn work(&self, file: &Arc<Positional>, metadata: &ParquetMetaData) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::SeqCst);
+            let Some(&(rg, leaf)) = self.items.get(i) else {
+                return;
+            };
+            {
+                let mut state = self.lock();
+                while rg >= state.wanted + self.ahead && !state.stop {
+                    state = self.wait(state);
+                }
+                if state.stop {
+                    return;
+                }
+            }
+            let group = metadata.row_group(rg);
+            let rows = group.num_rows().max(0) as usize;
+            let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                verify_chunk(file.clone(), group.column(leaf), rows)
+            }))
+            .unwrap_or_else(|_| Err("the page check failed unexpectedly".into()));
+            let mut state = self.lock();
+            if let Err(e) = checked {
+                let failed = &mut state.failed[rg];
+                if failed.as_ref().is_none_or(|(first, _)| leaf < *first) {
+                    *failed = Some((leaf, e));
+                }
+            }
+            state.left[rg] -= 1;
+            self.changed.notify_all();
+        }
     }
 }
 
