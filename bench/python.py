@@ -64,6 +64,12 @@ STREAM = textwrap.dedent('''
         return pa.RecordBatchReader.from_batches(SCHEMA, batches())
 ''')
 
+ALONE = STREAM + textwrap.dedent('''
+    import json, sys
+    rows = int(sys.argv[1])
+    print(json.dumps({"rows": sum(b.num_rows for b in reader(rows))}))
+''')
+
 FLOE = STREAM + textwrap.dedent('''
     import json, sys
     import floe
@@ -157,6 +163,7 @@ def main():
         if not parquet.exists():
             subprocess.run([python, "-c", WRITE_PARQUET, str(rows), parquet], check=True)
         contenders = {
+            "the stream alone, consumed without loading": script(ALONE, rows),
             "floe.load(RecordBatchReader)": script(FLOE, rows),
             "floe load (CLI, same rows as snappy Parquet)": cli(parquet, rows),
             "pyiceberg 0.12 Table.append(RecordBatchReader)": script(PYICEBERG, rows),
@@ -177,6 +184,10 @@ def main():
         for name in contenders:
             lines.append(f"- {name}: peak RSS at {large:,} / at {small:,} rows = "
                          f"{rss_of[(name, large)] / rss_of[(name, small)]:.2f}")
+        share = {r: rss_of[("floe.load(RecordBatchReader)", r)] - rss_of[("the stream alone, consumed without loading", r)]
+                 for r in (small, large)}
+        lines.append(f"- floe's own share of floe.load's peak (minus the stream alone): {mib(share[small]):.0f} MiB at "
+                     f"{small:,} rows, {mib(share[large]):.0f} MiB at {large:,} rows")
     shutil.rmtree(wh, ignore_errors=True)
     print(record_section(args.record, "python", "\n".join(lines)))
 
