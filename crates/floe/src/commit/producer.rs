@@ -31,7 +31,7 @@ const DEFAULT_MIN_COUNT_TO_MERGE: u64 = 100;
 const PROP_MANIFEST_TARGET_SIZE: &str = "commit.manifest.target-size-bytes";
 const DEFAULT_MANIFEST_TARGET_SIZE: u64 = 8 * 1024 * 1024;
 /// Most entries one manifest merge gathers (bounds the entries held while merging).
-const MAX_MERGED_ENTRIES: usize = 10 * super::added::MANIFEST_ENTRIES;
+const MAX_MERGED_ENTRIES: usize = 2 * super::added::MANIFEST_ENTRIES;
 
 /// What a load does to the table: decides which existing files its snapshot removes, and
 /// names the load in its summary (`append`, `replace`, `replace-partitions`, `merge`).
@@ -192,7 +192,7 @@ impl SnapshotProducer {
         Ok(producer)
     }
 
-    /// One manifest of the load's delete files per partition spec they belong to.
+    /// The load's delete files in manifests of their partition spec, 1,000 entries at most.
     async fn write_delete_manifests(&mut self, base: &TableState) -> Result<()> {
         if self.added_deletes.is_empty() {
             return Ok(());
@@ -214,30 +214,34 @@ impl SnapshotProducer {
                     reason: format!("partition spec {spec_id} of a merged data file is gone"),
                 })?
                 .clone();
-            let mut writer = self.manifest_writer(
-                base,
-                ManifestContentType::Deletes,
-                self.schema.clone(),
-                spec.as_ref().clone(),
-            )?;
-            for file in files {
-                collector.add_file(&file, self.schema.clone(), spec.clone());
-                self.added_partitions.insert(file.partition().clone());
-                writer.add_file(file.clone(), -1).context(|| {
+            // As many entries a manifest as the added-files manifests: whoever reads one
+            // (a later merge, a reader's planning) holds it whole.
+            for chunk in files.chunks(super::added::MANIFEST_ENTRIES) {
+                let mut writer = self.manifest_writer(
+                    base,
+                    ManifestContentType::Deletes,
+                    self.schema.clone(),
+                    spec.as_ref().clone(),
+                )?;
+                for file in chunk {
+                    collector.add_file(file, self.schema.clone(), spec.clone());
+                    self.added_partitions.insert(file.partition().clone());
+                    writer.add_file(file.clone(), -1).context(|| {
+                        format!(
+                            "table {}: cannot add delete file {} to a manifest",
+                            base.name(),
+                            file.file_path()
+                        )
+                    })?;
+                }
+                let manifest = writer.write_manifest_file().await.context(|| {
                     format!(
-                        "table {}: cannot add delete file {} to a manifest",
-                        base.name(),
-                        file.file_path()
+                        "table {}: cannot write the delete-files manifest",
+                        base.name()
                     )
                 })?;
+                self.deletes_manifests.push(manifest);
             }
-            let manifest = writer.write_manifest_file().await.context(|| {
-                format!(
-                    "table {}: cannot write the delete-files manifest",
-                    base.name()
-                )
-            })?;
-            self.deletes_manifests.push(manifest);
         }
         self.added_summary = sum_counts(&self.added_summary, &collector.build());
         Ok(())

@@ -335,3 +335,63 @@ async fn a_compaction_never_undoes_another_writers_rewrite() {
         (100..105).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn delete_files_go_into_manifests_of_at_most_a_thousand_entries() {
+    use iceberg::TableUpdate;
+    use iceberg::spec::{DataContentType, DataFileBuilder, DataFileFormat, Struct};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let state = table_of(&cat, "ns.dels", vec![batch(0..10)]).await;
+    let table = parse_table_ident("ns.dels").unwrap();
+    let deletes = (0..2_500)
+        .map(|i| AddedDelete {
+            spec_id: 0,
+            file: DataFileBuilder::default()
+                .content(DataContentType::PositionDeletes)
+                .file_path(format!(
+                    "{}/data/delete-{i}.parquet",
+                    state.metadata.location()
+                ))
+                .file_format(DataFileFormat::Parquet)
+                .partition(Struct::empty())
+                .partition_spec_id(0)
+                .record_count(1)
+                .file_size_in_bytes(100)
+                .build()
+                .unwrap(),
+        })
+        .collect();
+    let changes = FileChanges {
+        added: write_data_file(&cat, &table, batch(100..101)).await,
+        added_deletes: deletes,
+        removed: HashSet::new(),
+    };
+    let mut producer = SnapshotProducer::new(&state, "d", LoadOperation::Merge, changes, None)
+        .await
+        .unwrap();
+    let staged = producer.stage(&state, 1).await.unwrap();
+    let snapshot = staged
+        .updates
+        .iter()
+        .find_map(|u| match u {
+            TableUpdate::AddSnapshot { snapshot } => Some(snapshot.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let list = state
+        .table()
+        .unwrap()
+        .manifest_list_reader(&Arc::new(snapshot))
+        .load()
+        .await
+        .unwrap();
+    let deletes: Vec<u32> = list
+        .entries()
+        .iter()
+        .filter(|m| m.content == iceberg::spec::ManifestContentType::Deletes)
+        .map(|m| m.added_files_count.unwrap_or(0))
+        .collect();
+    assert_eq!(deletes, vec![1000, 1000, 500]);
+}
