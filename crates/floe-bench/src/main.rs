@@ -2,7 +2,10 @@
 //!
 //! `floe-bench gen` writes N rows of the 20-column dataset floe's benchmarks and demo use;
 //! `floe-bench rewrite` decodes Parquet and writes it again with floe's codec settings and no
-//! Iceberg at all: the floor a re-encoding loader can reach.
+//! Iceberg at all: the floor a re-encoding loader can reach; `--threads 2` encodes columns on
+//! both cores while a reader thread decodes (see `parallel`).
+
+mod parallel;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -46,6 +49,9 @@ enum Command {
         /// Rows per input row group / batch.
         #[arg(long, default_value_t = 100_000)]
         batch: usize,
+        /// Compression of the generated files: zstd (level 1) or snappy (dlt's files).
+        #[arg(long, default_value = "zstd")]
+        compression: String,
         /// Seed; the same seed gives the same data.
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -54,10 +60,15 @@ enum Command {
         first_id: i64,
     },
     /// Decode Parquet files and write them again with floe's defaults (zstd(1), 64 KiB
-    /// dictionaries, 8 MiB row groups, 64k-row batches), one thread, no Iceberg: the baseline.
+    /// dictionaries, 8 MiB row groups), no Iceberg: the baseline. One thread (64k-row batches,
+    /// one output per input) unless `--threads` says more.
     Rewrite {
         #[arg(long)]
         out: PathBuf,
+        /// Encoder threads. Above 1: a reader thread decodes every input and the columns of
+        /// each row group are encoded on this many threads into one output file.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         inputs: Vec<PathBuf>,
     },
 }
@@ -192,21 +203,46 @@ fn batch(rng: &mut StdRng, first_id: i64, rows: usize) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema(), columns)?)
 }
 
-fn zstd_props(row_group_rows: usize) -> Result<WriterProperties> {
+fn gen_props(compression: &str, row_group_rows: usize) -> Result<WriterProperties> {
+    let codec = match compression {
+        "zstd" => Compression::ZSTD(ZstdLevel::try_new(1)?),
+        "snappy" => Compression::SNAPPY,
+        other => anyhow::bail!("--compression {other}: use zstd or snappy"),
+    };
     Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_compression(codec)
         .set_max_row_group_row_count(Some(row_group_rows))
         .build())
 }
 
-fn generate(
-    out: PathBuf,
+/// floe's default encoding: zstd(1), 8 MiB row groups, 64 KiB dictionaries
+/// (floe::write::DEFAULT_DICT_BYTES), so the floor is encoded exactly as floe encodes.
+fn floe_props() -> Result<WriterProperties> {
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_max_row_group_bytes(Some(8 << 20))
+        .set_dictionary_page_size_limit(64 * 1024)
+        .build())
+}
+
+struct GenArgs {
     rows: u64,
     files: u64,
     batch_rows: usize,
+    compression: String,
     seed: u64,
     first_id: i64,
-) -> Result<()> {
+}
+
+fn generate(out: PathBuf, args: GenArgs) -> Result<()> {
+    let GenArgs {
+        rows,
+        files,
+        batch_rows,
+        compression,
+        seed,
+        first_id,
+    } = args;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let files = files.max(1);
     let per_file = rows.div_ceil(files);
@@ -216,7 +252,8 @@ fn generate(
         let mut rng = StdRng::seed_from_u64(seed.wrapping_add(f));
         let path = out.join(format!("part-{f:05}.parquet"));
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let mut writer = ArrowWriter::try_new(file, schema(), Some(zstd_props(batch_rows)?))?;
+        let mut writer =
+            ArrowWriter::try_new(file, schema(), Some(gen_props(&compression, batch_rows)?))?;
         let mut in_file = per_file.min(left);
         left -= in_file;
         while in_file > 0 {
@@ -230,26 +267,18 @@ fn generate(
     Ok(())
 }
 
-fn rewrite(out: PathBuf, inputs: Vec<PathBuf>) -> Result<()> {
+fn rewrite(out: PathBuf, inputs: Vec<PathBuf>, threads: usize) -> Result<()> {
+    if threads > 1 {
+        return parallel::rewrite(out, inputs, threads, floe_props()?);
+    }
     std::fs::create_dir_all(&out)?;
     for (i, input) in inputs.iter().enumerate() {
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(input)?)?
             .with_batch_size(65536)
             .build()?;
         let target = out.join(format!("rewrite-{i:05}.parquet"));
-        let mut writer = ArrowWriter::try_new(
-            File::create(&target)?,
-            reader.schema(),
-            Some(
-                WriterProperties::builder()
-                    .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-                    .set_max_row_group_bytes(Some(8 << 20))
-                    // floe's default dictionary limit (floe::write::DEFAULT_DICT_BYTES), so the
-                    // floor is encoded exactly as floe encodes.
-                    .set_dictionary_page_size_limit(64 * 1024)
-                    .build(),
-            ),
-        )?;
+        let mut writer =
+            ArrowWriter::try_new(File::create(&target)?, reader.schema(), Some(floe_props()?))?;
         for batch in reader {
             writer.write(&batch?)?;
         }
@@ -265,9 +294,24 @@ fn main() -> Result<()> {
             rows,
             files,
             batch,
+            compression,
             seed,
             first_id,
-        } => generate(out, rows, files, batch, seed, first_id),
-        Command::Rewrite { out, inputs } => rewrite(out, inputs),
+        } => generate(
+            out,
+            GenArgs {
+                rows,
+                files,
+                batch_rows: batch,
+                compression,
+                seed,
+                first_id,
+            },
+        ),
+        Command::Rewrite {
+            out,
+            threads,
+            inputs,
+        } => rewrite(out, inputs, threads),
     }
 }

@@ -121,9 +121,9 @@ struct LoadArgs {
     /// is finished, so memory stays bounded however many partitions a load touches.
     #[arg(long, default_value_t = 16)]
     max_open_files: usize,
-    /// Unpartitioned loads: Parquet writers encoding in parallel, each with its own files
-    /// (default: one per core, at most 2). 1 keeps input order within files, which keeps key
-    /// ranges per file narrow for later merges.
+    /// Unpartitioned loads: threads encoding the columns of each row group (default: one per
+    /// core, at most 2). Files are written one at a time, rows in input order, which keeps
+    /// key ranges per file narrow for later merges.
     #[arg(long, value_name = "N")]
     writers: Option<usize>,
     /// Decode and re-encode every input row. By default, append and replace into an

@@ -113,8 +113,7 @@ fn write_staged(
     let plan = plan_of(plan)?;
     let schema = plan.arrow_schema().map_err(to_py_err)?;
     let source = blocks_source(blocks.try_iter()?.unbind(), schema, name);
-    // One writer per worker: the cluster is the parallelism, and each task's rows go to
-    // as few files as it can.
+    // One encoding thread per worker: the cluster is the parallelism.
     let options = LoadOptions::default().with_write_options(WriteOptions {
         target_file_size: size_of(target_file_size, "target_file_size")?,
         writers: Some(1),

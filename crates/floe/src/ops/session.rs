@@ -137,6 +137,7 @@ impl<'a> LoadSession<'a> {
             &base,
             &settings,
             options,
+            &conformer,
             &added,
             &ledger,
             file_prefix,
@@ -431,8 +432,8 @@ fn finish(mut s: LoadSummary, options: &LoadOptions, started: Instant) -> LoadSu
     s
 }
 
-/// The data file writers of one load: several encoding in parallel for an unpartitioned
-/// table, one (fanning out by partition) otherwise.
+/// The data file writers of one load: for a table without partition fields one writer whose
+/// columns encode in parallel, otherwise one (fanning out by partition).
 #[allow(clippy::too_many_arguments)]
 fn writers(
     table: &str,
@@ -440,35 +441,42 @@ fn writers(
     base: &TableState,
     settings: &FileSettings,
     options: &LoadOptions,
+    conformer: &Conformer,
     added: &AddedFilesSink,
     ledger: &FileLedger,
     file_prefix: Uuid,
 ) -> Result<ParallelWriter> {
-    let writers = if metadata.default_partition_spec().is_unpartitioned() {
-        options
+    if metadata.default_partition_spec().fields().is_empty() {
+        let threads = options
             .write
             .writers
             .unwrap_or_else(parallel_writers)
-            .clamp(1, 16)
-    } else {
-        1
-    };
-    let mut sinks = Vec::new();
-    for k in 0..writers {
-        sinks.push(TableWriter::new(
+            .clamp(1, 16);
+        return ParallelWriter::columns(
             table,
-            metadata.clone(),
-            base.file_io.clone(),
-            &format!("{file_prefix}-{k}"),
+            metadata,
             settings,
+            base.file_io.clone(),
+            &format!("{file_prefix}-0"),
             added.clone(),
             ledger.clone(),
-        )?);
+            conformer.arrow_schema().clone(),
+            threads,
+        );
     }
-    Ok(ParallelWriter::new(sinks))
+    let writer = TableWriter::new(
+        table,
+        metadata.clone(),
+        base.file_io.clone(),
+        &format!("{file_prefix}-0"),
+        settings,
+        added.clone(),
+        ledger.clone(),
+    )?;
+    Ok(ParallelWriter::new(vec![writer]))
 }
 
-/// How many writers encode an unpartitioned load in parallel: one per core, at most two
+/// How many threads encode an unpartitioned load's columns: one per core, at most two
 /// (beyond that the reader, not encoding, is the bottleneck).
 fn parallel_writers() -> usize {
     std::thread::available_parallelism()

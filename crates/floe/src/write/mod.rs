@@ -28,8 +28,10 @@ use crate::commit::AddedFilesSink;
 use crate::error::{FloeError, Result, ResultExt};
 use crate::ledger::{FileLedger, LedgerLocations};
 
+mod columns;
 mod metrics;
 pub mod metrics_config;
+mod output;
 mod parallel;
 mod partition_values;
 mod partitioned;
@@ -98,8 +100,8 @@ pub struct WriteOptions {
     pub max_open_files: Option<usize>,
     /// Where sorts spill (default: the system temp directory).
     pub spill_dir: Option<std::path::PathBuf>,
-    /// Unpartitioned loads: writers encoding in parallel (default: one per core, at most 2).
-    /// Each writes its own files, interleaving the input between them.
+    /// Unpartitioned loads: threads encoding the columns of each row group (default: one per
+    /// core, at most 2). Files are written one at a time, rows in input order.
     pub writers: Option<usize>,
     /// Decode and re-encode every input row, never copying Parquet column chunks as they are
     /// (see `write::splice`).

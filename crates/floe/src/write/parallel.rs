@@ -1,26 +1,101 @@
-//! Encoding on several cores: an unpartitioned load spreads its batches over a few
-//! [`TableWriter`]s, each encoding and compressing on its own task into its own files.
-//!
-//! Parquet encoding (dictionary building, zstd) is the most expensive stage of a load and runs
-//! on one thread per writer; with the reader on its own thread this keeps both cores busy.
-//! Each writer buffers its own row group, so memory grows by one row group per writer.
+//! The data file writers of one load, behind one face: an unpartitioned table's batches go to
+//! the column-parallel writer ([`ColumnWriter`]: one file at a time, its columns encoded on
+//! the cores); a partitioned table's to a [`TableWriter`] on a task of its own (fanning out by
+//! partition). A few `TableWriter`s can also share the batches, each encoding on its own task
+//! into its own files.
 
 use arrow_array::RecordBatch;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::TableWriter;
+use arrow_schema::SchemaRef;
+use iceberg::io::FileIO;
+use iceberg::spec::TableMetadata;
+
+use super::columns::ColumnWriter;
+use super::output::FileTarget;
+use super::splice::parquet_schema;
+use super::{FileSettings, TableWriter};
+use crate::commit::AddedFilesSink;
 use crate::error::{FloeError, Result};
+use crate::ledger::FileLedger;
 
 type Outcome = (TableWriter, Result<()>);
 
-pub struct ParallelWriter {
+/// Where a load's conformed batches are written.
+pub enum ParallelWriter {
+    Tables(TableWriters),
+    Columns(ColumnWriter),
+}
+
+impl ParallelWriter {
+    /// `TableWriter`s taking the batches in turn, each on its own task.
+    pub fn new(writers: Vec<TableWriter>) -> Self {
+        Self::Tables(TableWriters::new(writers))
+    }
+
+    /// One column-parallel writer for an unpartitioned table (spec without fields) whose
+    /// conformed batches have the columns `arrow`, encoding on `threads` threads.
+    #[allow(clippy::too_many_arguments)]
+    pub fn columns(
+        table: &str,
+        metadata: &TableMetadata,
+        settings: &FileSettings,
+        file_io: FileIO,
+        file_prefix: &str,
+        sink: AddedFilesSink,
+        ledger: FileLedger,
+        arrow: SchemaRef,
+        threads: usize,
+    ) -> Result<Self> {
+        let parquet = parquet_schema(&arrow, settings.writer_properties.coerce_types())?;
+        let target = FileTarget::new(
+            table,
+            metadata,
+            settings,
+            file_io,
+            file_prefix,
+            sink,
+            ledger,
+        )?;
+        Ok(Self::Columns(ColumnWriter::start(
+            target, arrow, parquet, threads,
+        )))
+    }
+
+    /// Hands a batch to the writers (waits while they are busy).
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        match self {
+            Self::Tables(w) => w.write(batch).await,
+            Self::Columns(w) => w.write(batch).await,
+        }
+    }
+
+    /// Finishes every writer (their files go to the writers' sink).
+    pub async fn close(&mut self) -> Result<()> {
+        match self {
+            Self::Tables(w) => w.close().await,
+            Self::Columns(w) => w.close().await,
+        }
+    }
+
+    /// Stops every writer; their open files are closed and left to the load's ledger.
+    pub async fn abort(&mut self) {
+        match self {
+            Self::Tables(w) => w.abort().await,
+            Self::Columns(w) => w.abort().await,
+        }
+    }
+}
+
+/// Several `TableWriter`s, each on its own task, taking batches in turn.
+pub struct TableWriters {
     senders: Vec<mpsc::Sender<RecordBatch>>,
     tasks: Vec<JoinHandle<Outcome>>,
     next: usize,
 }
 
-impl ParallelWriter {
+impl TableWriters {
     /// Starts one task per writer.
     pub fn new(writers: Vec<TableWriter>) -> Self {
         let mut senders = Vec::new();

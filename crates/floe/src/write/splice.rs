@@ -19,30 +19,24 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
-use iceberg::io::{FileIO, FileWrite};
-use iceberg::spec::{DataFileFormat, Schema, TableMetadata};
-use iceberg::writer::file_writer::location_generator::{
-    DefaultFileNameGenerator, DefaultLocationGenerator, FileNameGenerator, LocationGenerator,
-};
+use iceberg::io::FileIO;
+use iceberg::spec::{Schema, TableMetadata};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
-use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
-use parquet::arrow::{ArrowSchemaConverter, ProjectionMask, add_encoded_arrow_schema_to_metadata};
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, compute_leaves};
+use parquet::arrow::{ArrowSchemaConverter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, Repetition};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
-use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr, Type as SchemaType};
 
 use super::FileSettings;
-use super::metrics::data_file_from_footer;
+use super::output::{FileTarget, OpenFile};
 use super::verify::FileChecks;
 use crate::commit::AddedFilesSink;
 use crate::conform::Conformer;
@@ -59,9 +53,6 @@ pub const ENCODE_BUDGET_BYTES: i64 = 64 * 1024 * 1024;
 const VERIFY_THREADS: usize = 2;
 /// How many row groups the page checks may run ahead of the copy.
 const CHECK_AHEAD: usize = 2;
-
-/// Bytes buffered before a write to storage.
-const OUTPUT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// How one table column (a top-level field, with all its leaves) is produced from a file.
 #[derive(Debug, Clone)]
@@ -317,7 +308,10 @@ impl SplicePlanner {
     }
 }
 
-fn parquet_schema(arrow: &arrow_schema::Schema, coerce_types: bool) -> Result<SchemaDescPtr> {
+pub(super) fn parquet_schema(
+    arrow: &arrow_schema::Schema,
+    coerce_types: bool,
+) -> Result<SchemaDescPtr> {
     ArrowSchemaConverter::new()
         .with_coerce_types(coerce_types)
         .convert(arrow)
@@ -388,30 +382,11 @@ fn chunk_copyable(chunk: &ColumnChunkMetaData, codec: &Compression, file_len: i6
 
 /// Writes spliced data files on a blocking thread; finished files go to the load's sink.
 pub struct SplicingWriter {
-    table: String,
-    schema: Arc<Schema>,
-    properties: WriterProperties,
-    spec_id: i32,
-    target_file_size: u64,
-    file_io: FileIO,
-    locations: DefaultLocationGenerator,
-    names: DefaultFileNameGenerator,
-    sink: AddedFilesSink,
-    runtime: tokio::runtime::Handle,
+    target: FileTarget,
     progress: Arc<Progress>,
     budget: BatchBudget,
     current: Option<OpenFile>,
-    /// Where every file started is recorded (the load deletes them if it fails).
-    ledger: FileLedger,
     pub rows: u64,
-}
-
-struct OpenFile {
-    writer: SerializedFileWriter<BlockingOutput>,
-    factory: ArrowRowGroupWriterFactory,
-    path: String,
-    /// Plans with another file schema start a new file.
-    schema: SchemaRef,
 }
 
 impl SplicingWriter {
@@ -433,26 +408,20 @@ impl SplicingWriter {
         ledger: FileLedger,
         progress: Arc<Progress>,
     ) -> Result<Self> {
-        Ok(Self {
-            table: table.to_string(),
-            schema: metadata.current_schema().clone(),
-            properties: settings.writer_properties.clone(),
-            spec_id: metadata.default_partition_spec_id(),
-            target_file_size: settings.target_file_size,
+        let target = FileTarget::new(
+            table,
+            metadata,
+            settings,
             file_io,
-            locations: DefaultLocationGenerator::new(metadata)
-                .context(|| format!("table {table}: no location for data files"))?,
-            names: DefaultFileNameGenerator::new(
-                file_prefix.to_string(),
-                None,
-                DataFileFormat::Parquet,
-            ),
+            file_prefix,
             sink,
-            runtime: tokio::runtime::Handle::current(),
+            ledger,
+        )?;
+        Ok(Self {
+            target,
             progress,
             budget: BatchBudget::default(),
             current: None,
-            ledger,
             rows: 0,
         })
     }
@@ -471,14 +440,14 @@ impl SplicingWriter {
             let fields = plan
                 .encode_fields
                 .iter()
-                .map(|&k| self.schema.as_struct().fields()[k].clone())
+                .map(|&k| self.target.schema.as_struct().fields()[k].clone())
                 .collect::<Vec<_>>();
             let sub = Schema::builder()
-                .with_schema_id(self.schema.schema_id())
+                .with_schema_id(self.target.schema.schema_id())
                 .with_fields(fields)
                 .build()
-                .context(|| format!("table {}: cannot project its schema", self.table))?;
-            Some(Conformer::new(&self.table, Arc::new(sub))?)
+                .context(|| format!("table {}: cannot project its schema", self.target.table))?;
+            Some(Conformer::new(&self.target.table, Arc::new(sub))?)
         };
         let pages_file = Arc::new(
             file.try_clone()
@@ -559,7 +528,7 @@ impl SplicingWriter {
                 self.progress.add_input_rows(rows);
                 self.progress
                     .add_input_bytes(rg_meta.compressed_size().max(0) as u64);
-                let full = open.writer.bytes_written() as u64 >= self.target_file_size;
+                let full = open.writer.bytes_written() as u64 >= self.target.target_file_size;
                 if full {
                     self.finish_file()?;
                 }
@@ -654,82 +623,24 @@ impl SplicingWriter {
     }
 
     fn open_file(&mut self, plan: &SplicePlan) -> Result<()> {
-        if self.current.is_some() {
-            return Ok(());
+        if self.current.is_none() {
+            self.current = Some(self.target.open(&plan.file_arrow, &plan.file_parquet)?);
         }
-        let location = self
-            .locations
-            .generate_location(None, &self.names.generate_file_name());
-        self.ledger.record(&location);
-        let output = self
-            .file_io
-            .new_output(&location)
-            .context(|| format!("table {}: cannot create {location}", self.table))?;
-        let inner = self
-            .runtime
-            .block_on(output.writer())
-            .context(|| format!("table {}: cannot create {location}", self.table))?;
-        let out = BlockingOutput {
-            inner,
-            buffer: Vec::with_capacity(OUTPUT_BUFFER_BYTES),
-            written: 0,
-            runtime: self.runtime.clone(),
-        };
-        let mut properties = self.properties.clone();
-        add_encoded_arrow_schema_to_metadata(&plan.file_arrow, &mut properties);
-        let writer = SerializedFileWriter::new(
-            out,
-            plan.file_parquet.root_schema_ptr(),
-            Arc::new(properties),
-        )
-        .map_err(|e| FloeError::DataFileWrite {
-            path: location.clone(),
-            reason: e.to_string(),
-        })?;
-        let factory = ArrowRowGroupWriterFactory::new(&writer, plan.file_arrow.clone());
-        self.current = Some(OpenFile {
-            writer,
-            factory,
-            path: location,
-            schema: plan.file_arrow.clone(),
-        });
         Ok(())
     }
 
-    /// Closes the open file of a failed load as it is, so that storage holds a whole object
-    /// (an S3 multipart upload left open would linger, unseen, until a bucket rule removes
-    /// it); the load's ledger then deletes it with every other file of the load.
     fn abandon_file(&mut self) {
-        if let Some(mut open) = self.current.take()
-            && let Err(e) = open.writer.inner_mut().close()
-        {
-            tracing::warn!(file = %open.path, error = %e, "could not close a file of the failed load");
+        if let Some(open) = self.current.take() {
+            open.abandon();
         }
     }
 
     /// Writes the footer of the open file and hands the data file to the sink.
     pub fn finish_file(&mut self) -> Result<()> {
-        let Some(open) = self.current.take() else {
-            return Ok(());
-        };
-        let path = open.path;
-        let write_error = |reason: String| FloeError::DataFileWrite {
-            path: path.clone(),
-            reason,
-        };
-        let mut writer = open.writer;
-        let footer = writer.finish().map_err(|e| write_error(e.to_string()))?;
-        let size = writer
-            .inner_mut()
-            .close()
-            .map_err(|e| write_error(e.to_string()))?;
-        let data_file =
-            data_file_from_footer(&self.schema, self.spec_id, path.clone(), size, &footer)
-                .map_err(write_error)?;
-        let sink = self.sink.clone();
-        self.runtime
-            .block_on(async move { sink.lock().await.add(data_file).await })?;
-        Ok(())
+        match self.current.take() {
+            Some(open) => self.target.finish(open),
+            None => Ok(()),
+        }
     }
 }
 
@@ -859,56 +770,6 @@ impl parquet::file::reader::ChunkReader for LargeReads {
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
         self.0.get_bytes(start, length)
-    }
-}
-
-/// A synchronous `Write` over iceberg's async file writer, for the Parquet file writer running
-/// on a blocking thread: bytes are buffered and handed over in large writes.
-struct BlockingOutput {
-    inner: Box<dyn FileWrite>,
-    buffer: Vec<u8>,
-    written: u64,
-    runtime: tokio::runtime::Handle,
-}
-
-impl BlockingOutput {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let bytes = bytes::Bytes::from(std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(OUTPUT_BUFFER_BYTES),
-        ));
-        self.runtime
-            .block_on(self.inner.write(bytes))
-            .map_err(std::io::Error::other)
-    }
-
-    /// Flushes and closes the file; returns its size.
-    fn close(&mut self) -> std::io::Result<u64> {
-        self.send()?;
-        self.runtime
-            .block_on(self.inner.close())
-            .map_err(std::io::Error::other)?;
-        Ok(self.written)
-    }
-}
-
-impl Write for BlockingOutput {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(buf);
-        self.written += buf.len() as u64;
-        if self.buffer.len() >= OUTPUT_BUFFER_BYTES {
-            self.send()?;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        // Parquet flushes after every page; sending then would defeat the buffer. Bytes go out
-        // when the buffer fills and on close.
-        Ok(())
     }
 }
 
