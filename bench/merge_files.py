@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Merge memory against the number of files in the table: an upsert of a few keys into a
 table of 1,000 and of 100,000 small data files (and position deletes on some of them), peak RSS
-of the merge alone.
+of the merge alone; then an upsert of keys spread over the whole table.
 
     .venv/bin/python bench/merge_files.py --files 1000 100000 --record docs/benchmarks.md
 
@@ -9,7 +9,8 @@ The table: `--files` partitions (identity on `part`), 10 rows each, one data fil
 partition, written by one floe load; then a merge-on-read upsert touching one row in every
 tenth partition, so a tenth of the files carry position deletes. Measured: an upsert of 10
 keys that all live in partition 0 (the merge reads the manifests and delete files of the whole
-table, keeps only the files that may hold a load key).
+table, keeps only the files that may hold a load key); then an upsert of one key in every tenth
+file (a tenth of the table's files are candidates, held while the merge scans their keys).
 """
 
 import argparse
@@ -38,6 +39,9 @@ pq.write_table(pa.table({"id": pa.array(ids, pa.int64()), "part": pa.array([i //
                          "v": pa.array(["changed"] * len(ids))}), f"{work}/mor.parquet")
 pq.write_table(pa.table({"id": pa.array(range(10), pa.int64()), "part": pa.array([0] * 10, pa.int64()),
                          "v": pa.array(["new"] * 10)}), f"{work}/upsert.parquet")
+spread = list(range(3, n, 100))
+pq.write_table(pa.table({"id": pa.array(spread, pa.int64()), "part": pa.array([i // 10 for i in spread], pa.int64()),
+                         "v": pa.array(["spread"] * len(spread))}), f"{work}/spread.parquet")
 print(len(ids))
 """
 
@@ -55,8 +59,9 @@ def main():
         f"Command: `.venv/bin/python bench/merge_files.py --files {' '.join(map(str, args.files))}`  ",
         f"Machine: {machine_facts()}",
         "",
-        "| table data files | files with deletes | upsert of 10 keys: wall (s) | peak RSS (MiB) |",
-        "|---:|---:|---:|---:|",
+        "| table data files | files with deletes | upsert of 10 keys: wall (s) | peak RSS (MiB) "
+        "| upsert of keys in every 10th file: keys | wall (s) | peak RSS (MiB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rss = {}
     for files in args.files:
@@ -77,7 +82,12 @@ def main():
         summary = json.loads(out)
         assert summary["rows_updated"] == 10, summary
         rss[files] = peak
-        lines.append(f"| {files:,} | {deletes:,} | {wall:.2f} | {mib(peak):.0f} |")
+        spread_wall, _, spread_peak, out = measure_rusage([floe, "load", "b.t", work / "spread.parquet", "--mode", "merge",
+                                                           "--key", "id", "--warehouse", wh, "--json", "--no-progress"])
+        spread_keys = json.loads(out)["rows_updated"]
+        assert spread_keys == files // 10, out
+        lines.append(f"| {files:,} | {deletes:,} | {wall:.2f} | {mib(peak):.0f} | {spread_keys:,} | {spread_wall:.2f} "
+                     f"| {mib(spread_peak):.0f} |")
         shutil.rmtree(work, ignore_errors=True)
     if len(args.files) >= 2:
         small, large = args.files[0], args.files[-1]

@@ -200,10 +200,10 @@ async fn each_operation_stages_the_removals_it_stands_for() {
     let cat = catalog(dir.path()).await;
     let state = table_of(&cat, "ns.ops", vec![batch(0..10), batch(10..20)]).await;
     let table = parse_table_ident("ns.ops").unwrap();
-    let live = crate::merge::table_files::live_state(&state, |_| true)
+    let live = crate::merge::table_files::live_state(&state, |_, _| true)
         .await
         .unwrap();
-    let one_live: HashSet<String> = [live.files[0].file.file_path().to_string()].into();
+    let one_live: HashSet<String> = [live.files[0].path.clone()].into();
     let cases = [
         (LoadOperation::Append, HashSet::new(), 0, Operation::Append),
         (
@@ -268,14 +268,10 @@ async fn compact_after(
     let cat = catalog(dir.path()).await;
     let stale = table_of(&cat, name, vec![batch(0..10), batch(10..20)]).await;
     let table = parse_table_ident(name).unwrap();
-    let live = crate::merge::table_files::live_state(&stale, |_| true)
+    let live = crate::merge::table_files::live_state(&stale, |_, _| true)
         .await
         .unwrap();
-    let removed: HashSet<String> = live
-        .files
-        .iter()
-        .map(|f| f.file.file_path().to_string())
-        .collect();
+    let removed: HashSet<String> = live.files.iter().map(|f| f.path.clone()).collect();
     let rewritten = write_data_file(&cat, &table, batch(0..20)).await;
     match meanwhile {
         LoadOperation::Append => {

@@ -79,12 +79,9 @@ impl PartitionMatch {
 pub fn plan(live: &LiveState, policy: &CompactPolicy) -> Vec<usize> {
     let mut groups: HashMap<(i32, &Struct), Vec<usize>> = HashMap::new();
     for (i, f) in live.files.iter().enumerate() {
-        let has_deletes = live.deleted.contains_key(f.file.file_path());
-        if f.file.file_size_in_bytes() < policy.small() || has_deletes {
-            groups
-                .entry((f.spec_id, f.file.partition()))
-                .or_default()
-                .push(i);
+        let has_deletes = live.deleted.contains_key(&f.path);
+        if f.size < policy.small() || has_deletes {
+            groups.entry((f.spec_id, &f.partition)).or_default().push(i);
         }
     }
     let mut chosen: Vec<usize> = groups
@@ -92,11 +89,8 @@ pub fn plan(live: &LiveState, policy: &CompactPolicy) -> Vec<usize> {
         .filter(|files| {
             let with_deletes = files
                 .iter()
-                .any(|&i| live.deleted.contains_key(live.files[i].file.file_path()));
-            let bytes: u64 = files
-                .iter()
-                .map(|&i| live.files[i].file.file_size_in_bytes())
-                .sum();
+                .any(|&i| live.deleted.contains_key(&live.files[i].path));
+            let bytes: u64 = files.iter().map(|&i| live.files[i].size).sum();
             files.len() >= policy.min_input_files.max(1)
                 || with_deletes
                 || (files.len() >= 2 && bytes >= policy.target_file_size)
@@ -116,5 +110,5 @@ pub async fn rewrite_file(
     writer: &mut ParallelWriter,
 ) -> Result<u64> {
     let hidden = |p| deleted.is_some_and(|d| d.contains(p));
-    write_live_rows(file_io, file.file.file_path(), schema, hidden, writer).await
+    write_live_rows(file_io, &file.path, schema, hidden, writer).await
 }

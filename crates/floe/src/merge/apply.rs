@@ -183,7 +183,7 @@ impl DeleteTargets<'_> {
             return Ok(());
         }
         self.rewrite(target, positions, writer).await?;
-        applied.removed.insert(target.file.file_path().to_string());
+        applied.removed.insert(target.path.clone());
         counts.files_rewritten += 1;
         Ok(())
     }
@@ -195,7 +195,7 @@ impl DeleteTargets<'_> {
         positions: &RoaringTreemap,
         writer: &mut ParallelWriter,
     ) -> Result<()> {
-        let path = target.file.file_path();
+        let path = target.path.as_str();
         let old = self.already_deleted.get(path);
         let hidden = |p| positions.contains(p) || old.is_some_and(|d| d.contains(p));
         write_live_rows(self.file_io, path, self.schema, hidden, writer).await?;

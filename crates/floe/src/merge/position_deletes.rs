@@ -101,11 +101,11 @@ impl PositionDeleteWriter {
         let ctx = || {
             format!(
                 "table {table}: cannot write a position-delete file for {}",
-                target.file.file_path()
+                target.path.as_str()
             )
         };
         let mut writer = self.builder.build();
-        let path = target.file.file_path();
+        let path = target.path.as_str();
         let mut iter = positions.iter().peekable();
         while iter.peek().is_some() {
             let chunk: Vec<i64> = iter
@@ -126,7 +126,7 @@ impl PositionDeleteWriter {
             .into_iter()
             .map(|mut b| {
                 b.content(DataContentType::PositionDeletes)
-                    .partition(target.file.partition().clone())
+                    .partition(target.partition.clone())
                     .partition_spec_id(target.spec_id)
                     .referenced_data_file(Some(path.to_string()));
                 b.build().map_err(|e| FloeError::DataFileWrite {

@@ -16,7 +16,7 @@ use arrow_schema::{Field, Schema as ArrowSchema};
 use futures::StreamExt;
 use iceberg::arrow::ArrowFileReader;
 use iceberg::io::FileIO;
-use iceberg::spec::{DataContentType, DataFile, ManifestContentType, Schema};
+use iceberg::spec::{DataContentType, DataFile, ManifestContentType, Schema, Struct};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
 use roaring::RoaringTreemap;
@@ -26,10 +26,13 @@ use crate::conform::Conformer;
 use crate::error::{FloeError, Result, ResultExt};
 use crate::source::SourceBatch;
 
-/// A live data file of the table.
+/// A live data file of the table: what a merge or a compaction needs of it once chosen (its
+/// entry's metrics are dropped, so memory per candidate stays small).
 #[derive(Debug, Clone)]
 pub struct LiveFile {
-    pub file: DataFile,
+    pub path: String,
+    pub partition: Struct,
+    pub size: u64,
     pub spec_id: i32,
 }
 
@@ -61,13 +64,13 @@ async fn open(
         .map_err(|e| read_error(location, e))
 }
 
-/// The live data files `wanted` keeps (a merge's candidates: files that may hold a load key)
-/// and their deleted positions. Memory follows the candidates, not the table: other files'
-/// entries are dropped as the manifests stream by, and positions deleted in other files are
-/// skipped while the delete files are read.
+/// The live data files `wanted` keeps (given each entry and its partition spec id; a merge's
+/// candidates: files that may hold a load key) and their deleted positions. Memory follows the
+/// candidates, not the table: other files' entries are dropped as the manifests stream by, and
+/// positions deleted in other files are skipped while the delete files are read.
 pub async fn live_state(
     state: &TableState,
-    wanted: impl Fn(&LiveFile) -> bool,
+    wanted: impl Fn(&DataFile, i32) -> bool,
 ) -> Result<LiveState> {
     let table = state.name();
     let mut out = LiveState::default();
@@ -96,15 +99,15 @@ pub async fn live_state(
         for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
             let file = entry.data_file();
             match file.content_type() {
-                DataContentType::Data => {
-                    let live = LiveFile {
-                        file: file.clone(),
+                DataContentType::Data if wanted(file, manifest.partition_spec_id) => {
+                    out.files.push(LiveFile {
+                        path: file.file_path().to_string(),
+                        partition: file.partition().clone(),
+                        size: file.file_size_in_bytes(),
                         spec_id: manifest.partition_spec_id,
-                    };
-                    if wanted(&live) {
-                        out.files.push(live);
-                    }
+                    });
                 }
+                DataContentType::Data => {}
                 DataContentType::PositionDeletes => delete_files.push(file.file_path().to_string()),
                 DataContentType::EqualityDeletes => {
                     return Err(FloeError::UnsupportedTable {
@@ -117,7 +120,7 @@ pub async fn live_state(
             }
         }
     }
-    let candidates: HashSet<&str> = out.files.iter().map(|f| f.file.file_path()).collect();
+    let candidates: HashSet<&str> = out.files.iter().map(|f| f.path.as_str()).collect();
     let mut deleted = HashMap::new();
     for path in &delete_files {
         read_position_deletes(&state.file_io, path, &candidates, &mut deleted).await?;

@@ -75,7 +75,7 @@ pub async fn scan_candidates(
     keys: &KeyColumns,
 ) -> Result<(SortedStream, usize)> {
     for (idx, candidate) in candidates.iter().enumerate() {
-        let path = candidate.file.file_path();
+        let path = candidate.path.as_str();
         let deleted = deleted.get(path);
         let mut reader = super::table_files::DataFileReader::open(
             file_io,

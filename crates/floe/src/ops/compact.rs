@@ -90,13 +90,10 @@ async fn compact(
         check_fields(session, filter)?;
     }
     let metadata = session.base.metadata.clone();
-    let live = live_state(&session.base, |f| {
+    let live = live_state(&session.base, |f, spec_id| {
         only.is_none_or(|m| {
-            let spec = metadata.partition_spec_by_id(f.spec_id);
-            m.matches(
-                spec.map(|s| s.fields()).unwrap_or_default(),
-                f.file.partition(),
-            )
+            let spec = metadata.partition_spec_by_id(spec_id);
+            m.matches(spec.map(|s| s.fields()).unwrap_or_default(), f.partition())
         })
     })
     .await?;
@@ -158,7 +155,7 @@ fn start_copy(
     chosen: &[usize],
 ) -> Result<(Option<(SpliceTask, Vec<String>)>, Vec<usize>)> {
     let local = |i: &usize| {
-        let path = live.files[*i].file.file_path();
+        let path = live.files[*i].path.as_str();
         let plain = !live.deleted.contains_key(path);
         let local = path.strip_prefix("file://").filter(|_| plain)?;
         Some((PathBuf::from(local), *i))
@@ -177,13 +174,13 @@ fn start_copy(
     let copied: Vec<String> = candidates
         .iter()
         .filter(|(p, _)| !decode.contains(*p))
-        .map(|(_, i)| live.files[*i].file.file_path().to_string())
+        .map(|(_, i)| live.files[*i].path.as_str().to_string())
         .collect();
     let taken: HashSet<&str> = copied.iter().map(String::as_str).collect();
     let rest = chosen
         .iter()
         .copied()
-        .filter(|i| !taken.contains(live.files[*i].file.file_path()))
+        .filter(|i| !taken.contains(live.files[*i].path.as_str()))
         .collect();
     Ok((Some((task, copied)), rest))
 }
@@ -215,21 +212,21 @@ async fn rewrite_chosen(
 ) -> Result<(HashSet<String>, u64)> {
     let schema = session.schema().clone();
     let progress = session.options.progress.clone();
-    let bytes = |i: &usize| live.files[*i].file.file_size_in_bytes();
+    let bytes = |i: &usize| live.files[*i].size;
     progress.set_input_bytes_total(chosen.iter().map(bytes).sum());
     let mut removed = HashSet::new();
     let mut rows = 0u64;
     for &i in chosen {
         progress.check_cancelled()?;
         let file = &live.files[i];
-        let deleted = live.deleted.get(file.file.file_path());
+        let deleted = live.deleted.get(&file.path);
         let io = &session.base.file_io;
         let read = rewrite_file(io, file, deleted, &schema, &mut session.writer).await?;
         rows += read;
         progress.add_input_file();
         progress.add_input_rows(read);
-        progress.add_input_bytes(file.file.file_size_in_bytes());
-        removed.insert(file.file.file_path().to_string());
+        progress.add_input_bytes(file.size);
+        removed.insert(file.path.clone());
     }
     Ok((removed, rows))
 }

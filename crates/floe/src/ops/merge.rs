@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use iceberg::TableIdent;
-use iceberg::spec::FormatVersion;
+use iceberg::spec::{DataFile, FormatVersion};
 
 use super::session::{LoadSession, Opened, Written};
 use super::{LoadOptions, LoadSummary};
@@ -312,9 +312,8 @@ async fn find_candidates(
         return Ok(LiveState::default());
     }
     let (ranges, partitions) = (load.ranges(), load.partition_filter());
-    let may_hold_a_load_key = |f: &LiveFile| {
-        ranges.may_match(keys, &f.file)
-            && partitions.is_none_or(|p| p.may_match(f.spec_id, f.file.partition()))
+    let may_hold_a_load_key = |f: &DataFile, spec_id: i32| {
+        ranges.may_match(keys, f) && partitions.is_none_or(|p| p.may_match(spec_id, f.partition()))
     };
     let live = live_state(&session.base, may_hold_a_load_key).await?;
     tracing::info!(table = %session.table, candidates = live.files.len(), "scanning candidate files' keys");
