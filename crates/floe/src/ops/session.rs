@@ -37,7 +37,7 @@ use crate::merge::MergeCounts;
 use crate::progress::Progress;
 use crate::source::{BatchBudget, BatchStream, Source, SourceInfo};
 use crate::write::splice::{SplicePlanner, SpliceTask, SplicingWriter};
-use crate::write::{FileSettings, ParallelWriter, TableWriter};
+use crate::write::{FileSettings, FileTarget, ParallelWriter, TableWriter};
 
 /// One load in progress.
 pub(crate) struct LoadSession<'a> {
@@ -198,7 +198,7 @@ impl<'a> LoadSession<'a> {
             .filter(|f| !taken.contains(f.as_path()))
             .cloned()
             .collect();
-        let splicer = SplicingWriter::new(
+        let target = FileTarget::new(
             &self.table,
             &self.metadata,
             &self.settings,
@@ -206,8 +206,8 @@ impl<'a> LoadSession<'a> {
             &format!("{}-copy", self.file_prefix),
             self.added.clone(),
             self.ledger.clone(),
-            progress,
         )?;
+        let splicer = SplicingWriter::new(target, progress);
         Ok((
             Some(splicer.with_budget(budget).spawn(planner, copied)),
             rest,
@@ -452,7 +452,7 @@ fn writers(
             .writers
             .unwrap_or_else(parallel_writers)
             .clamp(1, 16);
-        return ParallelWriter::columns(
+        let target = FileTarget::new(
             table,
             metadata,
             settings,
@@ -460,9 +460,8 @@ fn writers(
             &format!("{file_prefix}-0"),
             added.clone(),
             ledger.clone(),
-            conformer.arrow_schema().clone(),
-            threads,
-        );
+        )?;
+        return ParallelWriter::columns(target, conformer.arrow_schema().clone(), threads);
     }
     let writer = TableWriter::new(
         table,

@@ -38,6 +38,7 @@ mod partitioned;
 pub mod splice;
 mod verify;
 
+pub use output::FileTarget;
 pub use parallel::ParallelWriter;
 
 /// Table property: target data file size in bytes.

@@ -9,16 +9,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use arrow_schema::SchemaRef;
-use iceberg::io::FileIO;
-use iceberg::spec::TableMetadata;
 
+use super::TableWriter;
 use super::columns::ColumnWriter;
 use super::output::FileTarget;
 use super::splice::parquet_schema;
-use super::{FileSettings, TableWriter};
-use crate::commit::AddedFilesSink;
 use crate::error::{FloeError, Result};
-use crate::ledger::FileLedger;
 
 type Outcome = (TableWriter, Result<()>);
 
@@ -35,29 +31,10 @@ impl ParallelWriter {
     }
 
     /// One column-parallel writer for an unpartitioned table (spec without fields) whose
-    /// conformed batches have the columns `arrow`, encoding on `threads` threads.
-    #[allow(clippy::too_many_arguments)]
-    pub fn columns(
-        table: &str,
-        metadata: &TableMetadata,
-        settings: &FileSettings,
-        file_io: FileIO,
-        file_prefix: &str,
-        sink: AddedFilesSink,
-        ledger: FileLedger,
-        arrow: SchemaRef,
-        threads: usize,
-    ) -> Result<Self> {
-        let parquet = parquet_schema(&arrow, settings.writer_properties.coerce_types())?;
-        let target = FileTarget::new(
-            table,
-            metadata,
-            settings,
-            file_io,
-            file_prefix,
-            sink,
-            ledger,
-        )?;
+    /// conformed batches have the columns `arrow`, writing to `target` and encoding on
+    /// `threads` threads.
+    pub fn columns(target: FileTarget, arrow: SchemaRef, threads: usize) -> Result<Self> {
+        let parquet = parquet_schema(&arrow, target.properties.coerce_types())?;
         Ok(Self::Columns(ColumnWriter::start(
             target, arrow, parquet, threads,
         )))

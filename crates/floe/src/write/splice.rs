@@ -23,8 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
-use iceberg::io::FileIO;
-use iceberg::spec::{Schema, TableMetadata};
+use iceberg::spec::Schema;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
@@ -38,10 +37,8 @@ use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr, Type as SchemaType};
 use super::FileSettings;
 use super::output::{FileTarget, OpenFile};
 use super::verify::FileChecks;
-use crate::commit::AddedFilesSink;
 use crate::conform::Conformer;
 use crate::error::{FloeError, Result, ResultExt};
-use crate::ledger::FileLedger;
 use crate::progress::Progress;
 use crate::source::{BatchBudget, SourceBatch};
 
@@ -396,34 +393,15 @@ impl SplicingWriter {
         self
     }
 
-    /// Must be called inside the tokio runtime (it keeps a handle to it).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        table: &str,
-        metadata: &TableMetadata,
-        settings: &FileSettings,
-        file_io: FileIO,
-        file_prefix: &str,
-        sink: AddedFilesSink,
-        ledger: FileLedger,
-        progress: Arc<Progress>,
-    ) -> Result<Self> {
-        let target = FileTarget::new(
-            table,
-            metadata,
-            settings,
-            file_io,
-            file_prefix,
-            sink,
-            ledger,
-        )?;
-        Ok(Self {
+    /// Writes its files to `target`.
+    pub fn new(target: FileTarget, progress: Arc<Progress>) -> Self {
+        Self {
             target,
             progress,
             budget: BatchBudget::default(),
             current: None,
             rows: 0,
-        })
+        }
     }
 
     /// Splices every row group of one planned file.
