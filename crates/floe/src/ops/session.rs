@@ -472,7 +472,7 @@ fn writers(
         added.clone(),
         ledger.clone(),
     )?;
-    Ok(ParallelWriter::new(vec![writer]))
+    Ok(ParallelWriter::table(writer))
 }
 
 /// How many threads encode an unpartitioned load's columns: one per core, at most two

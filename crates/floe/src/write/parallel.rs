@@ -1,14 +1,12 @@
 //! The data file writers of one load, behind one face: an unpartitioned table's batches go to
 //! the column-parallel writer ([`ColumnWriter`]: one file at a time, its columns encoded on
 //! the cores); a partitioned table's to a [`TableWriter`] on a task of its own (fanning out by
-//! partition). A few `TableWriter`s can also share the batches, each encoding on its own task
-//! into its own files.
+//! partition).
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-
-use arrow_schema::SchemaRef;
 
 use super::TableWriter;
 use super::columns::ColumnWriter;
@@ -20,14 +18,14 @@ type Outcome = (TableWriter, Result<()>);
 
 /// Where a load's conformed batches are written.
 pub enum ParallelWriter {
-    Tables(TableWriters),
+    Tables(TableTask),
     Columns(ColumnWriter),
 }
 
 impl ParallelWriter {
-    /// `TableWriter`s taking the batches in turn, each on its own task.
-    pub fn new(writers: Vec<TableWriter>) -> Self {
-        Self::Tables(TableWriters::new(writers))
+    /// A `TableWriter` (fanning out by partition) on its own task.
+    pub fn table(writer: TableWriter) -> Self {
+        Self::Tables(TableTask::new(writer))
     }
 
     /// One column-parallel writer for an unpartitioned table (spec without fields) whose
@@ -65,104 +63,75 @@ impl ParallelWriter {
     }
 }
 
-/// Several `TableWriter`s, each on its own task, taking batches in turn.
-pub struct TableWriters {
-    senders: Vec<mpsc::Sender<RecordBatch>>,
-    tasks: Vec<JoinHandle<Outcome>>,
-    next: usize,
+/// A `TableWriter` on a task of its own, so encoding runs beside the reader and conform.
+pub struct TableTask {
+    sender: Option<mpsc::Sender<RecordBatch>>,
+    task: Option<JoinHandle<Outcome>>,
 }
 
-impl TableWriters {
-    /// Starts one task per writer.
-    pub fn new(writers: Vec<TableWriter>) -> Self {
-        let mut senders = Vec::new();
-        let mut tasks = Vec::new();
-        for mut writer in writers {
-            let (tx, mut rx) = mpsc::channel::<RecordBatch>(1);
-            senders.push(tx);
-            tasks.push(tokio::spawn(async move {
-                let mut result = Ok(());
-                while let Some(batch) = rx.recv().await {
-                    if result.is_ok() {
-                        result = writer.write(batch).await;
-                    }
+impl TableTask {
+    pub fn new(mut writer: TableWriter) -> Self {
+        let (tx, mut rx) = mpsc::channel::<RecordBatch>(1);
+        let task = tokio::spawn(async move {
+            let mut result = Ok(());
+            while let Some(batch) = rx.recv().await {
+                if result.is_ok() {
+                    result = writer.write(batch).await;
                 }
-                (writer, result)
-            }));
-        }
+            }
+            (writer, result)
+        });
         Self {
-            senders,
-            tasks,
-            next: 0,
+            sender: Some(tx),
+            task: Some(task),
         }
     }
 
-    /// Hands a batch to the next writer (waits while that writer is busy).
+    /// Hands a batch to the writer (waits while it is busy).
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let k = self.next;
-        self.next = (self.next + 1) % self.senders.len();
-        if self.senders[k].send(batch).await.is_err() {
-            return Err(FloeError::TaskFailed {
-                task: "a data file writer".into(),
-                reason: "it stopped taking batches".into(),
-            });
+        let sent = match &self.sender {
+            Some(tx) => tx.send(batch).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
         }
-        Ok(())
+        Err(FloeError::TaskFailed {
+            task: "a data file writer".into(),
+            reason: "it stopped taking batches".into(),
+        })
     }
 
-    async fn join(&mut self) -> Vec<std::result::Result<Outcome, tokio::task::JoinError>> {
-        self.senders.clear();
-        let mut out = Vec::new();
-        for task in self.tasks.drain(..) {
-            out.push(task.await);
-        }
-        out
+    /// The writer back, with how its writes went (`None` once joined).
+    async fn join(&mut self) -> Option<Result<Outcome>> {
+        self.sender = None;
+        let task = self.task.take()?;
+        Some(task.await.map_err(|e| FloeError::TaskFailed {
+            task: "a data file writer".into(),
+            reason: e.to_string(),
+        }))
     }
 
-    /// Finishes every writer (their files go to the writers' sink); on any failure every file
-    /// of the load is deleted.
+    /// Finishes the writer (its files go to its sink); on failure its open files are closed
+    /// and left to the load's ledger.
     pub async fn close(&mut self) -> Result<()> {
-        let outcomes = self.join().await;
-        let mut writers = Vec::new();
-        let mut error = None;
-        for outcome in outcomes {
-            match outcome {
-                Ok((writer, result)) => {
-                    if let Err(e) = result {
-                        error.get_or_insert(e);
-                    }
-                    writers.push(writer);
-                }
-                Err(e) => {
-                    error.get_or_insert(FloeError::TaskFailed {
-                        task: "a data file writer".into(),
-                        reason: e.to_string(),
-                    });
-                }
-            }
+        let Some(joined) = self.join().await else {
+            return Ok(());
+        };
+        let (mut writer, written) = joined?;
+        let closed = match written {
+            Ok(()) => writer.close().await,
+            Err(e) => Err(e),
+        };
+        if closed.is_err() {
+            writer.abort().await;
         }
-        if error.is_none() {
-            for writer in writers.iter_mut() {
-                if let Err(e) = writer.close().await {
-                    error = Some(e);
-                    break;
-                }
-            }
-        }
-        match error {
-            None => Ok(()),
-            Some(e) => {
-                for writer in writers.iter_mut() {
-                    writer.abort().await;
-                }
-                Err(e)
-            }
-        }
+        closed
     }
 
-    /// Stops every writer and deletes every file they started (nothing once closed).
+    /// Stops the writer; its open files are closed and left to the load's ledger.
     pub async fn abort(&mut self) {
-        for (mut writer, _) in self.join().await.into_iter().flatten() {
+        if let Some(Ok((mut writer, _))) = self.join().await {
             writer.abort().await;
         }
     }
