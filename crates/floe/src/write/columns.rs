@@ -27,15 +27,14 @@ use parquet::arrow::arrow_writer::{
 use parquet::errors::ParquetError;
 use parquet::schema::types::SchemaDescPtr;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::output::{FileTarget, OpenFile};
+use super::parallel::{Feeder, stopped};
 use crate::error::{FloeError, Result};
 
 /// The writer's face on the load's async side.
 pub struct ColumnWriter {
-    batches: Option<mpsc::Sender<RecordBatch>>,
-    task: Option<JoinHandle<Result<()>>>,
+    feeder: Feeder<Result<()>>,
     /// Set before the batches end when the open file is to be finished, not abandoned.
     finish: Arc<AtomicBool>,
 }
@@ -54,19 +53,14 @@ impl ColumnWriter {
         let done = finish.clone();
         let task = tokio::task::spawn_blocking(move || files.run(rx, &done));
         Self {
-            batches: Some(tx),
-            task: Some(task),
+            feeder: Feeder::new(tx, task),
             finish,
         }
     }
 
     /// Hands over one conformed batch (waits while the writer is busy).
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let sent = match &self.batches {
-            Some(tx) => tx.send(batch).await.is_ok(),
-            None => false,
-        };
-        if sent {
+        if self.feeder.send(batch).await {
             return Ok(());
         }
         // The writer stopped: its own error says why.
@@ -75,14 +69,7 @@ impl ColumnWriter {
     }
 
     async fn join(&mut self) -> Result<()> {
-        self.batches = None;
-        match self.task.take() {
-            Some(task) => task.await.map_err(|e| FloeError::TaskFailed {
-                task: "the data file writer".into(),
-                reason: e.to_string(),
-            })?,
-            None => Ok(()),
-        }
+        self.feeder.join().await.unwrap_or(Ok(Ok(())))?
     }
 
     /// Finishes the open file (its data file goes to the sink).
@@ -96,13 +83,6 @@ impl ColumnWriter {
         if let Err(e) = self.join().await {
             tracing::debug!(error = %e, "stopping the data file writer of a failed load");
         }
-    }
-}
-
-fn stopped() -> FloeError {
-    FloeError::TaskFailed {
-        task: "the data file writer".into(),
-        reason: "it stopped taking batches".into(),
     }
 }
 

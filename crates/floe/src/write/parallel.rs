@@ -63,11 +63,50 @@ impl ParallelWriter {
     }
 }
 
-/// A `TableWriter` on a task of its own, so encoding runs beside the reader and conform.
-pub struct TableTask {
+/// A task fed batches through a channel of one, handing back what it ends with once the
+/// channel is closed (both writers of a load run this way, beside the reader and conform).
+pub(super) struct Feeder<T> {
     sender: Option<mpsc::Sender<RecordBatch>>,
-    task: Option<JoinHandle<Outcome>>,
+    task: Option<JoinHandle<T>>,
 }
+
+impl<T> Feeder<T> {
+    pub(super) fn new(sender: mpsc::Sender<RecordBatch>, task: JoinHandle<T>) -> Self {
+        Self {
+            sender: Some(sender),
+            task: Some(task),
+        }
+    }
+
+    /// Hands over a batch (waits while the task is busy); false once the task has stopped.
+    pub(super) async fn send(&mut self, batch: RecordBatch) -> bool {
+        match &self.sender {
+            Some(tx) => tx.send(batch).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Closes the channel and waits for the task (`None` once joined).
+    pub(super) async fn join(&mut self) -> Option<Result<T>> {
+        self.sender = None;
+        let task = self.task.take()?;
+        Some(task.await.map_err(|e| FloeError::TaskFailed {
+            task: "a data file writer".into(),
+            reason: e.to_string(),
+        }))
+    }
+}
+
+/// The error of a writer that stopped taking batches without saying why.
+pub(super) fn stopped() -> FloeError {
+    FloeError::TaskFailed {
+        task: "a data file writer".into(),
+        reason: "it stopped taking batches".into(),
+    }
+}
+
+/// A `TableWriter` on a task of its own.
+pub struct TableTask(Feeder<Outcome>);
 
 impl TableTask {
     pub fn new(mut writer: TableWriter) -> Self {
@@ -81,41 +120,21 @@ impl TableTask {
             }
             (writer, result)
         });
-        Self {
-            sender: Some(tx),
-            task: Some(task),
-        }
+        Self(Feeder::new(tx, task))
     }
 
     /// Hands a batch to the writer (waits while it is busy).
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let sent = match &self.sender {
-            Some(tx) => tx.send(batch).await.is_ok(),
-            None => false,
-        };
-        if sent {
-            return Ok(());
+        match self.0.send(batch).await {
+            true => Ok(()),
+            false => Err(stopped()),
         }
-        Err(FloeError::TaskFailed {
-            task: "a data file writer".into(),
-            reason: "it stopped taking batches".into(),
-        })
-    }
-
-    /// The writer back, with how its writes went (`None` once joined).
-    async fn join(&mut self) -> Option<Result<Outcome>> {
-        self.sender = None;
-        let task = self.task.take()?;
-        Some(task.await.map_err(|e| FloeError::TaskFailed {
-            task: "a data file writer".into(),
-            reason: e.to_string(),
-        }))
     }
 
     /// Finishes the writer (its files go to its sink); on failure its open files are closed
     /// and left to the load's ledger.
     pub async fn close(&mut self) -> Result<()> {
-        let Some(joined) = self.join().await else {
+        let Some(joined) = self.0.join().await else {
             return Ok(());
         };
         let (mut writer, written) = joined?;
@@ -131,7 +150,7 @@ impl TableTask {
 
     /// Stops the writer; its open files are closed and left to the load's ledger.
     pub async fn abort(&mut self) {
-        if let Some(Ok((mut writer, _))) = self.join().await {
+        if let Some(Ok((mut writer, _))) = self.0.join().await {
             writer.abort().await;
         }
     }
