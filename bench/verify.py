@@ -9,7 +9,8 @@ by a floe binary built without them, and `cp` of the same bytes, in one run.
 path checked page headers only): build it with `git worktree`/`git stash` and
 `cargo build --release -p floe-cli`, then copy the binary aside. Data: `floe-bench gen` (zstd,
 the table's types, 1M rows per file), so every row takes the copy path. Contenders alternate
-(A B C A B C ...); medians of --repeat runs of wall time, CPU time and peak RSS.
+(A B C A B C ...); medians of --repeat runs of wall time, CPU time and peak RSS. `--before`
+adds another floe binary (e.g. the previous verified build) as one more contender.
 """
 
 import argparse
@@ -27,6 +28,8 @@ from memory import dataset, machine_facts, measure_rusage, mib, record_section, 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--unverified", type=Path, required=True, help="a release floe without page verification")
+    ap.add_argument("--before", type=Path, help="another floe binary to run alongside (e.g. the previous build)")
+    ap.add_argument("--before-label", default="floe before (verified copy)")
     ap.add_argument("--rows", type=int, nargs="+", default=[4_000_000])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=REPO / "bench" / "out")
@@ -37,7 +40,8 @@ def main():
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     lines = [
-        f"Command: `python3 bench/verify.py --unverified <floe before verification> --rows {' '.join(map(str, args.rows))} --repeat {args.repeat}`  ",
+        f"Command: `python3 bench/verify.py --unverified <floe before verification>"
+        f"{' --before <previous floe>' if args.before else ''} --rows {' '.join(map(str, args.rows))} --repeat {args.repeat}`  ",
         f"Machine: {machine_facts()}",
         "",
         "| rows | input MB | contender | wall (s) | CPU (s) | peak RSS (MiB) | vs unverified | vs cp |",
@@ -66,7 +70,10 @@ def main():
             wall, cpu, rss, _ = measure_rusage(["sh", "-c", f"cp {data}/*.parquet {copy_dir}/ && sync -f {copy_dir}"])
             return wall, cpu, rss
 
-        contenders = {"floe (verified copy)": load(floe), "floe before (unverified copy)": load(args.unverified), "cp": cp}
+        contenders = {"floe (verified copy)": load(floe)}
+        if args.before:
+            contenders[args.before_label] = load(args.before)
+        contenders |= {"floe before (unverified copy)": load(args.unverified), "cp": cp}
         samples = {name: [] for name in contenders}
         for _ in range(args.repeat):
             for name, run in contenders.items():
