@@ -320,87 +320,122 @@ async fn adopt(
     plan: &LoadPlan,
     staged: &[StagedFiles],
 ) -> Result<u64> {
-    let refuse = |detail: String| FloeError::StagedFiles {
-        table: plan.table.clone(),
-        detail,
-    };
-    let schema_id = session.schema().schema_id();
-    let spec_id = session.metadata.default_partition_spec_id();
-    let data_dir = plan.data_dir()?;
     let mut rows_copied = 0;
     let mut attempts = HashSet::new();
     for result in staged {
         if result.job != plan.job {
-            return Err(refuse(format!(
-                "attempt {} belongs to job {}, not {}",
-                result.attempt, result.job, plan.job
-            )));
+            return Err(refuse(
+                plan,
+                format!(
+                    "attempt {} belongs to job {}, not {}",
+                    result.attempt, result.job, plan.job
+                ),
+            ));
         }
         if !attempts.insert(result.attempt.as_str()) {
-            return Err(refuse(format!(
-                "attempt {} is handed in twice (its files would land twice)",
-                result.attempt
-            )));
+            return Err(refuse(
+                plan,
+                format!(
+                    "attempt {} is handed in twice (its files would land twice)",
+                    result.attempt
+                ),
+            ));
         }
         let (mut files, mut rows) = (0u64, 0u64);
         for path in &result.manifests {
-            if !path.starts_with(&plan.metadata_dir()) {
-                return Err(refuse(format!(
-                    "manifest {path} is not in the table's metadata folder"
-                )));
-            }
-            let manifest = read_manifest(session, path).await?;
-            let meta = manifest.metadata();
-            if meta.schema_id() != schema_id
-                || meta.partition_spec().spec_id() != spec_id
-                || *meta.content() != ManifestContentType::Data
-            {
-                return Err(refuse(format!(
-                    "manifest {path} lists data of schema {} and spec {}, the load writes schema {schema_id} and spec {spec_id}",
-                    meta.schema_id(),
-                    meta.partition_spec().spec_id()
-                )));
-            }
-            for entry in manifest.entries() {
-                let file = entry.data_file();
-                let path = file.file_path();
-                let ours = path.starts_with(&data_dir)
-                    && path[data_dir.len()..].contains(&result.attempt)
-                    && !path[data_dir.len()..].contains("..");
-                if entry.status() != ManifestStatus::Added
-                    || file.content_type() != DataContentType::Data
-                    || file.file_format() != DataFileFormat::Parquet
-                    || !ours
-                {
-                    return Err(refuse(format!(
-                        "{path} is not a new Parquet data file of attempt {} under {data_dir}",
-                        result.attempt
-                    )));
-                }
-                let present = session
-                    .base
-                    .file_io
-                    .exists(path)
-                    .await
-                    .context(|| format!("cannot check staged file {path}"))?;
-                if !present {
-                    return Err(refuse(format!("{path} does not exist")));
-                }
-                session.ledger.record(path);
-                files += 1;
-                rows += file.record_count();
-                session.added.lock().await.add(file.clone()).await?;
-            }
+            let (f, r) = adopt_manifest(session, plan, &result.attempt, path).await?;
+            files += f;
+            rows += r;
         }
         if files != result.files || rows != result.rows {
-            return Err(refuse(format!(
-                "attempt {} reported {} files and {} rows, its manifests list {files} and {rows}",
-                result.attempt, result.files, result.rows
-            )));
+            return Err(refuse(
+                plan,
+                format!(
+                    "attempt {} reported {} files and {} rows, its manifests list {files} and {rows}",
+                    result.attempt, result.files, result.rows
+                ),
+            ));
         }
         rows_copied += result.rows_copied;
     }
     Ok(rows_copied)
+}
+
+/// Why staged results are refused.
+fn refuse(plan: &LoadPlan, detail: String) -> FloeError {
+    FloeError::StagedFiles {
+        table: plan.table.clone(),
+        detail,
+    }
+}
+
+/// Checks one manifest of `attempt` (in the table's metadata folder, the load's schema and
+/// spec, only new Parquet data files of the attempt that exist) and adds its files to the
+/// load: how many files and rows it lists.
+async fn adopt_manifest(
+    session: &mut LoadSession<'_>,
+    plan: &LoadPlan,
+    attempt: &str,
+    path: &str,
+) -> Result<(u64, u64)> {
+    let schema_id = session.schema().schema_id();
+    let spec_id = session.metadata.default_partition_spec_id();
+    let data_dir = plan.data_dir()?;
+    if !path.starts_with(&plan.metadata_dir()) {
+        return Err(refuse(
+            plan,
+            format!("manifest {path} is not in the table's metadata folder"),
+        ));
+    }
+    let manifest = read_manifest(session, path).await?;
+    let meta = manifest.metadata();
+    if meta.schema_id() != schema_id
+        || meta.partition_spec().spec_id() != spec_id
+        || *meta.content() != ManifestContentType::Data
+    {
+        return Err(refuse(
+            plan,
+            format!(
+                "manifest {path} lists data of schema {} and spec {}, the load writes schema {schema_id} and spec {spec_id}",
+                meta.schema_id(),
+                meta.partition_spec().spec_id()
+            ),
+        ));
+    }
+    let (mut files, mut rows) = (0u64, 0u64);
+    for entry in manifest.entries() {
+        let file = entry.data_file();
+        let path = file.file_path();
+        let ours = path.starts_with(&data_dir)
+            && path[data_dir.len()..].contains(attempt)
+            && !path[data_dir.len()..].contains("..");
+        if entry.status() != ManifestStatus::Added
+            || file.content_type() != DataContentType::Data
+            || file.file_format() != DataFileFormat::Parquet
+            || !ours
+        {
+            return Err(refuse(
+                plan,
+                format!(
+                    "{path} is not a new Parquet data file of attempt {attempt} under {data_dir}"
+                ),
+            ));
+        }
+        let present = session
+            .base
+            .file_io
+            .exists(path)
+            .await
+            .context(|| format!("cannot check staged file {path}"))?;
+        if !present {
+            return Err(refuse(plan, format!("{path} does not exist")));
+        }
+        session.ledger.record(path);
+        files += 1;
+        rows += file.record_count();
+        session.added.lock().await.add(file.clone()).await?;
+    }
+    Ok((files, rows))
 }
 
 async fn read_manifest(session: &LoadSession<'_>, path: &str) -> Result<Manifest> {
