@@ -15,6 +15,7 @@ use iceberg::io::FileIO;
 use iceberg::spec::Schema;
 use roaring::RoaringTreemap;
 
+use super::candidates::CandidateFiles;
 use super::join::JoinSink;
 use super::position_deletes::PositionDeleteWriter;
 use super::spec::MergeCounts;
@@ -92,7 +93,7 @@ impl JoinSink for DeleteCollector {
 
 /// Where deletes are applied: the candidate files the join numbered, and how.
 pub(crate) struct DeleteTargets<'a> {
-    pub candidates: &'a [LiveFile],
+    pub candidates: &'a CandidateFiles,
     /// Positions already deleted in each file (by earlier delete files).
     pub already_deleted: &'a HashMap<String, RoaringTreemap>,
     pub schema: &'a Schema,
@@ -170,7 +171,7 @@ impl DeleteTargets<'_> {
         counts: &mut MergeCounts,
         applied: &mut Applied,
     ) -> Result<()> {
-        let target = &self.candidates[file as usize];
+        let target = &self.candidates.get(file as usize)?;
         if let Some(deletes) = self.delete_writer {
             let files = deletes.write(target, positions).await?;
             counts.delete_files_added += files.len() as u64;

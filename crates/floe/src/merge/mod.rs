@@ -20,6 +20,7 @@
 //! sorts' O(n log n)); memory is set by the sort budget, never by the data.
 
 mod apply;
+pub mod candidates;
 mod join;
 mod keys;
 mod load_side;

@@ -36,10 +36,23 @@ pub struct LiveFile {
     pub spec_id: i32,
 }
 
+/// Where [`live_state`] puts the files it keeps: a list in memory (compaction) or a merge's
+/// [`super::candidates::CandidateFiles`].
+pub trait LiveFiles {
+    fn push(&mut self, file: LiveFile) -> Result<()>;
+}
+
+impl LiveFiles for Vec<LiveFile> {
+    fn push(&mut self, file: LiveFile) -> Result<()> {
+        Vec::push(self, file);
+        Ok(())
+    }
+}
+
 /// The table's live data files and, per data file path, the positions already deleted.
 #[derive(Debug, Default)]
-pub struct LiveState {
-    pub files: Vec<LiveFile>,
+pub struct LiveState<F = Vec<LiveFile>> {
+    pub files: F,
     pub deleted: HashMap<String, RoaringTreemap>,
 }
 
@@ -65,18 +78,24 @@ async fn open(
 }
 
 /// The live data files `wanted` keeps (given each entry and its partition spec id; a merge's
-/// candidates: files that may hold a load key) and their deleted positions. Memory follows the
-/// candidates, not the table: other files' entries are dropped as the manifests stream by, and
+/// candidates: files that may hold a load key), added to `files`, and their deleted positions.
+/// Memory follows what `files` keeps, not the table: other files' entries are dropped as the
+/// manifests stream by, kept files are remembered by a hash of their path (8 bytes each), and
 /// positions deleted in other files are skipped while the delete files are read.
-pub async fn live_state(
+pub async fn live_state<F: LiveFiles>(
     state: &TableState,
     wanted: impl Fn(&DataFile, i32) -> bool,
-) -> Result<LiveState> {
+    files: F,
+) -> Result<LiveState<F>> {
     let table = state.name();
-    let mut out = LiveState::default();
+    let mut out = LiveState {
+        files,
+        deleted: HashMap::new(),
+    };
     let Some(snapshot) = state.metadata.current_snapshot() else {
         return Ok(out);
     };
+    let mut kept = HashSet::new();
     let handle = state.table()?;
     let list = handle
         .manifest_list_reader(snapshot)
@@ -100,12 +119,13 @@ pub async fn live_state(
             let file = entry.data_file();
             match file.content_type() {
                 DataContentType::Data if wanted(file, manifest.partition_spec_id) => {
+                    kept.insert(path_hash(file.file_path()));
                     out.files.push(LiveFile {
                         path: file.file_path().to_string(),
                         partition: file.partition().clone(),
                         size: file.file_size_in_bytes(),
                         spec_id: manifest.partition_spec_id,
-                    });
+                    })?;
                 }
                 DataContentType::Data => {}
                 DataContentType::PositionDeletes => delete_files.push(file.file_path().to_string()),
@@ -120,20 +140,25 @@ pub async fn live_state(
             }
         }
     }
-    let candidates: HashSet<&str> = out.files.iter().map(|f| f.path.as_str()).collect();
-    let mut deleted = HashMap::new();
     for path in &delete_files {
-        read_position_deletes(&state.file_io, path, &candidates, &mut deleted).await?;
+        read_position_deletes(&state.file_io, path, &kept, &mut out.deleted).await?;
     }
-    out.deleted = deleted;
     Ok(out)
 }
 
-/// Adds the positions `location` deletes in the files of `candidates` to `into`.
+/// A file path's hash: what [`live_state`] remembers of the files it kept. Two paths with one
+/// hash only cost memory (positions of a file not kept are held too), never a wrong result:
+/// deleted positions are looked up by the full path.
+fn path_hash(path: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(path)
+}
+
+/// Adds the positions `location` deletes in the `kept` files (by path hash) to `into`.
 async fn read_position_deletes(
     file_io: &FileIO,
     location: &str,
-    candidates: &HashSet<&str>,
+    kept: &HashSet<u64>,
     into: &mut HashMap<String, RoaringTreemap>,
 ) -> Result<()> {
     let mut reader = open(file_io, location)
@@ -154,12 +179,26 @@ async fn read_position_deletes(
                 "not a position-delete file (file_path, pos)",
             ));
         };
+        // Delete files are sorted by path: decide once per run of one path.
+        let mut last: Option<(&str, bool)> = None;
         for i in 0..batch.num_rows() {
             let path = paths.value(i);
-            if candidates.contains(path) {
-                into.entry(path.to_string())
-                    .or_default()
-                    .insert(positions.value(i) as u64);
+            let keep = match last {
+                Some((p, keep)) if p == path => keep,
+                _ => kept.contains(&path_hash(path)),
+            };
+            last = Some((path, keep));
+            if !keep {
+                continue;
+            }
+            let pos = positions.value(i) as u64;
+            match into.get_mut(path) {
+                Some(deleted) => {
+                    deleted.insert(pos);
+                }
+                None => {
+                    into.entry(path.to_string()).or_default().insert(pos);
+                }
             }
         }
     }

@@ -90,13 +90,13 @@ async fn compact(
         check_fields(session, filter)?;
     }
     let metadata = session.base.metadata.clone();
-    let live = live_state(&session.base, |f, spec_id| {
+    let in_filter = |f: &iceberg::spec::DataFile, spec_id| {
         only.is_none_or(|m| {
             let spec = metadata.partition_spec_by_id(spec_id);
             m.matches(spec.map(|s| s.fields()).unwrap_or_default(), f.partition())
         })
-    })
-    .await?;
+    };
+    let live = live_state(&session.base, in_filter, Vec::new()).await?;
     let policy = CompactPolicy {
         target_file_size: session.settings.target_file_size,
         min_input_files,

@@ -26,8 +26,9 @@ use crate::catalog::Catalog;
 use crate::commit::{FileChanges, LoadOperation};
 use crate::conform::Conformer;
 use crate::error::{FloeError, Result, ResultExt};
+use crate::merge::candidates::CandidateFiles;
 use crate::merge::position_deletes::PositionDeleteWriter;
-use crate::merge::table_files::{LiveFile, LiveState, live_state};
+use crate::merge::table_files::{LiveState, live_state};
 use crate::merge::{
     DeleteCollector, DeleteTargets, DuplicateKeys, Fingerprints, KeyColumns, LoadSide, MergeCounts,
     MergeMode, MergeSpec, MergeStrategy, PartitionFilter, TableSide, apply_deletes, join,
@@ -136,8 +137,7 @@ async fn merge_into(
     let live = find_candidates(session, &keys, &load).await?;
     let (load_keys, load_schema) = (load.sorted_keys().clone(), load.schema().clone());
     let (sorted_load, queue) = load.finish()?;
-    let sorted_table =
-        sort_candidates(session, &keys, &live.files, &live, budget, &mut spill_runs).await?;
+    let sorted_table = sort_candidates(session, &keys, &live, budget, &mut spill_runs).await?;
     let spill_dir = session.options.write.spill_dir.clone();
     let mut decisions = DeleteCollector::new(budget, spill_dir.as_deref())?;
     let mut counts = join(
@@ -307,15 +307,19 @@ async fn find_candidates(
     session: &LoadSession<'_>,
     keys: &KeyColumns,
     load: &LoadSide,
-) -> Result<LiveState> {
+) -> Result<LiveState<CandidateFiles>> {
+    let candidates = CandidateFiles::new(session.options.write.spill_dir.as_deref());
     if session.base.is_staged() || load.rows() == 0 {
-        return Ok(LiveState::default());
+        return Ok(LiveState {
+            files: candidates,
+            deleted: Default::default(),
+        });
     }
     let (ranges, partitions) = (load.ranges(), load.partition_filter());
     let may_hold_a_load_key = |f: &DataFile, spec_id: i32| {
         ranges.may_match(keys, f) && partitions.is_none_or(|p| p.may_match(spec_id, f.partition()))
     };
-    let live = live_state(&session.base, may_hold_a_load_key).await?;
+    let live = live_state(&session.base, may_hold_a_load_key, candidates).await?;
     tracing::info!(table = %session.table, candidates = live.files.len(), "scanning candidate files' keys");
     Ok(live)
 }
@@ -324,12 +328,11 @@ async fn find_candidates(
 async fn sort_candidates(
     session: &LoadSession<'_>,
     keys: &KeyColumns,
-    candidates: &[LiveFile],
-    live: &LiveState,
+    live: &LiveState<CandidateFiles>,
     budget: usize,
     spill_runs: &mut u64,
 ) -> Result<Option<SortedStream>> {
-    if candidates.is_empty() {
+    if live.files.is_empty() {
         return Ok(None);
     }
     let spill_dir = session.options.write.spill_dir.as_deref();
@@ -337,7 +340,7 @@ async fn sort_candidates(
     let schema = session.schema();
     let (sorted, spilled) = scan_candidates(
         &session.base.file_io,
-        candidates,
+        &live.files,
         &live.deleted,
         schema,
         side,
@@ -353,7 +356,7 @@ async fn sort_candidates(
 async fn remove_matched(
     session: &mut LoadSession<'_>,
     spec: &MergeSpec,
-    live: &LiveState,
+    live: &LiveState<CandidateFiles>,
     deletes: SortedStream,
     counts: &mut MergeCounts,
 ) -> Result<(
