@@ -249,13 +249,81 @@ impl ExternalSorter {
 }
 
 /// A fresh directory for spill files under `spill_dir` (default: the system temp dir), removed
-/// with its files when dropped.
+/// with its files when dropped. Its name carries this process's id (and PID namespace), so
+/// directories that killed floe processes left behind are found and removed first.
 fn spill_directory(spill_dir: Option<&Path>) -> Result<tempfile::TempDir> {
-    match spill_dir {
-        Some(d) => tempfile::Builder::new().prefix("floe-spill-").tempdir_in(d),
-        None => tempfile::Builder::new().prefix("floe-spill-").tempdir(),
+    let parent = spill_dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
+    let owner = Owner::current();
+    if let Some(owner) = &owner {
+        remove_stale_spill_dirs(&parent, owner);
     }
-    .context(|| "cannot create a spill directory".into())
+    let prefix = match &owner {
+        Some(o) => format!("{SPILL_PREFIX}{}-{}-", o.namespace, o.pid),
+        None => SPILL_PREFIX.to_string(),
+    };
+    tempfile::Builder::new()
+        .prefix(&prefix)
+        .tempdir_in(&parent)
+        .context(|| format!("cannot create a spill directory in {}", parent.display()))
+}
+
+const SPILL_PREFIX: &str = "floe-spill-";
+
+/// The process a spill directory belongs to: its PID namespace (an inode number, so processes
+/// of other containers sharing the folder are never taken for dead) and its id.
+struct Owner {
+    namespace: u64,
+    pid: u32,
+}
+
+impl Owner {
+    /// This process, where /proc tells its PID namespace (Linux); `None` elsewhere.
+    fn current() -> Option<Self> {
+        let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        let namespace = link
+            .to_str()?
+            .strip_prefix("pid:[")?
+            .strip_suffix(']')?
+            .parse()
+            .ok()?;
+        Some(Self {
+            namespace,
+            pid: std::process::id(),
+        })
+    }
+}
+
+/// Removes `floe-spill-<namespace>-<pid>-*` directories of this PID namespace whose process is
+/// gone: what a floe killed with SIGKILL (which no handler can catch) leaves behind.
+fn remove_stale_spill_dirs(parent: &Path, me: &Owner) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(SPILL_PREFIX)) else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, '-');
+        let (Some(ns), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let (Ok(ns), Ok(pid)) = (ns.parse::<u64>(), pid.parse::<u32>()) else {
+            continue;
+        };
+        if ns != me.namespace || pid == me.pid || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                tracing::info!(dir = %path.display(), "removed the spill directory of a floe process that is gone")
+            }
+            Err(e) => {
+                tracing::debug!(dir = %path.display(), error = %e, "could not remove a stale spill directory")
+            }
+        }
+    }
 }
 
 /// An LZ4-compressed Arrow IPC file writer for spilled batches.
@@ -521,6 +589,38 @@ mod tests {
     use arrow_array::{Int64Array, StringArray};
     use arrow_schema::{DataType, Field, Schema};
     use std::sync::Arc;
+
+    #[test]
+    fn spill_dirs_of_dead_floe_processes_of_this_namespace_are_removed() {
+        let Some(me) = Owner::current() else {
+            return; // no /proc: nothing is swept
+        };
+        let parent = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let ns = me.namespace;
+        let names = [
+            (format!("floe-spill-{ns}-{dead}-gone"), false),
+            (format!("floe-spill-{ns}-{}-mine", me.pid), true),
+            (
+                format!("floe-spill-{}-{dead}-other-namespace", ns + 1),
+                true,
+            ),
+            ("floe-spill-old-style".to_string(), true),
+            (format!("other-{ns}-{dead}-x"), true),
+        ];
+        for (name, _) in &names {
+            std::fs::create_dir(parent.path().join(name)).unwrap();
+            std::fs::write(parent.path().join(name).join("run-0"), b"x").unwrap();
+        }
+        let fresh = spill_directory(Some(parent.path())).unwrap();
+        let fresh_name = fresh.path().file_name().unwrap().to_str().unwrap();
+        assert!(fresh_name.starts_with(&format!("floe-spill-{ns}-{}-", me.pid)));
+        for (name, kept) in &names {
+            assert_eq!(parent.path().join(name).exists(), *kept, "{name}");
+        }
+    }
 
     fn batch(keys: Vec<i64>) -> RecordBatch {
         let names: Vec<String> = keys.iter().map(|k| format!("v{k}")).collect();
