@@ -45,7 +45,14 @@ pub struct ExternalSorter {
     converter: RowConverter,
     budget: usize,
     buffered: Vec<RecordBatch>,
+    /// Bytes of `buffered` and `small` together.
     buffered_bytes: usize,
+    /// Small batches in arrival order, gathered into one buffered batch of at least
+    /// [`GATHER_ROWS`] rows: thousands of few-row batches (one per small table file, one per
+    /// partition) would otherwise cost far more than their rows in per-batch overhead.
+    small: Vec<RecordBatch>,
+    small_rows: usize,
+    small_bytes: usize,
     runs: Vec<PathBuf>,
     dir: tempfile::TempDir,
     rows: u64,
@@ -55,6 +62,8 @@ pub struct ExternalSorter {
 
 /// Most runs merged at once (each holds one batch in memory while merging).
 const MAX_FAN_IN: usize = 16;
+/// Batches below this many rows are gathered before they are buffered.
+const GATHER_ROWS: usize = 8 * 1024;
 
 impl std::fmt::Debug for ExternalSorter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,6 +97,9 @@ impl ExternalSorter {
             budget: budget.max(1 << 20),
             buffered: Vec::new(),
             buffered_bytes: 0,
+            small: Vec::new(),
+            small_rows: 0,
+            small_bytes: 0,
             runs: Vec::new(),
             dir,
             rows: 0,
@@ -105,12 +117,39 @@ impl ExternalSorter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.rows += batch.num_rows() as u64;
-        self.buffered_bytes += batch.get_array_memory_size();
-        self.buffered.push(batch);
+        let (rows, bytes) = (batch.num_rows(), batch.get_array_memory_size());
+        self.rows += rows as u64;
+        self.buffered_bytes += bytes;
+        if rows < GATHER_ROWS {
+            self.small.push(batch);
+            self.small_rows += rows;
+            self.small_bytes += bytes;
+            if self.small_rows >= GATHER_ROWS {
+                self.gather()?;
+            }
+        } else {
+            // Pending small batches first: rows keep their arrival order (ties sort stably).
+            self.gather()?;
+            self.buffered.push(batch);
+        }
         if self.buffered_bytes >= self.budget {
             self.spill()?;
         }
+        Ok(())
+    }
+
+    /// Buffers the pending small batches as one.
+    fn gather(&mut self) -> Result<()> {
+        if self.small.is_empty() {
+            return Ok(());
+        }
+        let batch = arrow_select::concat::concat_batches(&self.schema, &self.small)
+            .context(|| "cannot gather small batches for the sort".into())?;
+        self.small.clear();
+        self.buffered_bytes =
+            self.buffered_bytes - self.small_bytes + batch.get_array_memory_size();
+        (self.small_rows, self.small_bytes) = (0, 0);
+        self.buffered.push(batch);
         Ok(())
     }
 
@@ -127,6 +166,7 @@ impl ExternalSorter {
 
     /// Sorts the buffer: returns the buffered batches and the sorted (batch, row) order.
     fn sort_buffered(&mut self) -> Result<SortedBuffer> {
+        self.gather()?;
         let batches = std::mem::take(&mut self.buffered);
         self.buffered_bytes = 0;
         let keys: Vec<Rows> = batches
@@ -163,6 +203,7 @@ impl ExternalSorter {
 
     /// Everything pushed, in key order.
     pub fn finish(mut self) -> Result<SortedStream> {
+        self.gather()?;
         if self.runs.is_empty() {
             let (batches, order) = self.sort_buffered()?;
             return Ok(SortedStream {
@@ -589,6 +630,54 @@ mod tests {
     use arrow_array::{Int64Array, StringArray};
     use arrow_schema::{DataType, Field, Schema};
     use std::sync::Arc;
+
+    /// Rows `(key % 97, arrival number)` for arrival numbers `from..to`.
+    fn arrivals(from: i64, to: i64) -> RecordBatch {
+        let keys: Vec<i64> = (from..to).map(|i| i % 97).collect();
+        let seqs: Vec<String> = (from..to).map(|i| format!("{i:06}")).collect();
+        RecordBatch::try_new(
+            batch(vec![0]).schema(),
+            vec![
+                Arc::new(Int64Array::from(keys)),
+                Arc::new(StringArray::from(seqs)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn small_batches_are_gathered_and_keep_their_order_in_memory_and_spilled() {
+        let schema = batch(vec![0]).schema();
+        // 0: the smallest budget (1 MiB), so the rows spill runs; usize::MAX: none.
+        for budget in [0, usize::MAX] {
+            let mut sorter = ExternalSorter::new(schema.clone(), vec![0], budget, None).unwrap();
+            let mut next = 0;
+            for i in 0..40_000 {
+                // One-row batches, and a large one in the middle.
+                let rows = if i == 12_345 { 9_000 } else { 1 };
+                sorter.push(arrivals(next, next + rows)).unwrap();
+                next += rows;
+                assert!(sorter.small.len() < GATHER_ROWS);
+            }
+            assert!(sorter.buffered.len() < 12, "{}", sorter.buffered.len());
+            let spilled = sorter.spilled_runs();
+            assert_eq!(spilled > 0, budget == 0);
+            let mut got: Vec<(i64, String)> = Vec::new();
+            for b in sorter.finish().unwrap() {
+                let b = b.unwrap();
+                let k = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                let v = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+                got.extend((0..b.num_rows()).map(|r| (k.value(r), v.value(r).to_string())));
+            }
+            assert_eq!(got.len() as i64, next);
+            if spilled == 0 {
+                // In memory the sort is stable: equal keys keep their arrival order.
+                assert!(got.windows(2).all(|w| w[0] < w[1]));
+            } else {
+                assert!(got.windows(2).all(|w| w[0].0 <= w[1].0));
+            }
+        }
+    }
 
     #[test]
     fn spill_dirs_of_dead_floe_processes_of_this_namespace_are_removed() {

@@ -11,17 +11,10 @@ use super::{FILE_COLUMN, POS_COLUMN};
 use crate::error::{Result, ResultExt};
 use crate::spill::{ExternalSorter, SortedStream};
 
-/// Rows gathered before they go to the sort: files of a few rows each (a table of many small
-/// files) would otherwise each be a batch of its own, whose fixed costs dwarf its rows.
-const COALESCE_ROWS: usize = 8 * 1024;
-
 /// The table side: key columns of candidate files with (file, pos), sorted by key.
 pub struct TableSide {
     sorter: ExternalSorter,
     schema: SchemaRef,
-    /// Small batches waiting to be pushed to the sort as one.
-    pending: Vec<RecordBatch>,
-    pending_rows: usize,
 }
 
 impl TableSide {
@@ -43,8 +36,6 @@ impl TableSide {
         Ok(Self {
             sorter: ExternalSorter::new(schema.clone(), key_cols, budget, spill_dir)?,
             schema,
-            pending: Vec::new(),
-            pending_rows: 0,
         })
     }
 
@@ -60,26 +51,6 @@ impl TableSide {
         key_columns.push(Arc::new(positions));
         let batch = RecordBatch::try_new(self.schema.clone(), key_columns)
             .context(|| "cannot tag table keys".into())?;
-        if n >= COALESCE_ROWS {
-            return self.sorter.push(batch);
-        }
-        self.pending.push(batch);
-        self.pending_rows += n;
-        if self.pending_rows >= COALESCE_ROWS {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Pushes the pending small batches to the sort as one batch.
-    fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let batch = arrow_select::concat::concat_batches(&self.schema, &self.pending)
-            .context(|| "cannot gather table keys".into())?;
-        self.pending.clear();
-        self.pending_rows = 0;
         self.sorter.push(batch)
     }
 
@@ -87,8 +58,7 @@ impl TableSide {
         self.sorter.spilled_runs()
     }
 
-    pub fn finish(mut self) -> Result<SortedStream> {
-        self.flush()?;
+    pub fn finish(self) -> Result<SortedStream> {
         self.sorter.finish()
     }
 }
@@ -126,7 +96,6 @@ pub async fn scan_candidates(
             side.push(columns, idx as u32, positions)?;
         }
     }
-    side.flush()?;
     let spilled = side.spilled_runs();
     Ok((side.finish()?, spilled))
 }
