@@ -117,7 +117,7 @@ impl ExternalSorter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let (rows, bytes) = (batch.num_rows(), batch.get_array_memory_size());
+        let (rows, bytes) = (batch.num_rows(), self.sorting_bytes(&batch));
         self.rows += rows as u64;
         self.buffered_bytes += bytes;
         if rows < GATHER_ROWS {
@@ -146,11 +146,22 @@ impl ExternalSorter {
         let batch = arrow_select::concat::concat_batches(&self.schema, &self.small)
             .context(|| "cannot gather small batches for the sort".into())?;
         self.small.clear();
-        self.buffered_bytes =
-            self.buffered_bytes - self.small_bytes + batch.get_array_memory_size();
+        self.buffered_bytes = self.buffered_bytes - self.small_bytes + self.sorting_bytes(&batch);
         (self.small_rows, self.small_bytes) = (0, 0);
         self.buffered.push(batch);
         Ok(())
+    }
+
+    /// What `batch` costs once sorted, so the budget covers the sort too: its columns, its key
+    /// columns again in row format (with a row offset each) and an order entry per row.
+    fn sorting_bytes(&self, batch: &RecordBatch) -> usize {
+        let keys: usize = self
+            .key_columns
+            .iter()
+            .map(|&i| batch.column(i).get_array_memory_size())
+            .sum();
+        let per_row = size_of::<usize>() + size_of::<(usize, usize)>();
+        batch.get_array_memory_size() + keys + batch.num_rows() * per_row
     }
 
     fn keys(&self, batch: &RecordBatch) -> Result<Rows> {
@@ -173,11 +184,11 @@ impl ExternalSorter {
             .iter()
             .map(|b| self.keys(b))
             .collect::<Result<_>>()?;
-        let mut order: Vec<(usize, usize)> = batches
-            .iter()
-            .enumerate()
-            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
-            .collect();
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut order: Vec<(usize, usize)> = Vec::with_capacity(rows);
+        for (b, batch) in batches.iter().enumerate() {
+            order.extend((0..batch.num_rows()).map(|r| (b, r)));
+        }
         order.sort_by(|a, b| keys[a.0].row(a.1).cmp(&keys[b.0].row(b.1)));
         Ok((batches, order))
     }
