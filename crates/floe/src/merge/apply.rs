@@ -171,9 +171,9 @@ impl DeleteTargets<'_> {
         counts: &mut MergeCounts,
         applied: &mut Applied,
     ) -> Result<()> {
-        let target = &self.candidates.get(file as usize)?;
+        let target = self.candidates.get(file as usize)?;
         if let Some(deletes) = self.delete_writer {
-            let files = deletes.write(target, positions).await?;
+            let files = deletes.write(&target, positions).await?;
             counts.delete_files_added += files.len() as u64;
             applied
                 .delete_files
@@ -183,8 +183,8 @@ impl DeleteTargets<'_> {
                 }));
             return Ok(());
         }
-        self.rewrite(target, positions, writer).await?;
-        applied.removed.insert(target.path.clone());
+        self.rewrite(&target, positions, writer).await?;
+        applied.removed.insert(target.path);
         counts.files_rewritten += 1;
         Ok(())
     }

@@ -56,6 +56,16 @@ pub struct LiveState<F = Vec<LiveFile>> {
     pub deleted: HashMap<String, RoaringTreemap>,
 }
 
+impl<F> LiveState<F> {
+    /// `files`, with no deleted positions yet.
+    pub fn new(files: F) -> Self {
+        Self {
+            files,
+            deleted: HashMap::new(),
+        }
+    }
+}
+
 fn read_error(location: &str, reason: impl ToString) -> FloeError {
     FloeError::InputRead {
         path: location.into(),
@@ -88,10 +98,7 @@ pub async fn live_state<F: LiveFiles>(
     files: F,
 ) -> Result<LiveState<F>> {
     let table = state.name();
-    let mut out = LiveState {
-        files,
-        deleted: HashMap::new(),
-    };
+    let mut out = LiveState::new(files);
     let Some(snapshot) = state.metadata.current_snapshot() else {
         return Ok(out);
     };

@@ -310,10 +310,7 @@ async fn find_candidates(
 ) -> Result<LiveState<CandidateFiles>> {
     let candidates = CandidateFiles::new(session.options.write.spill_dir.as_deref());
     if session.base.is_staged() || load.rows() == 0 {
-        return Ok(LiveState {
-            files: candidates,
-            deleted: Default::default(),
-        });
+        return Ok(LiveState::new(candidates));
     }
     let (ranges, partitions) = (load.ranges(), load.partition_filter());
     let may_hold_a_load_key = |f: &DataFile, spec_id: i32| {
