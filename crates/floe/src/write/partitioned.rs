@@ -80,9 +80,23 @@ impl PartitionedWriter {
         move || format!("table {table}: {what}")
     }
 
+    fn partition_values(&self, batch: &RecordBatch) -> Result<arrow_array::ArrayRef> {
+        let ctx = self.ctx("cannot compute partition values");
+        self.values.calculate(batch.columns()).context(&ctx)
+    }
+
     fn split(&self, batch: &RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>> {
+        let values = self.partition_values(batch)?;
+        self.split_by(batch, values)
+    }
+
+    /// `batch` split by its partition `values`.
+    fn split_by(
+        &self,
+        batch: &RecordBatch,
+        values: arrow_array::ArrayRef,
+    ) -> Result<Vec<(PartitionKey, RecordBatch)>> {
         let ctx = self.ctx("cannot split a batch by partition");
-        let values = self.values.calculate(batch.columns()).context(&ctx)?;
         // The splitter finds the values by name, first match: in front, they win over a table
         // column that happens to be called `_partition` too.
         let mut fields: Vec<Arc<Field>> = vec![Arc::new(Field::new(
@@ -107,9 +121,22 @@ impl PartitionedWriter {
             .collect()
     }
 
-    fn push_to_sorter(&mut self, batch: RecordBatch) -> Result<()> {
-        let ctx = self.ctx("cannot compute partition values");
-        let values = self.values.calculate(batch.columns()).context(&ctx)?;
+    /// Whether `values` hold more than `limit` distinct partitions: counted on their row
+    /// encoding before any split, since splitting a batch into one part per row (a load of
+    /// one row per partition) costs a hundred times the batch.
+    fn more_partitions_than(values: &arrow_array::ArrayRef, limit: usize) -> Result<bool> {
+        let ctx = || "cannot compare partition values".to_string();
+        let converter =
+            RowConverter::new(vec![SortField::new(values.data_type().clone())]).context(ctx)?;
+        let rows = converter.convert_columns(std::slice::from_ref(values)).context(ctx)?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(rows
+            .iter()
+            .any(|row| seen.insert(row) && seen.len() > limit))
+    }
+
+    fn push_to_sorter(&mut self, batch: RecordBatch, values: arrow_array::ArrayRef) -> Result<()> {
+        let ctx = self.ctx("cannot tag a batch with its partition values");
         let tagged = with_column(&batch, PARTITION_COLUMN, values).context(&ctx)?;
         if self.sorter.is_none() {
             let key = tagged.num_columns() - 1;
@@ -132,15 +159,21 @@ impl PartitionedWriter {
     ) -> Result<()> {
         let table = self.table.clone();
         let ctx = || format!("table {table}: writing data files failed");
+        let values = self.partition_values(&batch)?;
         if self.sorter.is_some() {
-            return self.push_to_sorter(batch);
+            return self.push_to_sorter(batch, values);
         }
-        let parts = self.split(&batch)?;
+        let too_many = Self::more_partitions_than(&values, self.max_open)?;
+        let parts = if too_many {
+            Vec::new()
+        } else {
+            self.split_by(&batch, values.clone())?
+        };
         let new = parts
             .iter()
             .filter(|(k, _)| !self.writers.contains_key(k.data()))
             .count();
-        if self.writers.len() + new > self.max_open {
+        if too_many || self.writers.len() + new > self.max_open {
             tracing::info!(
                 open = self.writers.len(),
                 cap = self.max_open,
@@ -149,7 +182,7 @@ impl PartitionedWriter {
             for (_, mut w) in self.writers.drain() {
                 hand_over(sink, w.close().await.context(ctx)?).await?;
             }
-            return self.push_to_sorter(batch);
+            return self.push_to_sorter(batch, values);
         }
         for (key, part) in parts {
             let data = key.data().clone();
@@ -243,4 +276,37 @@ fn with_column(
 /// Passes finished files on to the manifest sink.
 async fn hand_over(sink: &AddedFilesSink, files: Vec<DataFile>) -> Result<()> {
     sink.lock().await.add_all(files).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int32Array, StringArray, StructArray};
+
+    fn values(ints: Vec<Option<i32>>, strings: Vec<Option<&str>>) -> ArrayRef {
+        Arc::new(StructArray::from(vec![
+            (
+                Arc::new(Field::new("a", arrow_schema::DataType::Int32, true)),
+                Arc::new(Int32Array::from(ints)) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("b", arrow_schema::DataType::Utf8, true)),
+                Arc::new(StringArray::from(strings)) as ArrayRef,
+            ),
+        ]))
+    }
+
+    #[test]
+    fn partitions_are_counted_before_any_split() {
+        // Distinct tuples: (1, x), (1, y), (None, x), (2, None); (1, x) comes back twice.
+        let v = values(
+            vec![Some(1), Some(1), None, Some(1), Some(2), Some(1)],
+            vec![Some("x"), Some("y"), Some("x"), Some("x"), None, Some("x")],
+        );
+        let more = |limit| PartitionedWriter::more_partitions_than(&v, limit).unwrap();
+        assert!(more(0));
+        assert!(more(3));
+        assert!(!more(4));
+        assert!(!more(16));
+    }
 }
