@@ -200,7 +200,7 @@ async fn each_operation_stages_the_removals_it_stands_for() {
     let cat = catalog(dir.path()).await;
     let state = table_of(&cat, "ns.ops", vec![batch(0..10), batch(10..20)]).await;
     let table = parse_table_ident("ns.ops").unwrap();
-    let live = crate::merge::table_files::live_state(&state, |_, _| true, Vec::new())
+    let live = crate::merge::table_files::live_state(&state, |_, _| true, Vec::new(), None)
         .await
         .unwrap();
     let one_live: HashSet<String> = [live.files[0].path.clone()].into();
@@ -268,7 +268,7 @@ async fn compact_after(
     let cat = catalog(dir.path()).await;
     let stale = table_of(&cat, name, vec![batch(0..10), batch(10..20)]).await;
     let table = parse_table_ident(name).unwrap();
-    let live = crate::merge::table_files::live_state(&stale, |_, _| true, Vec::new())
+    let live = crate::merge::table_files::live_state(&stale, |_, _| true, Vec::new(), None)
         .await
         .unwrap();
     let removed: HashSet<String> = live.files.iter().map(|f| f.path.clone()).collect();

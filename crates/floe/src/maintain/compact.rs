@@ -79,7 +79,7 @@ impl PartitionMatch {
 pub fn plan(live: &LiveState, policy: &CompactPolicy) -> Vec<usize> {
     let mut groups: HashMap<(i32, &Struct), Vec<usize>> = HashMap::new();
     for (i, f) in live.files.iter().enumerate() {
-        let has_deletes = live.deleted.contains_key(&f.path);
+        let has_deletes = live.deleted.contains(&f.path);
         if f.size < policy.small() || has_deletes {
             groups.entry((f.spec_id, &f.partition)).or_default().push(i);
         }
@@ -89,7 +89,7 @@ pub fn plan(live: &LiveState, policy: &CompactPolicy) -> Vec<usize> {
         .filter(|files| {
             let with_deletes = files
                 .iter()
-                .any(|&i| live.deleted.contains_key(&live.files[i].path));
+                .any(|&i| live.deleted.contains(&live.files[i].path));
             let bytes: u64 = files.iter().map(|&i| live.files[i].size).sum();
             files.len() >= policy.min_input_files.max(1)
                 || with_deletes

@@ -6,7 +6,7 @@
 //!   and leaves the table;
 //! - merge-on-read: one position-delete file per data file hides the rows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch, UInt32Array, UInt64Array};
@@ -95,7 +95,7 @@ impl JoinSink for DeleteCollector {
 pub(crate) struct DeleteTargets<'a> {
     pub candidates: &'a CandidateFiles,
     /// Positions already deleted in each file (by earlier delete files).
-    pub already_deleted: &'a HashMap<String, RoaringTreemap>,
+    pub already_deleted: &'a super::deleted::DeletedPositions,
     pub schema: &'a Schema,
     pub file_io: &'a FileIO,
     /// Merge-on-read; copy-on-write when `None`.
@@ -197,8 +197,8 @@ impl DeleteTargets<'_> {
         writer: &mut ParallelWriter,
     ) -> Result<()> {
         let path = target.path.as_str();
-        let old = self.already_deleted.get(path);
-        let hidden = |p| positions.contains(p) || old.is_some_and(|d| d.contains(p));
+        let old = self.already_deleted.get(path)?;
+        let hidden = |p| positions.contains(p) || old.as_ref().is_some_and(|d| d.contains(p));
         write_live_rows(self.file_io, path, self.schema, hidden, writer).await?;
         Ok(())
     }

@@ -3,32 +3,22 @@
 //!
 //! A table may have millions of candidates when a load's keys spread over it, so they are not
 //! kept as a list in memory: each is a small record (path, size, spec id, partition values)
-//! appended to an anonymous temporary file once a 1 MiB tail fills, and memory keeps one offset
-//! (8 bytes) per candidate. The file is unlinked from the start, so nothing is left behind even
-//! if the process is killed.
+//! in [`Records`] (a 1 MiB tail, then an anonymous temporary file), and memory keeps one offset
+//! (8 bytes) per candidate.
 
-use std::fs::File;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use iceberg::spec::{Literal, PrimitiveLiteral, Struct};
 
+use super::records::Records;
 use super::table_files::{LiveFile, LiveFiles};
-use crate::error::{FloeError, Result, ResultExt};
-
-/// Bytes of records kept in memory before they go to the file.
-const TAIL_BYTES: usize = 1 << 20;
+use crate::error::{FloeError, Result};
 
 /// The merge's candidate files, by number.
 pub struct CandidateFiles {
-    /// Where each record starts (in the file, then in `tail`).
+    /// Where each record starts.
     offsets: Vec<u64>,
-    /// Records not written to the file yet; they start at offset `flushed`.
-    tail: Vec<u8>,
-    flushed: u64,
-    file: Option<File>,
-    spill_dir: Option<PathBuf>,
+    records: Records,
 }
 
 impl CandidateFiles {
@@ -37,10 +27,7 @@ impl CandidateFiles {
     pub fn new(spill_dir: Option<&Path>) -> Self {
         Self {
             offsets: Vec::new(),
-            tail: Vec::new(),
-            flushed: 0,
-            file: None,
-            spill_dir: spill_dir.map(Path::to_path_buf),
+            records: Records::new(spill_dir, "the merge's candidate list"),
         }
     }
 
@@ -59,25 +46,12 @@ impl CandidateFiles {
             .offsets
             .get(i + 1)
             .copied()
-            .unwrap_or(self.flushed + self.tail.len() as u64);
-        let record = if start >= self.flushed {
-            let at = (start - self.flushed) as usize;
-            self.tail[at..at + (end - start) as usize].to_vec()
-        } else {
-            let mut buf = vec![0; (end - start) as usize];
-            let file = self
-                .file
-                .as_ref()
-                .expect("records before `flushed` are in the file");
-            file.read_exact_at(&mut buf, start)
-                .context(|| "cannot read the merge's candidate list back".into())?;
-            buf
-        };
-        self.decode(&record)
+            .unwrap_or(self.records.end());
+        decode(&self.records.read(start, end)?)
     }
 
     fn encode(&mut self, file: LiveFile) -> Result<()> {
-        let out = &mut self.tail;
+        let out = self.records.tail();
         put_bytes(out, file.path.as_bytes());
         out.extend_from_slice(&file.size.to_le_bytes());
         out.extend_from_slice(&file.spec_id.to_le_bytes());
@@ -93,62 +67,38 @@ impl CandidateFiles {
         }
         Ok(())
     }
+}
 
-    fn decode(&self, record: &[u8]) -> Result<LiveFile> {
-        let corrupt = || FloeError::Io {
-            context: "cannot read the merge's candidate list back".into(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "a record does not decode",
-            ),
-        };
-        let mut r = Record(record);
-        let path =
-            String::from_utf8(r.bytes().ok_or_else(corrupt)?.to_vec()).map_err(|_| corrupt())?;
-        let size = u64::from_le_bytes(*r.take::<8>().ok_or_else(corrupt)?);
-        let spec_id = i32::from_le_bytes(*r.take::<4>().ok_or_else(corrupt)?);
-        let fields = u32::from_le_bytes(*r.take::<4>().ok_or_else(corrupt)?);
-        let partition = (0..fields)
-            .map(|_| r.value().ok_or_else(corrupt))
-            .collect::<Result<Struct>>()?;
-        Ok(LiveFile {
-            path,
-            partition,
-            size,
-            spec_id,
-        })
-    }
-
-    /// Writes the tail to the file (created on first use).
-    fn flush(&mut self) -> Result<()> {
-        let ctx = || "cannot spill the merge's candidate list".to_string();
-        if self.file.is_none() {
-            let file = match &self.spill_dir {
-                Some(dir) => tempfile::tempfile_in(dir),
-                None => tempfile::tempfile(),
-            };
-            self.file = Some(file.context(ctx)?);
-        }
-        let file = self.file.as_mut().expect("just created");
-        file.write_all(&self.tail).context(ctx)?;
-        self.flushed += self.tail.len() as u64;
-        self.tail.clear();
-        Ok(())
-    }
+fn decode(record: &[u8]) -> Result<LiveFile> {
+    let corrupt = || FloeError::Io {
+        context: "cannot read the merge's candidate list back".into(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "a record does not decode"),
+    };
+    let mut r = Record(record);
+    let path = String::from_utf8(r.bytes().ok_or_else(corrupt)?.to_vec()).map_err(|_| corrupt())?;
+    let size = u64::from_le_bytes(*r.take::<8>().ok_or_else(corrupt)?);
+    let spec_id = i32::from_le_bytes(*r.take::<4>().ok_or_else(corrupt)?);
+    let fields = u32::from_le_bytes(*r.take::<4>().ok_or_else(corrupt)?);
+    let partition = (0..fields)
+        .map(|_| r.value().ok_or_else(corrupt))
+        .collect::<Result<Struct>>()?;
+    Ok(LiveFile {
+        path,
+        partition,
+        size,
+        spec_id,
+    })
 }
 
 impl LiveFiles for CandidateFiles {
     fn push(&mut self, file: LiveFile) -> Result<()> {
-        self.offsets.push(self.flushed + self.tail.len() as u64);
+        self.offsets.push(self.records.end());
         self.encode(file)?;
-        if self.tail.len() >= TAIL_BYTES {
-            self.flush()?;
-        }
-        Ok(())
+        self.records.done()
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(super) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
     out.extend_from_slice(bytes);
 }
@@ -192,16 +142,16 @@ fn tagged(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
 }
 
 /// A record being decoded.
-struct Record<'a>(&'a [u8]);
+pub(super) struct Record<'a>(pub &'a [u8]);
 
 impl Record<'_> {
-    fn take<const N: usize>(&mut self) -> Option<&[u8; N]> {
+    pub fn take<const N: usize>(&mut self) -> Option<&[u8; N]> {
         let (head, rest) = self.0.split_first_chunk::<N>()?;
         self.0 = rest;
         Some(head)
     }
 
-    fn bytes(&mut self) -> Option<&[u8]> {
+    pub fn bytes(&mut self) -> Option<&[u8]> {
         let len = usize::try_from(u64::from_le_bytes(*self.take::<8>()?)).ok()?;
         let (head, rest) = (self.0.get(..len)?, self.0.get(len..)?);
         self.0 = rest;
@@ -268,8 +218,11 @@ mod tests {
             list.push(file(i)).unwrap();
         }
         assert_eq!(list.len(), n);
-        assert!(list.flushed > 0, "records went to the file");
-        assert!(!list.tail.is_empty(), "and some are still in memory");
+        assert!(list.records.spilled(), "records went to the file");
+        assert!(
+            !list.records.tail().is_empty(),
+            "and some are still in memory"
+        );
         for i in [0, 1, 6_999, 12_345, n - 2, n - 1] {
             let got = list.get(i).unwrap();
             let want = file(i);

@@ -21,11 +21,13 @@
 
 mod apply;
 pub mod candidates;
+pub mod deleted;
 mod join;
 mod keys;
 mod load_side;
 pub mod position_deletes;
 mod prune;
+mod records;
 mod spec;
 pub mod table_files;
 mod table_side;

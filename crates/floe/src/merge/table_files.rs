@@ -8,7 +8,8 @@
 //! files written before a column was renamed or dropped read correctly; then the usual conform
 //! step casts promoted types and fills columns the file predates with nulls.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
@@ -19,8 +20,8 @@ use iceberg::io::FileIO;
 use iceberg::spec::{DataContentType, DataFile, ManifestContentType, Schema, Struct};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
-use roaring::RoaringTreemap;
 
+use super::deleted::DeletedPositions;
 use crate::catalog::TableState;
 use crate::conform::Conformer;
 use crate::error::{FloeError, Result, ResultExt};
@@ -50,18 +51,17 @@ impl LiveFiles for Vec<LiveFile> {
 }
 
 /// The table's live data files and, per data file path, the positions already deleted.
-#[derive(Debug, Default)]
 pub struct LiveState<F = Vec<LiveFile>> {
     pub files: F,
-    pub deleted: HashMap<String, RoaringTreemap>,
+    pub deleted: DeletedPositions,
 }
 
 impl<F> LiveState<F> {
-    /// `files`, with no deleted positions yet.
-    pub fn new(files: F) -> Self {
+    /// `files`, with no deleted positions yet (they spill to `spill_dir` when many).
+    pub fn new(files: F, spill_dir: Option<&Path>) -> Self {
         Self {
             files,
-            deleted: HashMap::new(),
+            deleted: DeletedPositions::new(spill_dir),
         }
     }
 }
@@ -96,9 +96,10 @@ pub async fn live_state<F: LiveFiles>(
     state: &TableState,
     wanted: impl Fn(&DataFile, i32) -> bool,
     files: F,
+    spill_dir: Option<&Path>,
 ) -> Result<LiveState<F>> {
     let table = state.name();
-    let mut out = LiveState::new(files);
+    let mut out = LiveState::new(files, spill_dir);
     let Some(snapshot) = state.metadata.current_snapshot() else {
         return Ok(out);
     };
@@ -149,14 +150,16 @@ pub async fn live_state<F: LiveFiles>(
     }
     for path in &delete_files {
         read_position_deletes(&state.file_io, path, &kept, &mut out.deleted).await?;
+        out.deleted.bound()?;
     }
+    out.deleted.seal();
     Ok(out)
 }
 
 /// A file path's hash: what [`live_state`] remembers of the files it kept. Two paths with one
 /// hash only cost memory (positions of a file not kept are held too), never a wrong result:
 /// deleted positions are looked up by the full path.
-fn path_hash(path: &str) -> u64 {
+pub(super) fn path_hash(path: &str) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
     BuildHasherDefault::<DefaultHasher>::default().hash_one(path)
 }
@@ -166,7 +169,7 @@ async fn read_position_deletes(
     file_io: &FileIO,
     location: &str,
     kept: &HashSet<u64>,
-    into: &mut HashMap<String, RoaringTreemap>,
+    into: &mut DeletedPositions,
 ) -> Result<()> {
     let mut reader = open(file_io, location)
         .await?
@@ -198,15 +201,7 @@ async fn read_position_deletes(
             if !keep {
                 continue;
             }
-            let pos = positions.value(i) as u64;
-            match into.get_mut(path) {
-                Some(deleted) => {
-                    deleted.insert(pos);
-                }
-                None => {
-                    into.entry(path.to_string()).or_default().insert(pos);
-                }
-            }
+            into.insert(path, positions.value(i) as u64);
         }
     }
     Ok(())

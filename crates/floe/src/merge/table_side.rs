@@ -69,7 +69,7 @@ impl TableSide {
 pub async fn scan_candidates(
     file_io: &iceberg::io::FileIO,
     candidates: &super::candidates::CandidateFiles,
-    deleted: &std::collections::HashMap<String, roaring::RoaringTreemap>,
+    deleted: &super::deleted::DeletedPositions,
     schema: &iceberg::spec::Schema,
     mut side: TableSide,
     keys: &KeyColumns,
@@ -77,7 +77,7 @@ pub async fn scan_candidates(
     for idx in 0..candidates.len() {
         let candidate = candidates.get(idx)?;
         let path = candidate.path.as_str();
-        let deleted = deleted.get(path);
+        let deleted = deleted.get(path)?;
         let mut reader = super::table_files::DataFileReader::open(
             file_io,
             path,
@@ -89,7 +89,7 @@ pub async fn scan_candidates(
         while let Some(item) = reader.next().await {
             let (first, batch) = item?;
             let positions = UInt64Array::from_iter_values(first..first + batch.num_rows() as u64);
-            let (columns, positions) = match deleted {
+            let (columns, positions) = match &deleted {
                 None => (batch.columns().to_vec(), positions),
                 Some(d) => live_rows(&batch, positions, d)?,
             };

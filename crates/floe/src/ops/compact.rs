@@ -96,7 +96,8 @@ async fn compact(
             m.matches(spec.map(|s| s.fields()).unwrap_or_default(), f.partition())
         })
     };
-    let live = live_state(&session.base, in_filter, Vec::new()).await?;
+    let spill_dir = session.options.write.spill_dir.clone();
+    let live = live_state(&session.base, in_filter, Vec::new(), spill_dir.as_deref()).await?;
     let policy = CompactPolicy {
         target_file_size: session.settings.target_file_size,
         min_input_files,
@@ -156,7 +157,7 @@ fn start_copy(
 ) -> Result<(Option<(SpliceTask, Vec<String>)>, Vec<usize>)> {
     let local = |i: &usize| {
         let path = live.files[*i].path.as_str();
-        let plain = !live.deleted.contains_key(path);
+        let plain = !live.deleted.contains(path);
         let local = path.strip_prefix("file://").filter(|_| plain)?;
         Some((PathBuf::from(local), *i))
     };
@@ -219,9 +220,9 @@ async fn rewrite_chosen(
     for &i in chosen {
         progress.check_cancelled()?;
         let file = &live.files[i];
-        let deleted = live.deleted.get(&file.path);
+        let deleted = live.deleted.get(&file.path)?;
         let io = &session.base.file_io;
-        let read = rewrite_file(io, file, deleted, &schema, &mut session.writer).await?;
+        let read = rewrite_file(io, file, deleted.as_ref(), &schema, &mut session.writer).await?;
         rows += read;
         progress.add_input_file();
         progress.add_input_rows(read);

@@ -308,15 +308,16 @@ async fn find_candidates(
     keys: &KeyColumns,
     load: &LoadSide,
 ) -> Result<LiveState<CandidateFiles>> {
-    let candidates = CandidateFiles::new(session.options.write.spill_dir.as_deref());
+    let spill_dir = session.options.write.spill_dir.as_deref();
+    let candidates = CandidateFiles::new(spill_dir);
     if session.base.is_staged() || load.rows() == 0 {
-        return Ok(LiveState::new(candidates));
+        return Ok(LiveState::new(candidates, spill_dir));
     }
     let (ranges, partitions) = (load.ranges(), load.partition_filter());
     let may_hold_a_load_key = |f: &DataFile, spec_id: i32| {
         ranges.may_match(keys, f) && partitions.is_none_or(|p| p.may_match(spec_id, f.partition()))
     };
-    let live = live_state(&session.base, may_hold_a_load_key, candidates).await?;
+    let live = live_state(&session.base, may_hold_a_load_key, candidates, spill_dir).await?;
     tracing::info!(table = %session.table, candidates = live.files.len(), "scanning candidate files' keys");
     Ok(live)
 }

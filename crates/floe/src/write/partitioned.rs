@@ -128,7 +128,9 @@ impl PartitionedWriter {
         let ctx = || "cannot compare partition values".to_string();
         let converter =
             RowConverter::new(vec![SortField::new(values.data_type().clone())]).context(ctx)?;
-        let rows = converter.convert_columns(std::slice::from_ref(values)).context(ctx)?;
+        let rows = converter
+            .convert_columns(std::slice::from_ref(values))
+            .context(ctx)?;
         let mut seen = std::collections::HashSet::new();
         Ok(rows
             .iter()
