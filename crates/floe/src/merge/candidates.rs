@@ -10,7 +10,7 @@ use std::path::Path;
 
 use iceberg::spec::{Literal, PrimitiveLiteral, Struct};
 
-use super::records::Records;
+use super::records::{Record, Records, put_bytes};
 use super::table_files::{LiveFile, LiveFiles};
 use crate::error::{FloeError, Result};
 
@@ -98,11 +98,6 @@ impl LiveFiles for CandidateFiles {
     }
 }
 
-pub(super) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
 /// One partition value: a tag, then its bytes (`None` for a value that is not a primitive,
 /// which Iceberg partitions never hold).
 fn put_value(out: &mut Vec<u8>, value: Option<&Literal>) -> Option<()> {
@@ -141,23 +136,8 @@ fn tagged(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// A record being decoded.
-pub(super) struct Record<'a>(pub &'a [u8]);
-
+/// Partition values as [`put_value`] wrote them.
 impl Record<'_> {
-    pub fn take<const N: usize>(&mut self) -> Option<&[u8; N]> {
-        let (head, rest) = self.0.split_first_chunk::<N>()?;
-        self.0 = rest;
-        Some(head)
-    }
-
-    pub fn bytes(&mut self) -> Option<&[u8]> {
-        let len = usize::try_from(u64::from_le_bytes(*self.take::<8>()?)).ok()?;
-        let (head, rest) = (self.0.get(..len)?, self.0.get(len..)?);
-        self.0 = rest;
-        Some(head)
-    }
-
     fn value(&mut self) -> Option<Option<Literal>> {
         use PrimitiveLiteral as P;
         let (&tag, rest) = self.0.split_first()?;

@@ -14,8 +14,7 @@ use std::path::Path;
 
 use roaring::RoaringTreemap;
 
-use super::candidates::{Record, put_bytes};
-use super::records::Records;
+use super::records::{Record, Records, put_bytes};
 use crate::error::{FloeError, Result};
 
 /// Estimated bytes of bitmaps held in memory before they are spilled.

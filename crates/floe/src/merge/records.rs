@@ -90,3 +90,28 @@ impl Records {
         self.flushed > 0
     }
 }
+
+/// Appends `bytes` with their length in front.
+pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// A record being decoded: fields are taken from the front.
+pub struct Record<'a>(pub &'a [u8]);
+
+impl Record<'_> {
+    pub fn take<const N: usize>(&mut self) -> Option<&[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    /// Bytes [`put_bytes`] appended.
+    pub fn bytes(&mut self) -> Option<&[u8]> {
+        let len = usize::try_from(u64::from_le_bytes(*self.take::<8>()?)).ok()?;
+        let (head, rest) = (self.0.get(..len)?, self.0.get(len..)?);
+        self.0 = rest;
+        Some(head)
+    }
+}
