@@ -4,6 +4,8 @@ pyiceberg and DuckDB and compared exactly, and with the same load done by the CL
 
 import threading
 
+import time
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -57,6 +59,25 @@ def test_generator_stream_is_consumed_batch_by_batch(wh):
     assert s.rows_written == 10_000 and pulled == list(range(20))
     assert rows(wh, "p.g") == table(0, 10_000).to_pylist()
     assert all(isinstance(n, int) for n in seen)
+
+
+def test_progress_reports_counters_and_the_stage(wh):
+    load(wh, "p.s", table(0, 1000))
+
+    def batches():
+        for k in range(3):
+            time.sleep(0.3)  # the callback runs about every 0.1 s: it sees the read
+            yield from table(k * 10, 10).to_batches()
+
+    reader = pa.RecordBatchReader.from_batches(table(0, 1).schema, batches())
+    seen = []
+    load(wh, "p.s", reader, mode="merge", key="id", progress=seen.append)
+    stages = {p["stage"] for p in seen}
+    assert "reading input" in stages, seen
+    known = {"reading input", "matching keys against the table", "applying matches to table files",
+             "finishing data files", "committing"}
+    assert stages <= known, stages
+    assert all(isinstance(p[k], int) for p in seen for k in ("stage_done", "stage_total", "input_rows"))
 
 
 def test_a_stream_that_raises_commits_nothing(wh):

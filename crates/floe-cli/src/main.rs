@@ -12,7 +12,10 @@ use clap::{Parser, Subcommand};
 use floe::ops::merge_spec::{DuplicateKeys, MergeMode, MergeSpec, MergeStrategy, OnDuplicateKeys};
 use floe::ops::{LoadKind, LoadMode, SchemaEvolution};
 use floe::source::{CsvOptions, InputFormat, InputOptions};
-use floe::{BatchBudget, Catalog, CatalogConfig, LoadOptions, Progress, Source, WriteOptions, ops};
+use floe::{
+    BatchBudget, Catalog, CatalogConfig, LoadOptions, Progress, ProgressSnapshot, Source, Stage,
+    WriteOptions, ops,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -493,6 +496,15 @@ fn rerun_command(load_id: &str) -> String {
 }
 
 /// Progress on stderr: a bar on a terminal, a log line every few seconds otherwise.
+/// A stage after reading, with its count: "matching keys against the table: 1200/30000".
+fn stage_line(p: &ProgressSnapshot) -> String {
+    match (p.stage_done, p.stage_total) {
+        (0, 0) => p.stage.describe().to_string(),
+        (done, 0) => format!("{}: {done} files", p.stage.describe()),
+        (done, total) => format!("{}: {done}/{total} files", p.stage.describe()),
+    }
+}
+
 struct Reporter {
     task: tokio::task::JoinHandle<()>,
     bar: Option<indicatif::ProgressBar>,
@@ -530,12 +542,14 @@ impl Reporter {
                         // A compaction knows its total only once it has planned.
                         bar.set_length(p.input_bytes_total);
                         bar.set_position(p.input_bytes);
-                        bar.set_message(format!(
-                            "{} rows, {} files read",
-                            p.input_rows, p.input_files
-                        ));
+                        bar.set_message(match p.stage {
+                            Stage::Reading => {
+                                format!("{} rows, {} files read", p.input_rows, p.input_files)
+                            }
+                            _ => stage_line(&p),
+                        });
                     }
-                    None => eprintln!(
+                    None if p.stage == Stage::Reading => eprintln!(
                         "progress: {} rows, {:.1}/{:.1} MiB read from {} files, {:.0} rows/s",
                         p.input_rows,
                         p.input_bytes as f64 / 1048576.0,
@@ -543,6 +557,7 @@ impl Reporter {
                         p.input_files,
                         p.input_rows as f64 / secs
                     ),
+                    None => eprintln!("progress: {} rows read; {}", p.input_rows, stage_line(&p)),
                 }
             }
         });

@@ -686,6 +686,9 @@ fn report(py: Python<'_>, callback: &Py<PyAny>, progress: &Progress) -> PyResult
     info.set_item("input_bytes_total", p.input_bytes_total)?;
     info.set_item("input_files", p.input_files)?;
     info.set_item("files_written", p.files_written)?;
+    info.set_item("stage", p.stage.describe())?;
+    info.set_item("stage_done", p.stage_done)?;
+    info.set_item("stage_total", p.stage_total)?;
     callback.call1(py, (info,))?;
     Ok(())
 }

@@ -48,7 +48,7 @@ pub use error::{FloeError, Result};
 /// The `namespace.table` name every builder takes (from [`parse_table_ident`]).
 pub use iceberg::TableIdent;
 pub use ops::{LoadOptions, LoadSummary};
-pub use progress::{Progress, ProgressSnapshot};
+pub use progress::{Progress, ProgressSnapshot, Stage};
 pub use source::{BatchBudget, ParquetSource, Source, SourceBatch};
 pub use write::{WriteOptions, parse_size};
 

@@ -176,7 +176,7 @@ def load(
     warehouse: Union[str, "os.PathLike[str]", None] = None,
     memory_limit: Union[int, str, None] = None,
     target_file_size: Union[int, str, None] = None,
-    progress: Optional[Callable[[Dict[str, int]], None]] = None,
+    progress: Optional[Callable[[Dict[str, Union[int, str]]], None]] = None,
     location: Optional[str] = None,
     table_properties: Optional[Mapping[str, str]] = None,
     format: Optional[str] = None,
@@ -207,7 +207,10 @@ def load(
     memory_limit: bytes the merge's sorts may use before spilling (default 256MiB).
     target_file_size: data file size, bytes or e.g. "512MiB" (default: the table's property).
     progress: called about every 0.1 s with counters (input_rows, input_bytes,
-        input_bytes_total, input_files, files_written); an exception it raises cancels the load.
+        input_bytes_total, input_files, files_written) and the stage: "stage" (e.g. "reading
+        input", "matching keys against the table", "committing"), "stage_done" and
+        "stage_total" (files, 0 when the stage counts none or its total is unknown); an
+        exception it raises cancels the load.
     location: where a table the load creates lives (default: the catalog's choice).
     table_properties: properties of a table the load creates (ignored for existing tables).
     format: "parquet", "jsonl", "csv" or "ipc" (default: from the file names).

@@ -71,7 +71,7 @@ def load(
     warehouse: Union[str, os.PathLike[str], None] = None,
     memory_limit: Union[int, str, None] = None,
     target_file_size: Union[int, str, None] = None,
-    progress: Optional[Callable[[Dict[str, int]], None]] = None,
+    progress: Optional[Callable[[Dict[str, Union[int, str]]], None]] = None,
     location: Optional[str] = None,
     table_properties: Optional[Mapping[str, str]] = None,
     format: Optional[Literal["parquet", "jsonl", "csv", "ipc"]] = None,

@@ -21,7 +21,7 @@ def load(
     warehouse: Optional[str] = ...,
     memory_limit: Union[int, str, None] = ...,
     target_file_size: Union[int, str, None] = ...,
-    progress: Optional[Callable[[Dict[str, int]], None]] = ...,
+    progress: Optional[Callable[[Dict[str, Union[int, str]]], None]] = ...,
     location: Optional[str] = ...,
     table_properties: Optional[Mapping[str, str]] = ...,
     format: Optional[str] = ...,

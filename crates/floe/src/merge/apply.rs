@@ -93,6 +93,8 @@ impl JoinSink for DeleteCollector {
 
 /// Where deletes are applied: the candidate files the join numbered, and how.
 pub(crate) struct DeleteTargets<'a> {
+    /// Counts the files applied; cancels between files.
+    pub progress: &'a crate::progress::Progress,
     pub candidates: &'a CandidateFiles,
     /// Positions already deleted in each file (by earlier delete files).
     pub already_deleted: &'a super::deleted::DeletedPositions,
@@ -171,6 +173,8 @@ impl DeleteTargets<'_> {
         counts: &mut MergeCounts,
         applied: &mut Applied,
     ) -> Result<()> {
+        self.progress.check_cancelled()?;
+        self.progress.stage_step();
         let target = self.candidates.get(file as usize)?;
         if let Some(deletes) = self.delete_writer {
             let files = deletes.write(&target, positions).await?;

@@ -68,13 +68,18 @@ impl TableSide {
 /// Returns the sorted keys and how many runs the sort spilled.
 pub async fn scan_candidates(
     file_io: &iceberg::io::FileIO,
-    candidates: &super::candidates::CandidateFiles,
-    deleted: &super::deleted::DeletedPositions,
+    (candidates, deleted): (
+        &super::candidates::CandidateFiles,
+        &super::deleted::DeletedPositions,
+    ),
     schema: &iceberg::spec::Schema,
     mut side: TableSide,
     keys: &KeyColumns,
+    progress: &crate::progress::Progress,
 ) -> Result<(SortedStream, usize)> {
     for idx in 0..candidates.len() {
+        progress.check_cancelled()?;
+        progress.stage_step();
         let candidate = candidates.get(idx)?;
         let path = candidate.path.as_str();
         let deleted = deleted.get(path)?;

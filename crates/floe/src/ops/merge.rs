@@ -34,7 +34,7 @@ use crate::merge::{
     MergeMode, MergeSpec, MergeStrategy, PartitionFilter, TableSide, apply_deletes, join,
     read_winners, scan_candidates, write_winners,
 };
-use crate::progress::Progress;
+use crate::progress::{Progress, Stage};
 use crate::source::{BatchBudget, Source};
 use crate::spill::SortedStream;
 
@@ -336,13 +336,15 @@ async fn sort_candidates(
     let spill_dir = session.options.write.spill_dir.as_deref();
     let side = TableSide::new(session.conformer.arrow_schema(), keys, budget, spill_dir)?;
     let schema = session.schema();
+    let progress = &session.options.progress;
+    progress.enter(Stage::MatchingKeys, live.files.len() as u64);
     let (sorted, spilled) = scan_candidates(
         &session.base.file_io,
-        &live.files,
-        &live.deleted,
+        (&live.files, &live.deleted),
         schema,
         side,
         keys,
+        progress,
     )
     .await?;
     *spill_runs += spilled as u64;
@@ -373,7 +375,9 @@ async fn remove_matched(
         MergeMode::CopyOnWrite => None,
     };
     let schema = session.schema().clone();
+    session.options.progress.enter(Stage::ApplyingDeletes, 0);
     let targets = DeleteTargets {
+        progress: &session.options.progress,
         candidates: &live.files,
         already_deleted: &live.deleted,
         schema: &schema,

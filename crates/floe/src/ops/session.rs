@@ -34,7 +34,7 @@ use crate::conform::Conformer;
 use crate::error::{FloeError, Result};
 use crate::ledger::{Fate, FileLedger};
 use crate::merge::MergeCounts;
-use crate::progress::Progress;
+use crate::progress::{Progress, Stage};
 use crate::source::{BatchBudget, BatchStream, Source, SourceInfo};
 use crate::write::splice::{SplicePlanner, SpliceTask, SplicingWriter};
 use crate::write::{FileSettings, FileTarget, ParallelWriter, TableWriter};
@@ -271,6 +271,7 @@ impl<'a> LoadSession<'a> {
 
     /// Closes the writers and the added-files manifests: the load's data files.
     pub async fn close_files(&mut self) -> Result<AddedManifests> {
+        self.options.progress.enter(Stage::FinishingFiles, 0);
         self.writer.close().await?;
         self.added.lock().await.finish().await
     }
@@ -301,6 +302,7 @@ impl<'a> LoadSession<'a> {
             return Ok(self.nothing_to_commit(written.merge));
         }
         let file_io = self.base.file_io.clone();
+        self.options.progress.enter(Stage::Committing, 0);
         let committed = commit_load(
             catalog,
             self.base.clone(),
