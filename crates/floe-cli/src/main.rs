@@ -495,8 +495,7 @@ fn rerun_command(load_id: &str) -> String {
         .join(" ")
 }
 
-/// Progress on stderr: a bar on a terminal, a log line every few seconds otherwise.
-/// A stage after reading, with its count: "matching keys against the table: 1200/30000".
+/// A stage after reading, with its count: "matching keys against the table: 1200/30000 files".
 fn stage_line(p: &ProgressSnapshot) -> String {
     match (p.stage_done, p.stage_total) {
         (0, 0) => p.stage.describe().to_string(),
@@ -505,6 +504,7 @@ fn stage_line(p: &ProgressSnapshot) -> String {
     }
 }
 
+/// Progress on stderr: a bar on a terminal, a log line every few seconds otherwise.
 struct Reporter {
     task: tokio::task::JoinHandle<()>,
     bar: Option<indicatif::ProgressBar>,

@@ -68,15 +68,13 @@ impl TableSide {
 /// Returns the sorted keys and how many runs the sort spilled.
 pub async fn scan_candidates(
     file_io: &iceberg::io::FileIO,
-    (candidates, deleted): (
-        &super::candidates::CandidateFiles,
-        &super::deleted::DeletedPositions,
-    ),
+    live: &super::table_files::LiveState<super::candidates::CandidateFiles>,
     schema: &iceberg::spec::Schema,
     mut side: TableSide,
     keys: &KeyColumns,
     progress: &crate::progress::Progress,
 ) -> Result<(SortedStream, usize)> {
+    let (candidates, deleted) = (&live.files, &live.deleted);
     for idx in 0..candidates.len() {
         progress.check_cancelled()?;
         progress.stage_step();

@@ -338,15 +338,8 @@ async fn sort_candidates(
     let schema = session.schema();
     let progress = &session.options.progress;
     progress.enter(Stage::MatchingKeys, live.files.len() as u64);
-    let (sorted, spilled) = scan_candidates(
-        &session.base.file_io,
-        (&live.files, &live.deleted),
-        schema,
-        side,
-        keys,
-        progress,
-    )
-    .await?;
+    let (sorted, spilled) =
+        scan_candidates(&session.base.file_io, live, schema, side, keys, progress).await?;
     *spill_runs += spilled as u64;
     Ok(Some(sorted))
 }
