@@ -98,6 +98,11 @@ struct LoadArgs {
     /// lowest (asc) value of COLUMN, instead of the last occurrence.
     #[arg(long, value_name = "COLUMN[:asc|desc]")]
     dedup_sort: Option<String>,
+    /// With --mode merge: files (or directories, globs) holding only the key columns, in any
+    /// input format (known by the file name). Every table row with one of these keys is
+    /// deleted before the load merges; an input may then be an empty file.
+    #[arg(long, value_name = "PATH")]
+    delete_keys: Vec<String>,
     /// What to do with duplicate keys inside one load (upsert, insert-only).
     #[arg(long, value_enum, default_value_t = OnDuplicateKeys::Last)]
     on_duplicate_keys: OnDuplicateKeys,
@@ -334,6 +339,17 @@ async fn load(args: LoadArgs) -> Result<()> {
         ..BatchBudget::default()
     };
     let source = Source::open(&args.inputs, &args.read.options(budget)?, progress.clone())?;
+    let delete_keys = match args.delete_keys.as_slice() {
+        [] => None,
+        paths => {
+            let quiet = Arc::new(Progress::default());
+            let read = InputOptions {
+                budget,
+                ..Default::default()
+            };
+            Some(Source::open(paths, &read, quiet)?)
+        }
+    };
     if args.dry_run {
         return print_summary(&serde_json::to_string_pretty(&dry_run(&source)?)?);
     }
@@ -342,7 +358,11 @@ async fn load(args: LoadArgs) -> Result<()> {
     let options = load_options(&args, progress.clone());
     let reporter = Reporter::start(progress.clone(), !args.no_progress);
     let signals = tokio::spawn(cancel_on_signals(progress.clone()));
-    let result = ops::run(&catalog, ident, kind, options, source).await;
+    let input = ops::LoadInput {
+        rows: source,
+        delete_keys,
+    };
+    let result = ops::run(&catalog, ident, kind, options, input).await;
     reporter.stop();
     signals.abort();
     let summary = result.map_err(|e| {

@@ -1,9 +1,10 @@
 //! Property test: random tables and random merge loads against a reference model.
 //!
 //! Each case starts from a random table (possibly with duplicate keys), then runs several
-//! merges (random strategy and mode, duplicate keys, hard deletes, nulls in non-key columns);
-//! after every load floe's own read of the table must equal the model exactly. The Python
-//! interop suite runs the same model with pyiceberg and DuckDB reading.
+//! merges (random strategy and mode, duplicate keys, hard deletes, nulls in non-key columns,
+//! keys that only delete); after every load floe's own read of the table must equal the model
+//! exactly, and so must the rows `MatchBuilder` finds for the load's keys. The Python interop
+//! suite runs the same model with pyiceberg and DuckDB reading.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use arrow_array::{Array, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use floe::ops::merge_spec::{MergeMode, MergeStrategy};
-use floe::ops::{AppendBuilder, MergeBuilder};
+use floe::ops::{AppendBuilder, MatchBuilder, MergeBuilder};
 use floe::{Catalog, CatalogConfig, Source, parse_table_ident};
 use futures::TryStreamExt;
 use proptest::prelude::*;
@@ -105,6 +106,49 @@ fn model_merge(table: &mut Vec<Row>, load: &[Row], strategy: MergeStrategy) {
     table.extend(inserted);
 }
 
+/// Keys that only delete, as a source of the key column alone.
+fn delete_keys(ids: &[i64]) -> Source {
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(Int64Array::from(ids.to_vec()))],
+    )
+    .unwrap();
+    Source::from_stream(
+        schema,
+        "model-delete-keys",
+        futures::stream::iter([Ok::<_, Infallible>(batch)]),
+    )
+}
+
+/// (id, v) of the live rows `MatchBuilder` finds for `ids`, sorted.
+async fn matched(cat: &Catalog, ids: &[i64], dir: &std::path::Path) -> Vec<(i64, String)> {
+    let out = dir.join("matched.parquet");
+    MatchBuilder::new(
+        cat,
+        parse_table_ident("m.model").unwrap(),
+        vec!["id".into()],
+    )
+    .with_columns(vec!["v".into(), "id".into()])
+    .write_parquet(delete_keys(ids), &out)
+    .await
+    .unwrap();
+    let file = std::fs::File::open(&out).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for b in reader {
+        let b = b.unwrap();
+        let v = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let id = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        rows.extend((0..b.num_rows()).map(|i| (id.value(i), v.value(i).to_string())));
+    }
+    rows.sort();
+    rows
+}
+
 async fn read_back(cat: &Catalog) -> Vec<Row> {
     let state = cat
         .load_table(&parse_table_ident("m.model").unwrap())
@@ -184,7 +228,12 @@ proptest! {
     #[test]
     fn merges_match_the_model(
         initial in proptest::collection::vec(row(), 0..30),
-        loads in proptest::collection::vec((proptest::collection::vec(row(), 0..20), strategy(), mode()), 1..5),
+        loads in proptest::collection::vec((
+            proptest::collection::vec(row(), 0..20),
+            strategy(),
+            mode(),
+            proptest::option::of(proptest::collection::vec(0i64..25, 0..6)),
+        ), 1..5),
     ) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(async {
@@ -193,18 +242,28 @@ proptest! {
             let table = parse_table_ident("m.model").unwrap();
             let mut model: Vec<Row> = initial.iter().map(|r| Row { deleted: None, ..r.clone() }).collect();
             AppendBuilder::new(&cat, table.clone()).execute(source(&model)).await.unwrap();
-            for (step, (load, strategy, mode)) in loads.iter().enumerate() {
+            for (step, (load, strategy, mode, gone)) in loads.iter().enumerate() {
                 let out = MergeBuilder::new(&cat, table.clone(), vec!["id".into()])
                     .with_strategy(*strategy)
                     .with_mode(*mode)
                     .with_hard_delete_column(Some("deleted".into()))
+                    .with_delete_keys(gone.as_deref().map(delete_keys))
                     .execute(source(load))
                     .await
                     .unwrap();
+                // Keys that only delete apply first; the load merges into what is left.
+                model.retain(|r| !gone.as_ref().is_some_and(|g| g.contains(&r.id)));
                 model_merge(&mut model, load, *strategy);
                 model.sort();
-                let got = if cat.load_table(&table).await.unwrap().is_some() { read_back(&cat).await } else { vec![] };
-                prop_assert_eq!(&got, &model, "step {} ({:?}, {:?}): {}", step, strategy, mode, out.message);
+                let exists = cat.load_table(&table).await.unwrap().is_some();
+                let got = if exists { read_back(&cat).await } else { vec![] };
+                prop_assert_eq!(&got, &model, "step {} ({:?}, {:?}, delete {:?}): {}", step, strategy, mode, gone, out.message);
+                if exists {
+                    let ids: Vec<i64> = load.iter().map(|r| r.id).chain([99]).collect();
+                    let mut want: Vec<(i64, String)> = model.iter().filter(|r| ids.contains(&r.id)).map(|r| (r.id, r.v.clone())).collect();
+                    want.sort();
+                    prop_assert_eq!(matched(&cat, &ids, dir.path()).await, want, "match after step {}", step);
+                }
             }
             Ok(())
         })?;

@@ -129,6 +129,55 @@ fn seq_of((batch, row): &(RecordBatch, usize)) -> u64 {
         .value(*row)
 }
 
+/// Delete-only keys apply first: when the group has one, the key's table rows leave and the
+/// load's rows (if any) then merge into a table without them. Returns whether load rows are
+/// left to merge.
+fn delete_only_first<S: JoinSink>(
+    keys: &KeyColumns,
+    l: &mut Vec<(RecordBatch, usize)>,
+    t: &mut Vec<(RecordBatch, usize)>,
+    sink: &mut S,
+    counts: &mut MergeCounts,
+) -> Result<bool> {
+    let Some(c) = keys.delete_only else {
+        return Ok(true);
+    };
+    let before = l.len();
+    l.retain(|(batch, row)| !flag(batch.column(c), *row));
+    if l.len() < before {
+        delete_group(sink, t)?;
+        counts.rows_deleted += t.len() as u64;
+        t.clear();
+    }
+    Ok(!l.is_empty())
+}
+
+/// Deletes every table row of a key group.
+fn delete_group<S: JoinSink>(sink: &mut S, t: &[(RecordBatch, usize)]) -> Result<()> {
+    for (batch, row) in t {
+        let file = batch
+            .column(batch.num_columns() - 2)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .expect("file column");
+        let pos = batch
+            .column(batch.num_columns() - 1)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .expect("pos column");
+        sink.delete(file.value(*row), pos.value(*row))?;
+    }
+    Ok(())
+}
+
+/// A boolean flag column's value (false when null).
+fn flag(column: &ArrayRef, row: usize) -> bool {
+    column
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .is_some_and(|b| b.is_valid(row) && b.value(row))
+}
+
 fn is_hard_delete(column: &ArrayRef, row: usize) -> bool {
     if column.is_null(row) {
         return false;
@@ -161,29 +210,16 @@ pub(crate) fn join<S: JoinSink>(
         a.take_group(&key, &converter, &mut l)?;
         b.skip_below(&key, &converter)?;
         b.take_group(&key, &converter, &mut t)?;
+        if !delete_only_first(keys, &mut l, &mut t, sink, &mut counts)? {
+            continue;
+        }
         let hard = |(batch, row): &(RecordBatch, usize)| {
             keys.hard_delete
                 .is_some_and(|c| is_hard_delete(batch.column(c), *row))
         };
-        let delete_all = |sink: &mut S, t: &[(RecordBatch, usize)]| -> Result<()> {
-            for (batch, row) in t {
-                let file = batch
-                    .column(batch.num_columns() - 2)
-                    .as_any()
-                    .downcast_ref::<UInt32Array>()
-                    .expect("file column");
-                let pos = batch
-                    .column(batch.num_columns() - 1)
-                    .as_any()
-                    .downcast_ref::<UInt64Array>()
-                    .expect("pos column");
-                sink.delete(file.value(*row), pos.value(*row))?;
-            }
-            Ok(())
-        };
         match spec.strategy {
             MergeStrategy::DeleteInsert => {
-                delete_all(sink, &t)?;
+                delete_group(sink, &t)?;
                 counts.rows_deleted += t.len() as u64;
                 for row in l.iter().filter(|r| !hard(r)) {
                     sink.insert(seq_of(row))?;
@@ -193,10 +229,10 @@ pub(crate) fn join<S: JoinSink>(
             MergeStrategy::Upsert | MergeStrategy::InsertOnly => {
                 let winner = pick_winner(&l, keys, &spec.duplicates)?;
                 if hard(winner) {
-                    delete_all(sink, &t)?;
+                    delete_group(sink, &t)?;
                     counts.rows_deleted += t.len() as u64;
                 } else if spec.strategy == MergeStrategy::Upsert {
-                    delete_all(sink, &t)?;
+                    delete_group(sink, &t)?;
                     sink.insert(seq_of(winner))?;
                     if t.is_empty() {
                         counts.rows_inserted += 1;
@@ -341,9 +377,21 @@ mod tests {
         load: &[(i64, i64, bool)],
         table: &[(u32, u64, i64)],
     ) -> Result<(MergeCounts, Decisions)> {
+        run_with_deletes(spec, load, None, table)
+    }
+
+    /// As [`run`], with keys that only delete (`id` only) pushed after the load.
+    fn run_with_deletes(
+        spec: &MergeSpec,
+        load: &[(i64, i64, bool)],
+        delete_keys: Option<&[i64]>,
+        table: &[(u32, u64, i64)],
+    ) -> Result<(MergeCounts, Decisions)> {
         let (iceberg, arrow) = schemas();
         let keys = KeyColumns::resolve(spec, &iceberg, "t").unwrap();
-        let mut side = LoadSide::new(&arrow, keys.clone(), 1 << 20, None, false).unwrap();
+        let with_deletes = delete_keys.is_some();
+        let mut side =
+            LoadSide::new(&arrow, keys.clone(), 1 << 20, None, false, with_deletes).unwrap();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(load.iter().map(|r| r.0))),
             Arc::new(Int64Array::from_iter_values(load.iter().map(|r| r.1))),
@@ -351,6 +399,14 @@ mod tests {
         ];
         side.push(RecordBatch::try_new(arrow.clone(), columns).unwrap(), "mem")
             .unwrap();
+        if let Some(ids) = delete_keys {
+            let only_id = Arc::new(ArrowSchema::new(vec![arrow.field(0).clone()]));
+            let ids: ArrayRef = Arc::new(Int64Array::from(ids.to_vec()));
+            let batch = RecordBatch::try_new(only_id, vec![ids]).unwrap();
+            let mut id_keys = keys.clone();
+            id_keys.indices = vec![0];
+            side.push_delete_keys(&id_keys, &batch, "keys").unwrap();
+        }
         let (sorted_keys, load_schema) = (side.sorted_keys().clone(), side.schema().clone());
         let (sorted_load, _) = side.finish().unwrap();
         let mut table_side = TableSide::new(&arrow, &keys, 1 << 20, None).unwrap();
@@ -435,6 +491,41 @@ mod tests {
         assert!(d.inserts.is_empty());
         assert_eq!(d.deletes, [(0, 5)]);
         assert_eq!((counts.rows_deleted, counts.rows_inserted), (1, 0));
+    }
+
+    #[test]
+    fn delete_only_keys_remove_table_rows_and_never_write_or_win() {
+        // Table ids 2, 3, 4; keys 3, 4 and 9 only delete; the load has 1, 3 (twice) and 2.
+        let load = [(1, 0, false), (3, 5, false), (3, 1, false), (2, 0, false)];
+        let deletes = Some(&[3, 4, 9][..]);
+        let upsert = spec(MergeStrategy::Upsert, DuplicateKeys::Error);
+        let err = run_with_deletes(&upsert, &load, deletes, TABLE).unwrap_err();
+        assert!(
+            matches!(err, FloeError::DuplicateKey { rows: 2, .. }),
+            "{err}"
+        );
+        let upsert = spec(MergeStrategy::Upsert, DuplicateKeys::LastWins);
+        let (counts, d) = run_with_deletes(&upsert, &load, deletes, TABLE).unwrap();
+        assert_eq!(d.inserts, [0, 2, 3]);
+        assert_eq!(d.deletes, [(0, 5), (1, 0), (1, 1)]);
+        // 3 and 4 deleted by key; 2 updated; 1 and 3 then inserted into a table without 3.
+        assert_eq!(
+            (
+                counts.rows_deleted,
+                counts.rows_updated,
+                counts.rows_inserted
+            ),
+            (2, 1, 2)
+        );
+        let insert_only = spec(MergeStrategy::InsertOnly, DuplicateKeys::LastWins);
+        let (_, d) = run_with_deletes(&insert_only, &load, deletes, TABLE).unwrap();
+        assert_eq!(d.inserts, [0, 2]);
+        assert_eq!(d.deletes, [(1, 0), (1, 1)]);
+        let delete_insert = spec(MergeStrategy::DeleteInsert, DuplicateKeys::LastWins);
+        let (counts, d) = run_with_deletes(&delete_insert, &[], deletes, TABLE).unwrap();
+        assert!(d.inserts.is_empty());
+        assert_eq!(d.deletes, [(1, 0), (1, 1)]);
+        assert_eq!((counts.rows_deleted, counts.rows_inserted), (2, 0));
     }
 
     #[test]

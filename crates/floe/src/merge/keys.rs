@@ -18,6 +18,9 @@ pub struct KeyColumns {
     pub types: Vec<PrimitiveType>,
     pub hard_delete: Option<usize>,
     pub dedup: Option<(usize, bool)>,
+    /// In the load side's sorted batches only: the flag of rows that only delete their key
+    /// (see [`super::LoadSide::push_delete_keys`]).
+    pub delete_only: Option<usize>,
 }
 
 impl KeyColumns {
@@ -35,6 +38,7 @@ impl KeyColumns {
             types: vec![],
             hard_delete: None,
             dedup: None,
+            delete_only: None,
         };
         for name in &spec.keys {
             let Some(i) = index_of(name) else {

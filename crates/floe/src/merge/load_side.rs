@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, RecordBatch, UInt64Array};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 
 use super::SEQ_COLUMN;
@@ -28,18 +28,25 @@ pub struct LoadSide {
     ranges: KeyRanges,
     partitions: Option<PartitionFilter>,
     next_seq: u64,
+    /// Delete-only keys pushed so far.
+    deleted_keys: u64,
     schema: SchemaRef,
 }
 
+/// Sequence numbers of delete-only keys start here: above any load row's, never written.
+const DELETE_ONLY_SEQ: u64 = 1 << 63;
+
 impl LoadSide {
     /// `budget` bounds the key sort and the row queue each. Without `queue_rows` only the
-    /// keys are kept: the caller reads the winning rows from its input again.
+    /// keys are kept: the caller reads the winning rows from its input again. With
+    /// `delete_keys` the sorted batches carry the flag of rows that only delete their key.
     pub fn new(
         table_arrow: &SchemaRef,
         keys: KeyColumns,
         budget: usize,
         spill_dir: Option<&std::path::Path>,
         queue_rows: bool,
+        delete_keys: bool,
     ) -> Result<Self> {
         let mut carried = keys.indices.clone();
         let mut fields: Vec<Arc<Field>> = carried
@@ -68,6 +75,14 @@ impl LoadSide {
                 true,
             )));
         }
+        if delete_keys {
+            sorted_keys.delete_only = Some(fields.len());
+            fields.push(Arc::new(Field::new(
+                "__floe_delete_only",
+                DataType::Boolean,
+                false,
+            )));
+        }
         fields.push(Arc::new(Field::new(SEQ_COLUMN, DataType::UInt64, false)));
         let schema = Arc::new(ArrowSchema::new(fields));
         let mut sort_keys = sorted_keys.indices.clone();
@@ -85,6 +100,7 @@ impl LoadSide {
             ranges: KeyRanges::default(),
             partitions: None,
             next_seq: 0,
+            deleted_keys: 0,
             schema,
         })
     }
@@ -96,16 +112,7 @@ impl LoadSide {
 
     /// Adds one conformed batch; a null key is an error naming the column and the input.
     pub fn push(&mut self, batch: RecordBatch, origin: &str) -> Result<()> {
-        for (k, &i) in self.keys.indices.iter().enumerate() {
-            let nulls = batch.column(i).null_count();
-            if nulls > 0 {
-                return Err(FloeError::NullKey {
-                    origin: origin.to_string(),
-                    column: self.keys.names[k].clone(),
-                    nulls,
-                });
-            }
-        }
+        no_null_keys(&self.keys, &batch, origin)?;
         self.ranges.update(&self.keys, &batch);
         if let Some(p) = self.partitions.as_mut() {
             p.update(&batch)?;
@@ -118,6 +125,9 @@ impl LoadSide {
             .iter()
             .map(|&i| batch.column(i).clone())
             .collect();
+        if self.sorted_keys.delete_only.is_some() {
+            columns.push(Arc::new(BooleanArray::from(vec![false; n as usize])));
+        }
         columns.push(Arc::new(seq));
         let tagged = RecordBatch::try_new(self.schema.clone(), columns)
             .context(|| "cannot tag load rows".into())?;
@@ -128,8 +138,51 @@ impl LoadSide {
         }
     }
 
+    /// Adds keys that only delete: every table row with one of them leaves, and no row is
+    /// written for them. `keys` names the key columns' positions in `batch` (conformed to the
+    /// key columns' types). The side must have been made with `delete_keys`; partition values
+    /// are no longer tracked (these rows carry none).
+    pub fn push_delete_keys(
+        &mut self,
+        keys: &KeyColumns,
+        batch: &RecordBatch,
+        origin: &str,
+    ) -> Result<()> {
+        debug_assert!(
+            self.sorted_keys.delete_only.is_some(),
+            "made without delete_keys"
+        );
+        no_null_keys(keys, batch, origin)?;
+        self.ranges.update(keys, batch);
+        self.partitions = None;
+        let n = batch.num_rows();
+        let mut columns: Vec<ArrayRef> = keys
+            .indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        for field in &self.schema.fields()[columns.len()..self.schema.fields().len() - 2] {
+            columns.push(arrow_array::new_null_array(field.data_type(), n));
+        }
+        columns.push(Arc::new(BooleanArray::from(vec![true; n])));
+        let first = DELETE_ONLY_SEQ + self.deleted_keys;
+        self.deleted_keys += n as u64;
+        columns.push(Arc::new(UInt64Array::from_iter_values(
+            first..first + n as u64,
+        )));
+        let tagged = RecordBatch::try_new(self.schema.clone(), columns)
+            .context(|| "cannot tag the keys to delete".into())?;
+        self.sorter.push(tagged)
+    }
+
+    /// Load rows pushed (delete-only keys not counted).
     pub fn rows(&self) -> u64 {
         self.next_seq
+    }
+
+    /// Delete-only keys pushed.
+    pub fn deleted_keys(&self) -> u64 {
+        self.deleted_keys
     }
 
     /// The sorted batches' schema: keys, dedup and hard-delete columns, sequence column.
@@ -162,4 +215,19 @@ impl LoadSide {
         let rows = self.rows.map(|r| r.finish()).transpose()?;
         Ok((self.sorter.finish()?, rows))
     }
+}
+
+/// A null key is an error naming the column and the input.
+fn no_null_keys(keys: &KeyColumns, batch: &RecordBatch, origin: &str) -> Result<()> {
+    for (k, &i) in keys.indices.iter().enumerate() {
+        let nulls = batch.column(i).null_count();
+        if nulls > 0 {
+            return Err(FloeError::NullKey {
+                origin: origin.to_string(),
+                column: keys.names[k].clone(),
+                nulls,
+            });
+        }
+    }
+    Ok(())
 }

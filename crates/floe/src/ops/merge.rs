@@ -47,6 +47,7 @@ pub struct MergeBuilder<'a> {
     table: TableIdent,
     options: LoadOptions,
     spec: MergeSpec,
+    delete_keys: Option<Source>,
 }
 
 impl<'a> MergeBuilder<'a> {
@@ -63,6 +64,7 @@ impl<'a> MergeBuilder<'a> {
                 duplicates: DuplicateKeys::default(),
                 memory_limit: DEFAULT_MEMORY_LIMIT,
             },
+            delete_keys: None,
         }
     }
 
@@ -96,6 +98,14 @@ impl<'a> MergeBuilder<'a> {
         self
     }
 
+    /// Keys whose table rows are deleted before the load merges (`source` holds the key
+    /// columns only). No row is written for them; a key the load also has is then inserted
+    /// (upsert, insert-only) or its load rows are (delete-insert).
+    pub fn with_delete_keys(mut self, source: Option<Source>) -> Self {
+        self.delete_keys = source;
+        self
+    }
+
     /// Merges `source` into the table by key; creates the table if missing (every row is then
     /// an insert).
     pub async fn execute(self, source: Source) -> Result<LoadSummary> {
@@ -112,26 +122,36 @@ impl<'a> MergeBuilder<'a> {
         {
             Opened::Skipped(summary) => Ok(*summary),
             Opened::Ready(mut session) => {
-                let written = merge_into(&mut session, &self.spec, source).await;
+                let inputs = Inputs {
+                    rows: source,
+                    delete_keys: self.delete_keys,
+                };
+                let written = merge_into(&mut session, &self.spec, inputs).await;
                 session.commit(self.catalog, written).await
             }
         }
     }
 }
 
+/// What a merge reads: the load's rows, and keys that only delete.
+struct Inputs {
+    rows: Source,
+    delete_keys: Option<Source>,
+}
+
 /// Steps 1 to 5: everything the merge writes, ready for the commit.
 async fn merge_into(
     session: &mut LoadSession<'_>,
     spec: &MergeSpec,
-    mut source: Source,
+    mut inputs: Inputs,
 ) -> Result<Written> {
     refuse_unsupported(session, spec)?;
     let keys = KeyColumns::resolve(spec, session.schema(), &session.table)?;
     // Four buffers may be full at once: the load's key sort and row queue, the table's key
     // sort, the deletes' sort.
     let budget = spec.memory_limit / 4;
-    let reread = ReRead::plan(session, spec, &mut source)?;
-    let load = sort_load(session, source, &keys, reread.as_ref(), budget).await?;
+    let reread = ReRead::plan(session, spec, &mut inputs.rows)?;
+    let load = sort_load(session, inputs, &keys, reread.as_ref(), budget).await?;
     let load_rows = load.rows();
     let mut spill_runs = load.spilled_runs() as u64;
     let live = find_candidates(session, &keys, &load).await?;
@@ -209,18 +229,7 @@ impl ReRead {
         };
         let (table, schema) = (&session.table, session.schema());
         let needed = spec.columns();
-        let fields = schema
-            .as_struct()
-            .fields()
-            .iter()
-            .filter(|f| needed.contains(&f.name))
-            .cloned()
-            .collect::<Vec<_>>();
-        let projected = iceberg::spec::Schema::builder()
-            .with_schema_id(schema.schema_id())
-            .with_fields(fields)
-            .build()
-            .context(|| format!("table {table}: cannot project its schema"))?;
+        let projected = project(schema, &needed, table)?;
         let fingerprints = Fingerprints::take(&files)?;
         source.project(needed);
         Ok(Some(Self {
@@ -268,10 +277,31 @@ impl ReRead {
     }
 }
 
-/// Step 1: the load's keys, sorted; its rows queued unless they can be read again.
+/// The table's schema with only the columns `names` (in the table's order).
+fn project(
+    schema: &iceberg::spec::Schema,
+    names: &[String],
+    table: &str,
+) -> Result<iceberg::spec::Schema> {
+    let fields = schema
+        .as_struct()
+        .fields()
+        .iter()
+        .filter(|f| names.contains(&f.name))
+        .cloned()
+        .collect::<Vec<_>>();
+    iceberg::spec::Schema::builder()
+        .with_schema_id(schema.schema_id())
+        .with_fields(fields)
+        .build()
+        .context(|| format!("table {table}: cannot project its schema"))
+}
+
+/// Step 1: the load's keys, sorted; its rows queued unless they can be read again. Keys
+/// that only delete join the sort after the rows.
 async fn sort_load(
     session: &LoadSession<'_>,
-    source: Source,
+    inputs: Inputs,
     keys: &KeyColumns,
     reread: Option<&ReRead>,
     budget: usize,
@@ -288,18 +318,73 @@ async fn sort_load(
         budget,
         spill_dir,
         reread.is_none(),
+        inputs.delete_keys.is_some(),
     )?;
     load.track_partitions(PartitionFilter::new(
         session.metadata.default_partition_spec(),
         keys,
     )?);
-    let mut stream = source.into_table_stream(Some(conformer.arrow_schema().clone()));
+    let mut stream = inputs
+        .rows
+        .into_table_stream(Some(conformer.arrow_schema().clone()));
     while let Some(item) = stream.next().await {
         let input = item?;
         session.options.progress.check_cancelled()?;
         load.push(conformer.conform(&input)?, &input.origin)?;
     }
+    if let Some(delete_keys) = inputs.delete_keys {
+        sort_delete_keys(session, delete_keys, keys, &mut load).await?;
+    }
     Ok(load)
+}
+
+/// Step 1b: keys that only delete, conformed to the key columns' types (the source may hold
+/// no other column).
+async fn sort_delete_keys(
+    session: &LoadSession<'_>,
+    source: Source,
+    keys: &KeyColumns,
+    load: &mut LoadSide,
+) -> Result<()> {
+    use futures::StreamExt;
+    let table = &session.table;
+    let projected = Arc::new(project(session.schema(), &keys.names, table)?);
+    let mut key_only = keys.clone();
+    key_only.indices = keys
+        .names
+        .iter()
+        .map(|n| {
+            projected
+                .as_struct()
+                .fields()
+                .iter()
+                .position(|f| &f.name == n)
+        })
+        .collect::<Option<_>>()
+        .expect("key columns are in the projection of the key columns");
+    let conformer = Conformer::new(table, projected)?;
+    let mut stream = source.into_table_stream(Some(conformer.arrow_schema().clone()));
+    while let Some(item) = stream.next().await {
+        let input = item?;
+        session.options.progress.check_cancelled()?;
+        let batch = conformer.conform(&input).map_err(|e| match e {
+            FloeError::SchemaMismatch {
+                origin,
+                table,
+                detail,
+            } => FloeError::SchemaMismatch {
+                origin,
+                table,
+                detail: format!(
+                    "{detail} (delete keys hold the key columns only: {})",
+                    keys.names.join(", ")
+                ),
+            },
+            other => other,
+        })?;
+        load.push_delete_keys(&key_only, &batch, &input.origin)?;
+    }
+    Ok(())
 }
 
 /// Step 2a: the table's live files that may hold a load key, and their deleted positions.
@@ -310,7 +395,7 @@ async fn find_candidates(
 ) -> Result<LiveState<CandidateFiles>> {
     let spill_dir = session.options.write.spill_dir.as_deref();
     let candidates = CandidateFiles::new(spill_dir);
-    if session.base.is_staged() || load.rows() == 0 {
+    if session.base.is_staged() || load.rows() + load.deleted_keys() == 0 {
         return Ok(LiveState::new(candidates, spill_dir));
     }
     let (ranges, partitions) = (load.ranges(), load.partition_filter());

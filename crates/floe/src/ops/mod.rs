@@ -10,7 +10,8 @@
 //!   target-size files (`replace`);
 //! - [`expire::ExpireBuilder`]: remove old snapshots (one metadata commit), then the files only
 //!   they reach; [`orphans::RemoveOrphansBuilder`]: files no metadata references;
-//!   [`inspect::inspect`]: what a table holds;
+//!   [`inspect::inspect`]: what a table holds; [`matching::MatchBuilder`]: the live rows whose
+//!   key a source has (reads only);
 //! - [`distributed`]: one load planned on a driver, written by many workers
 //!   ([`distributed::write_staged`]) and committed once ([`distributed::commit_staged`]);
 //! - [`request`]: a load described as data ([`LoadKind`]), what the CLI and Python faces run.
@@ -26,6 +27,7 @@ pub mod compact;
 pub mod distributed;
 pub mod expire;
 pub mod inspect;
+pub mod matching;
 pub mod merge;
 pub mod orphans;
 mod prepare;
@@ -39,6 +41,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use append::AppendBuilder;
+pub use matching::{MatchBuilder, MatchSummary};
 pub use merge::MergeBuilder;
 /// The merge vocabulary (strategies, modes, duplicate-key policies).
 pub mod merge_spec {
@@ -47,7 +50,7 @@ pub mod merge_spec {
     };
 }
 pub use replace::ReplaceBuilder;
-pub use request::{LoadKind, LoadMode, run};
+pub use request::{LoadInput, LoadKind, LoadMode, run};
 
 use crate::commit::DEFAULT_MAX_ATTEMPTS;
 pub use crate::commit::LoadOperation;

@@ -68,16 +68,32 @@ impl LoadKind {
     }
 }
 
+/// What a load reads: its rows, and (merge only) keys whose table rows are deleted first.
+pub struct LoadInput {
+    pub rows: Source,
+    pub delete_keys: Option<Source>,
+}
+
+impl From<Source> for LoadInput {
+    fn from(rows: Source) -> Self {
+        Self {
+            rows,
+            delete_keys: None,
+        }
+    }
+}
+
 /// Runs one load of `kind` into `table`.
 pub async fn run(
     catalog: &Catalog,
     table: TableIdent,
     kind: LoadKind,
     options: LoadOptions,
-    source: Source,
+    input: impl Into<LoadInput>,
 ) -> Result<LoadSummary> {
-    let inferred_schema = source.inferred_schema()?;
-    let mut summary = run_kind(catalog, table, kind, options, source).await?;
+    let input = input.into();
+    let inferred_schema = input.rows.inferred_schema()?;
+    let mut summary = run_kind(catalog, table, kind, options, input).await?;
     summary.inferred_schema = inferred_schema;
     Ok(summary)
 }
@@ -87,8 +103,17 @@ async fn run_kind(
     table: TableIdent,
     kind: LoadKind,
     options: LoadOptions,
-    source: Source,
+    input: LoadInput,
 ) -> Result<LoadSummary> {
+    let LoadInput {
+        rows: source,
+        delete_keys,
+    } = input;
+    if delete_keys.is_some() && !matches!(kind, LoadKind::Merge(_)) {
+        return Err(FloeError::InvalidOption(
+            "delete keys go with mode merge".into(),
+        ));
+    }
     match kind {
         LoadKind::Append => {
             AppendBuilder::new(catalog, table)
@@ -111,6 +136,7 @@ async fn run_kind(
                 .with_hard_delete_column(spec.hard_delete_column.clone())
                 .with_duplicates(spec.duplicates.clone())
                 .with_memory_limit(spec.memory_limit)
+                .with_delete_keys(delete_keys)
                 .execute(source)
                 .await
         }
