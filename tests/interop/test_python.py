@@ -145,6 +145,64 @@ def test_modes_match_the_cli(wh, kw):
     assert rows(wh, "p.py") == rows(wh, "p.cli")
 
 
+@pytest.mark.parametrize("strategy", ["upsert", "delete-insert"])
+@pytest.mark.parametrize("merge_mode", ["copy-on-write", "merge-on-read"])
+def test_delete_keys_remove_rows_in_the_same_snapshot_as_the_cli(wh, strategy, merge_mode):
+    base, change = table(0, 300), table(250, 100, "new")
+    # ids 10..59 and 260 go; 260 is also in the load (it comes back as "new260"); 999 is absent
+    keys = pa.table({"id": pa.array(list(range(10, 60)) + [260, 999], pa.int32())})
+    pq.write_table(base, wh.root / "base.parquet")
+    pq.write_table(change, wh.root / "change.parquet")
+    pq.write_table(keys, wh.root / "keys.parquet")
+    kw = {"mode": "merge", "key": "id", "strategy": strategy, "merge_mode": merge_mode}
+    load(wh, "p.dk", base)
+    s = load(wh, "p.dk", change.to_reader(max_chunksize=30), delete_keys=keys.to_reader(max_chunksize=7), **kw)
+    wh.floe("load", "p.dkcli", wh.root / "base.parquet")
+    wh.floe("load", "p.dkcli", wh.root / "change.parquet", "--mode", "merge", "--key", "id",
+            "--strategy", strategy, "--merge-mode", merge_mode, "--delete-keys", wh.root / "keys.parquet")
+    got = rows(wh, "p.dk")
+    assert got == rows(wh, "p.dkcli")
+    expected = [r for r in table(0, 250).to_pylist() if not 10 <= r["id"] < 60] + table(250, 100, "new").to_pylist()
+    assert sorted(got, key=lambda r: r["id"]) == expected
+    # 51 rows go by key (10..59, 260); 250..299 but 260 are updated (upsert) or deleted
+    # and inserted again (delete-insert)
+    assert s.rows_deleted + s.rows_updated == 100 and len(wh.table("p.dk").snapshots()) == 2
+    # Keys alone, with no rows: a delete by key list; a non-key column is refused.
+    empty = table(0, 1).slice(0, 0)
+    load(wh, "p.dk", empty, delete_keys=pa.table({"id": [0, 1, 2]}), **kw)
+    assert [r["id"] for r in rows(wh, "p.dk")][:2] == [3, 4]
+    with pytest.raises(floe.SchemaMismatchError, match="key columns only"):
+        load(wh, "p.dk", empty, delete_keys=pa.table({"id": [5], "v": ["x"]}), **kw)
+    with pytest.raises(floe.InvalidOptionError, match="merge"):
+        load(wh, "p.dk", empty, delete_keys=pa.table({"id": [5]}))
+    assert len(wh.table("p.dk").snapshots()) == 3
+
+
+def test_match_rows_writes_the_matched_rows_columns(wh):
+    load(wh, "p.m", table(0, 500))
+    load(wh, "p.m", table(500, 500))
+    probe = pa.table({"id": pa.array([3, 3, 499, 500, 777, 5000], pa.int64()), "other": [1] * 6})
+    out = wh.root / "matched.parquet"
+    s = floe.match_rows("p.m", probe, key="id", columns=["v", "id"], output=out, warehouse=wh.dir, memory_limit="1MiB")
+    assert isinstance(s, floe.MatchSummary)
+    assert (s.keys, s.rows, s.files_scanned, s.files_matched) == (6, 4, 2, 2)
+    got = pq.read_table(out)
+    assert got.column_names == ["v", "id"]
+    assert sorted(got.to_pylist(), key=lambda r: r["id"]) == [
+        {"v": f"v{i}", "id": i} for i in (3, 499, 500, 777)
+    ]
+    pq.write_table(probe, wh.root / "probe.parquet")
+    s = floe.match_rows("p.m", [wh.root / "probe.parquet"], key=["id"], output=out, warehouse=wh.dir)
+    assert s.rows == 4 and pq.read_table(out).column_names == ["id"]
+    s = floe.match_rows("p.m", pa.table({"id": pa.array([-1], pa.int64())}), key="id", output=out, warehouse=wh.dir)
+    assert (s.rows, s.files_scanned) == (0, 0) and pq.read_table(out).num_rows == 0
+    with pytest.raises(floe.NoSuchTableError):
+        floe.match_rows("p.none", probe, key="id", output=out, warehouse=wh.dir)
+    with pytest.raises(floe.InvalidOptionError, match="nope"):
+        floe.match_rows("p.m", probe, key="id", columns=["nope"], output=out, warehouse=wh.dir)
+    assert len(wh.table("p.m").snapshots()) == 2
+
+
 def test_replace_partitions_and_partition_by(wh):
     load(wh, "p.part", table(0, 300), partition_by="identity(cat)")
     s = load(wh, "p.part", table(1000, 3).filter(pa.compute.equal(table(1000, 3)["cat"], "c1")),

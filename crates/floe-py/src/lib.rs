@@ -381,7 +381,8 @@ fn catalog_config(
     hard_delete_column=None, dedup_sort=None, on_duplicate_keys="last", replace_partitions=false,
     partition_by=None, schema_evolution="add-columns", load_id=None, catalog=None,
     warehouse=None, memory_limit=None, target_file_size=None, progress=None, location=None,
-    table_properties=None, format=None, schema=None, infer_rows=10_000, csv=None
+    table_properties=None, format=None, schema=None, infer_rows=10_000, csv=None,
+    delete_keys=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn load(
@@ -410,6 +411,7 @@ fn load(
     schema: Option<&Bound<'_, PyAny>>,
     infer_rows: usize,
     csv: Option<&Bound<'_, PyDict>>,
+    delete_keys: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<String> {
     let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
     let merge = MergeSpec {
@@ -455,6 +457,7 @@ fn load(
         options = options.with_table_properties(properties);
     }
     let source = PySource::from_object(source)?;
+    let delete_keys = delete_keys.map(PySource::from_object).transpose()?;
     let read = InputOptions {
         format: format
             .map(str::parse::<InputFormat>)
@@ -472,8 +475,15 @@ fn load(
     let task_progress = shared.clone();
     let handle = runtime.spawn(async move {
         let catalog = Catalog::open(config).await?;
-        let source = source.into_source(&read, &task_progress)?;
-        let summary = floe::ops::run(&catalog, ident, kind, options, source).await?;
+        let input = floe::ops::LoadInput {
+            rows: source.into_source(&read, &task_progress)?,
+            delete_keys: delete_keys
+                .map(|keys| {
+                    keys.into_source(&InputOptions::default(), &Arc::new(Progress::default()))
+                })
+                .transpose()?,
+        };
+        let summary = floe::ops::run(&catalog, ident, kind, options, input).await?;
         serde_json::to_string(&summary).map_err(|e| FloeError::InvalidOption(e.to_string()))
     });
     let outcome = wait(py, &runtime, handle, &shared, progress.as_ref());
@@ -594,6 +604,44 @@ fn inspect(
     })
 }
 
+/// The native `match_rows`; `floe.match_rows` (Python) documents it. Returns the summary as
+/// JSON.
+#[pyfunction]
+#[pyo3(signature = (table, source, *, key, output, columns=None, memory_limit=None, catalog=None, warehouse=None))]
+#[allow(clippy::too_many_arguments)]
+fn match_rows(
+    py: Python<'_>,
+    table: &str,
+    source: &Bound<'_, PyAny>,
+    key: &Bound<'_, PyAny>,
+    output: PathBuf,
+    columns: Option<Vec<String>>,
+    memory_limit: Option<&Bound<'_, PyAny>>,
+    catalog: Option<&Bound<'_, PyAny>>,
+    warehouse: Option<PathBuf>,
+) -> PyResult<String> {
+    let keys = keys_of(Some(key))?;
+    let memory_limit = size_of(memory_limit, "memory_limit")?
+        .map_or(floe::ops::merge::DEFAULT_MEMORY_LIMIT, |n| n as usize);
+    let source = PySource::from_object(source)?;
+    let read = InputOptions::default();
+    on_table(
+        py,
+        table,
+        catalog,
+        warehouse,
+        move |catalog, ident| async move {
+            let source = source.into_source(&read, &Arc::new(Progress::default()))?;
+            let mut builder =
+                floe::ops::MatchBuilder::new(&catalog, ident, keys).with_memory_limit(memory_limit);
+            if let Some(columns) = columns {
+                builder = builder.with_columns(columns);
+            }
+            builder.write_parquet(source, &output).await
+        },
+    )
+}
+
 /// Runs a maintenance call on `table` of the catalog the arguments name; answers its result
 /// as JSON.
 fn on_table<T, Fut>(
@@ -699,6 +747,7 @@ fn _floe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(expire, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
+    m.add_function(wrap_pyfunction!(match_rows, m)?)?;
     m.add_function(wrap_pyfunction!(compact, m)?)?;
     m.add_function(wrap_pyfunction!(remove_orphans, m)?)?;
     m.add("NoSuchTableError", py.get_type::<NoSuchTableError>())?;

@@ -39,8 +39,10 @@ __all__ = [
     "ExpireSummary",
     "OrphanSummary",
     "InspectReport",
+    "MatchSummary",
     "expire",
     "inspect",
+    "match_rows",
     "compact",
     "remove_orphans",
     "NoSuchTableError",
@@ -129,6 +131,17 @@ class OrphanSummary(_Summary):
     __slots__ = ()
 
 
+class MatchSummary(_Summary):
+    """What `floe.match_rows` found: keys (read from the source), rows (live table rows with
+    one of those keys, the rows written), files_scanned (data files compared after pruning by
+    key bounds) and files_matched, as attributes."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"MatchSummary({self._fields})"
+
+
 class InspectReport(dict):
     """What `floe.inspect` found: the report of `floe inspect --json`, a dict whose keys are
     also attributes: table, location, format_version, metadata_location,
@@ -183,6 +196,7 @@ def load(
     schema: Any = None,
     infer_rows: int = 10_000,
     csv: Optional[Mapping[str, Any]] = None,
+    delete_keys: Optional[Source] = None,
 ) -> LoadSummary:
     """Load `source` into `table` (``namespace.table``; a missing table and namespace are
     created from the source's schema) as exactly one snapshot, or nothing.
@@ -219,6 +233,10 @@ def load(
         (into an existing table, the columns it has are parsed as its types).
     csv: the CSV dialect, keys optional: delimiter (default "," or tab for .tsv), header
         (True), quote ('"'), escape (None), nulls (values read as null; default: empty fields).
+    delete_keys: with mode "merge", keys whose table rows are deleted before the load merges,
+        in the same snapshot: paths or an ``__arrow_c_stream__`` object holding only the key
+        columns. No row is written for them; `source` may then be empty (e.g. an empty
+        pyarrow Table of the table's columns).
 
     Raises a subclass of FloeError; Ctrl-C cancels the load (its files are deleted) and raises
     KeyboardInterrupt.
@@ -248,8 +266,46 @@ def load(
         schema=schema,
         infer_rows=infer_rows,
         csv=None if csv is None else dict(csv),
+        delete_keys=delete_keys,
     )
     return LoadSummary(json.loads(text))
+
+
+def match_rows(
+    table: str,
+    source: Source,
+    *,
+    key: Union[str, Sequence[str]],
+    output: Union[str, "os.PathLike[str]"],
+    columns: Optional[Sequence[str]] = None,
+    memory_limit: Union[int, str, None] = None,
+    catalog: Union[None, str, Mapping[str, Any]] = None,
+    warehouse: Union[str, "os.PathLike[str]", None] = None,
+) -> MatchSummary:
+    """Write the live rows of `table` whose `key` appears in `source` to `output`, a local
+    Parquet file (replaced; empty when nothing matches), keeping `columns` (default: the key
+    columns). Reads only; commits nothing.
+
+    source: as for `load`; only its key columns are read (others are ignored).
+    key: the key columns, as for a merge (top-level, not floating point).
+    memory_limit: bytes the sorts may use before spilling (default 256MiB); memory does not
+        grow with the table or the source.
+
+    The matching is a merge's first half: the source's keys sorted, the table's files pruned by
+    key bounds and their keys compared, then each matched file read once. Raises
+    NoSuchTableError for a missing table.
+    """
+    text = _floe.match_rows(
+        table,
+        source,
+        key=key,
+        output=str(output),
+        columns=None if columns is None else list(columns),
+        memory_limit=memory_limit,
+        catalog=catalog,
+        warehouse=None if warehouse is None else str(warehouse),
+    )
+    return MatchSummary(json.loads(text))
 
 
 def expire(

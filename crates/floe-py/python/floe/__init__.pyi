@@ -78,7 +78,28 @@ def load(
     schema: Any = None,
     infer_rows: int = 10_000,
     csv: Optional[Mapping[str, Any]] = None,
+    delete_keys: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], Any, None] = None,
 ) -> LoadSummary: ...
+
+class MatchSummary:
+    keys: int
+    rows: int
+    files_scanned: int
+    files_matched: int
+    def __init__(self, fields: Mapping[str, Any]) -> None: ...
+    def to_dict(self) -> Dict[str, Any]: ...
+
+def match_rows(
+    table: str,
+    source: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], Any],
+    *,
+    key: Union[str, Sequence[str]],
+    output: Union[str, os.PathLike[str]],
+    columns: Optional[Sequence[str]] = None,
+    memory_limit: Union[int, str, None] = None,
+    catalog: Union[None, str, Mapping[str, Any]] = None,
+    warehouse: Union[str, os.PathLike[str], None] = None,
+) -> MatchSummary: ...
 
 class ExpireSummary:
     table: str

@@ -28,6 +28,7 @@ def load(
     schema: Any = ...,
     infer_rows: int = ...,
     csv: Optional[Mapping[str, Any]] = ...,
+    delete_keys: Any = ...,
 ) -> str: ...
 
 def expire(
@@ -60,6 +61,18 @@ def remove_orphans(
 def inspect(
     table: str,
     *,
+    catalog: Union[None, str, Mapping[str, Any]] = ...,
+    warehouse: Optional[str] = ...,
+) -> str: ...
+
+def match_rows(
+    table: str,
+    source: Any,
+    *,
+    key: Union[str, Sequence[str]],
+    output: str,
+    columns: Optional[Sequence[str]] = ...,
+    memory_limit: Union[int, str, None] = ...,
     catalog: Union[None, str, Mapping[str, Any]] = ...,
     warehouse: Optional[str] = ...,
 ) -> str: ...
