@@ -21,8 +21,13 @@ What each table gets, from dlt's hints:
 - ``merge``, strategy ``upsert`` (dlt's default here) or ``insert-only``: keyed by the primary
   key (nested tables: by ``_dlt_id``, as dlt's Iceberg job does); ``hard_delete`` and
   ``dedup_sort`` columns as dlt documents them. ``delete-insert`` (which dlt's own Iceberg job
-  refuses): rows whose ``merge_key`` (else primary key) appears in the load are replaced by the
-  load's rows, deduplicated by the primary key when there is one.
+  refuses), as dlt's SQL destinations do it: rows with the primary key or the merge key of a
+  load row go, then the load's rows go in, deduplicated by the primary key when there is one.
+  Rows matched only by a different merge key are found first (``floe.match_rows``) and deleted
+  by their primary key in the same snapshot (``delete_keys``). A root table with nested tables
+  is written by one job for the whole chain: the ids of the root rows its merge key replaces
+  are found first, each nested table then loses those root rows' rows (by ``_dlt_root_id``)
+  and gains the package's, and the root commits last, so a retried job finds the same rows.
 - partitioning: ``partition`` columns (identity) and ``iceberg_adapter`` partition hints with
   every transform and the field names dlt would give; table properties from config and adapter.
 - load id ``dlt:<load id>:<table>``: a package retried after floe committed but before dlt
@@ -30,9 +35,10 @@ What each table gets, from dlt's hints:
 - location of a new table: chosen by a REST catalog; ``<bucket_url>/<dataset>/<table>`` with a
   SQLite catalog or dlt's in-memory one.
 
-What floe refuses (a terminal job error, before anything is written): ``delete-insert`` on a
-table with nested tables, ``delete-insert`` with a merge key other than the primary key, more
-than one ``hard_delete`` column, and catalogs other than SQLite ``sql`` and ``rest``.
+What floe refuses (a terminal job error, before anything is written): ``delete-insert`` with a
+primary key or a ``hard_delete`` column on a table with nested tables (the nested rows of
+duplicate or deleted keys would have to be left out), more than one ``hard_delete`` or
+``dedup_sort`` column, and catalogs other than SQLite ``sql`` and ``rest``.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ try:
         get_columns_names_with_prop,
         get_first_column_name_with_prop,
         get_nested_tables,
+        has_table_seen_data,
         is_nested_table,
     )
     from dlt.destinations.impl.filesystem import factory as _fs_factory
@@ -113,25 +120,56 @@ def load_plan(table: Dict[str, Any], tables: Dict[str, Any], strategy: Optional[
 
 def _delete_insert(plan: Dict[str, Any], table: Dict[str, Any], tables: Dict[str, Any],
                    primary: List[str], merge_key: List[str]) -> None:
+    """dlt's delete-insert: every row matching a load row by primary key or by merge key goes
+    (with its nested rows), then the load's rows (one per primary key) go in."""
     name = table["name"]
-    if is_nested_table(table) or len(get_nested_tables(tables, name)) > 1:
-        raise UnsupportedByFloe(
-            f"table {name}: delete-insert with nested tables needs a join across tables that floe "
-            "does not do yet; use the upsert strategy (nested rows are matched by _dlt_id)"
-        )
-    if merge_key and primary and sorted(merge_key) != sorted(primary):
-        raise UnsupportedByFloe(
-            f"table {name}: delete-insert with a merge_key ({', '.join(merge_key)}) other than the "
-            f"primary key ({', '.join(primary)}) is not supported by floe yet"
-        )
-    if primary:
+    if is_nested_table(table):
+        _nested_delete_insert(plan, table)
+        return
+    nested = [t["name"] for t in get_nested_tables(tables, name)[1:]]
+    if nested:
+        _root_with_nested(plan, table, primary, merge_key, nested)
+    elif primary:
         # Delete every row with a key the load has, insert one row per key: floe's upsert.
+        # Rows matching only by a different merge key are found first and deleted by their
+        # primary key, in the same snapshot.
         plan.update(strategy="upsert", key=primary)
+        if merge_key and sorted(merge_key) != sorted(primary):
+            plan["delete_matches"] = {"key": merge_key, "columns": primary}
     elif merge_key:
         plan["key"] = merge_key
         plan.pop("dedup_sort", None)
     else:
         raise UnsupportedByFloe(f"table {name}: delete-insert needs a merge_key or a primary_key")
+
+
+def _root_with_nested(plan: Dict[str, Any], table: Dict[str, Any], primary: List[str],
+                      merge_key: List[str], nested: List[str]) -> None:
+    name = table["name"]
+    if primary or "hard_delete_column" in plan:
+        raise UnsupportedByFloe(
+            f"table {name}: delete-insert with a primary_key or a hard_delete column on a table with "
+            "nested tables: floe cannot yet leave out the nested rows of duplicate or deleted keys; "
+            "use a merge_key alone, or the upsert strategy (nested rows are matched by _dlt_id)"
+        )
+    if not merge_key:
+        raise UnsupportedByFloe(f"table {name}: delete-insert needs a merge_key or a primary_key")
+    plan["key"] = merge_key
+    plan.pop("dedup_sort", None)
+    # The nested tables are written by this table's job, before it (see FloeIcebergLoadJob).
+    plan["nested_tables"] = nested
+    plan["row_key"] = get_first_column_name_with_prop(table, "row_key") or "_dlt_id"
+
+
+def _nested_delete_insert(plan: Dict[str, Any], table: Dict[str, Any]) -> None:
+    """A nested table of a delete-insert root: its root's job deletes the rows of the root rows
+    it replaces (by the root key) and inserts the load's rows."""
+    root_key = get_first_column_name_with_prop(table, "root_key")
+    if root_key is None:
+        raise UnsupportedByFloe(f"table {table['name']}: a nested table of a delete-insert merge needs a root key")
+    plan.update(strategy="delete-insert", key=[root_key])
+    plan.pop("dedup_sort", None)
+    plan.pop("hard_delete_column", None)
 
 
 def _partition_by(table: Dict[str, Any]) -> Optional[str]:
@@ -182,21 +220,73 @@ def _catalog_kind(catalog: Any) -> str:
 
 
 class FloeIcebergLoadJob(TableFormatLoadFilesystemJob):
-    """Writes one table's Parquet files of one load package with floe, as one snapshot."""
+    """Writes one table's Parquet files of one load package with floe, as one snapshot. For a
+    delete-insert root with nested tables it gets the whole table chain's files and writes
+    the nested tables first (one snapshot each), then the root."""
 
     def run(self) -> None:
         client: FloeFilesystemClient = self._job_client  # type: ignore[assignment]
         name = self.load_table_name
         strategy = resolve_merge_strategy(client.schema.tables, self._load_table, client.capabilities)
         plan = load_plan(self._load_table, client.schema.tables, strategy)
+        nested = plan.pop("nested_tables", None)
+        row_key = plan.pop("row_key", None)
+        delete_matches = plan.pop("delete_matches", None)
+        files = _files_by_table(self.file_paths)
+        with tempfile.TemporaryDirectory(prefix="floe-dlt-") as tmp:
+            if nested is not None:
+                # Rows whose root row this load replaces go with it: the root rows' ids are
+                # found before the root's commit, so a retried job finds them again.
+                replaced = self._match(name, files.get(name, []), plan["key"], [row_key], f"{tmp}/replaced.parquet")
+                for child in nested:
+                    self._load_nested(child, files.get(child, []), replaced, row_key)
+            elif delete_matches is not None:
+                matched = self._match(name, files.get(name, []), delete_matches["key"], delete_matches["columns"],
+                                      f"{tmp}/matched.parquet")
+                if matched is not None:
+                    plan["delete_keys"] = matched
+            self.floe_summary = self._load(name, self._load_table, files.get(name, []), plan)
+
+    def _load_nested(self, name: str, files: List[str], replaced: Optional[str], row_key: str) -> None:
+        client: FloeFilesystemClient = self._job_client  # type: ignore[assignment]
+        table = client.prepare_load_table(name)
+        plan = load_plan(table, client.schema.tables, "delete-insert")
+        root_key = plan["key"][0]
+        if replaced is not None:
+            plan["delete_keys"] = _renamed_column(replaced, row_key, root_key)
+        if not files:
+            # Nothing to insert: only the rows of replaced root rows go, from a table that
+            # exists (one that never saw data was never created).
+            if replaced is None or not has_table_seen_data(table):
+                return
+            files = _no_rows(root_key)
+        self._load(name, table, files, plan)
+
+    def _match(self, name: str, files: List[str], key: List[str], columns: List[str], output: str) -> Optional[str]:
+        """Writes `columns` of the table's rows matching the package's files on `key` to
+        `output`; None when the table does not exist yet."""
+        client: FloeFilesystemClient = self._job_client  # type: ignore[assignment]
+        ident = f"{client.dataset_name}.{name}"
+        with client.floe_catalog(name, client.get_open_table_location("iceberg", name)) as catalog:
+            try:
+                found = floe.match_rows(ident, files, key=key, columns=columns, output=output, catalog=catalog)
+            except floe.NoSuchTableError:
+                return None
+            except floe.FloeError as e:
+                raise _job_error(e) from e
+        logger.info(f"floe: {found.rows} row(s) of {ident} match the load on {', '.join(key)}")
+        return output
+
+    def _load(self, name: str, table: Dict[str, Any], source: Any, plan: Dict[str, Any]) -> Any:
+        client: FloeFilesystemClient = self._job_client  # type: ignore[assignment]
         location = client.get_open_table_location("iceberg", name)
         config_properties = client.config.iceberg_table_properties or {}
         from dlt.destinations.impl.filesystem.iceberg_adapter import TABLE_PROPERTIES_HINT
 
-        properties = {**config_properties, **(self._load_table.get(TABLE_PROPERTIES_HINT) or {})}
+        properties = {**config_properties, **(table.get(TABLE_PROPERTIES_HINT) or {})}
         ident = f"{client.dataset_name}.{name}"
         load_id = f"dlt:{self._load_id}:{name}"
-        logger.info(f"floe: loading {len(self.file_paths)} file(s) into {ident} ({plan})")
+        logger.info(f"floe: loading {ident} ({plan})")
         with client.floe_catalog(name, location) as catalog:
             # A REST catalog places new tables itself (many accept no other location); SQL
             # catalogs get dlt's location, <bucket_url>/<dataset>/<table>.
@@ -204,28 +294,66 @@ class FloeIcebergLoadJob(TableFormatLoadFilesystemJob):
             try:
                 summary = floe.load(
                     ident,
-                    list(self.file_paths),
+                    source,
                     catalog=catalog,
                     location=new_table_location,
                     table_properties={str(k): str(v) for k, v in properties.items()},
                     load_id=load_id,
                     **plan,
                 )
-            except (
-                floe.InvalidOptionError,
-                floe.BadInputError,
-                floe.SchemaMismatchError,
-                floe.CatalogRefusedError,
-                floe.UnsupportedTableError,
-                floe.CancelledError,
-            ) as e:
-                raise DestinationTerminalException(f"floe: {e}") from e
             except floe.FloeError as e:
-                # Conflicts, unknown commit outcomes, storage and catalog trouble: dlt retries
-                # the job, and the load id makes a retry of a landed commit a no-op.
-                raise DestinationTransientException(f"floe: {e}") from e
-        self.floe_summary = summary
+                raise _job_error(e) from e
         logger.info(f"floe: {summary.message}")
+        return summary
+
+
+def _job_error(e: Exception) -> Exception:
+    """A terminal dlt error for what a retry cannot change; a transient one for conflicts,
+    unknown commit outcomes, storage and catalog trouble (dlt retries the job, and the load id
+    makes a retry of a landed commit a no-op)."""
+    terminal = (
+        floe.InvalidOptionError,
+        floe.BadInputError,
+        floe.SchemaMismatchError,
+        floe.CatalogRefusedError,
+        floe.UnsupportedTableError,
+        floe.CancelledError,
+    )
+    if isinstance(e, terminal):
+        return DestinationTerminalException(f"floe: {e}")
+    return DestinationTransientException(f"floe: {e}")
+
+
+def _files_by_table(paths: Sequence[str]) -> Dict[str, List[str]]:
+    from dlt.common.storages.load_package import ParsedLoadJobFileName
+
+    out: Dict[str, List[str]] = {}
+    for path in paths:
+        out.setdefault(ParsedLoadJobFileName.parse(path).table_name, []).append(path)
+    return out
+
+
+def _renamed_column(path: str, name: str, to: str) -> Any:
+    """The Parquet file's column `name` as `to`, streamed batch by batch."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    field = file.schema_arrow.field(name)
+    schema = pa.schema([pa.field(to, field.type, field.nullable)])
+
+    def batches() -> Iterator[Any]:
+        for batch in file.iter_batches(columns=[name]):
+            yield pa.RecordBatch.from_arrays([batch.column(0)], schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _no_rows(column: str) -> Any:
+    """An empty input for a nested table the package has no rows for (its replaced rows still go)."""
+    import pyarrow as pa
+
+    return pa.table({column: pa.array([], pa.string())})
 
 
 class FloeFilesystemClient(FilesystemClient):
@@ -235,6 +363,26 @@ class FloeFilesystemClient(FilesystemClient):
         if table.get("table_format") == "iceberg":
             return FloeIcebergLoadJob
         return super().get_reference_followup_job_class(table)
+
+    def get_reference_followup_job_requests(self, table_chain: Sequence[Any],
+                                            completed_table_chain_jobs: Optional[Sequence[Any]]) -> List[Any]:
+        """One job per table, except for a delete-insert root with nested tables: one job gets
+        the whole chain's files (the root's first), as its nested rows go by the root's."""
+        root = table_chain[0]
+        strategy = resolve_merge_strategy(self.schema.tables, root, self.capabilities)
+        if (root.get("table_format") != "iceberg" or root.get("write_disposition") != "merge"
+                or strategy != "delete-insert" or len(get_nested_tables(self.schema.tables, root["name"])) < 2):
+            return super().get_reference_followup_job_requests(table_chain, completed_table_chain_jobs)
+        from dlt.common.storages import FileStorage
+        from dlt.destinations.job_impl import ReferenceFollowupJobRequest
+
+        names = [t["name"] for t in table_chain]
+        jobs = sorted((job for job in completed_table_chain_jobs or [] if job.job_file_info.table_name in names),
+                      key=lambda job: names.index(job.job_file_info.table_name))
+        paths = [job.file_path for job in jobs]
+        if not paths or jobs[0].job_file_info.table_name != root["name"]:
+            return super().get_reference_followup_job_requests(table_chain, completed_table_chain_jobs)
+        return [ReferenceFollowupJobRequest(FileStorage.get_file_name_from_file_path(paths[0]), paths)]
 
     def verify_schema_table_format(self, load_tables: Sequence[Any]) -> List[Exception]:
         errors = super().verify_schema_table_format(load_tables)
