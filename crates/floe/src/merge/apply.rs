@@ -121,32 +121,58 @@ pub(crate) async fn apply_deletes(
     counts: &mut MergeCounts,
 ) -> Result<Applied> {
     let mut applied = Applied::default();
-    let mut current: Option<(u32, RoaringTreemap)> = None;
-    for batch in deletes {
-        let batch = batch?;
-        let files = as_u32(batch.column(0).as_ref());
-        let positions = as_u64(batch.column(1).as_ref());
-        for i in 0..batch.num_rows() {
-            let file = files.value(i);
-            if current.as_ref().is_none_or(|(f, _)| *f != file) {
-                if let Some((done, positions)) = current.take() {
-                    targets
-                        .apply(done, &positions, writer, counts, &mut applied)
-                        .await?;
-                }
-                current = Some((file, RoaringTreemap::new()));
-            }
-            if let Some((_, group)) = current.as_mut() {
-                group.insert(positions.value(i));
-            }
-        }
-    }
-    if let Some((done, positions)) = current.take() {
+    for group in ByFile::new(deletes) {
+        let (file, positions) = group?;
         targets
-            .apply(done, &positions, writer, counts, &mut applied)
+            .apply(file, &positions, writer, counts, &mut applied)
             .await?;
     }
     Ok(applied)
+}
+
+/// Sorted (file, pos) pairs grouped by file: each file's positions as one bitmap, so only one
+/// file's positions are held at once.
+pub(crate) struct ByFile {
+    pairs: SortedStream,
+    /// The batch being read and the next row of it.
+    batch: Option<(RecordBatch, usize)>,
+}
+
+impl ByFile {
+    pub fn new(pairs: SortedStream) -> Self {
+        Self { pairs, batch: None }
+    }
+}
+
+impl Iterator for ByFile {
+    type Item = Result<(u32, RoaringTreemap)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut group: Option<(u32, RoaringTreemap)> = None;
+        loop {
+            if self.batch.as_ref().is_none_or(|(b, i)| *i >= b.num_rows()) {
+                match self.pairs.next() {
+                    None => return group.map(Ok),
+                    Some(Err(e)) => return Some(Err(e)),
+                    Some(Ok(b)) => {
+                        self.batch = Some((b, 0));
+                        continue;
+                    }
+                }
+            }
+            let (batch, row) = self.batch.as_mut().expect("a batch");
+            let file = as_u32(batch.column(0).as_ref()).value(*row);
+            let pos = as_u64(batch.column(1).as_ref()).value(*row);
+            match group.as_mut() {
+                Some((f, _)) if *f != file => return group.map(Ok),
+                Some((_, positions)) => {
+                    positions.insert(pos);
+                }
+                None => group = Some((file, RoaringTreemap::from_iter([pos]))),
+            }
+            *row += 1;
+        }
+    }
 }
 
 fn as_u32(array: &dyn Array) -> &UInt32Array {

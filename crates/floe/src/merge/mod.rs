@@ -33,7 +33,7 @@ pub mod table_files;
 mod table_side;
 mod winners;
 
-pub(crate) use apply::{DeleteCollector, DeleteTargets, apply_deletes};
+pub(crate) use apply::{ByFile, DeleteCollector, DeleteTargets, apply_deletes};
 pub(crate) use join::join;
 pub use keys::KeyColumns;
 pub use load_side::LoadSide;

@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{Array, UInt32Array, UInt64Array};
 use iceberg::TableIdent;
 use parquet::arrow::ArrowWriter;
 use roaring::RoaringTreemap;
@@ -26,7 +25,7 @@ use crate::merge::table_files::{
     DataFileReader, LiveState, READ_BATCH_ROWS, live_state, project_schema,
 };
 use crate::merge::{
-    DeleteCollector, KeyColumns, LoadSide, MergeSpec, MergeStrategy, TableSide, join,
+    ByFile, DeleteCollector, KeyColumns, LoadSide, MergeSpec, MergeStrategy, TableSide, join,
     scan_candidates,
 };
 use crate::progress::Progress;
@@ -124,26 +123,9 @@ impl<'a> MatchBuilder<'a> {
         summary.files_scanned = live.files.len() as u64;
         let matches = match_keys(&state, &keys, load, &live, budget, spill, &spec).await?;
         let mut out = MatchOutput::create(&schema, &out_ids, &name, output)?;
-        let mut current: Option<(u32, RoaringTreemap)> = None;
-        for batch in matches {
-            let batch = batch?;
-            let files = as_u32(batch.column(0).as_ref());
-            let positions = as_u64(batch.column(1).as_ref());
-            for i in 0..batch.num_rows() {
-                let file = files.value(i);
-                if current.as_ref().is_none_or(|(f, _)| *f != file) {
-                    if let Some((done, rows)) = current.take() {
-                        out.write_rows(&state, &live, done, &rows).await?;
-                    }
-                    current = Some((file, RoaringTreemap::new()));
-                }
-                if let Some((_, rows)) = current.as_mut() {
-                    rows.insert(positions.value(i));
-                }
-            }
-        }
-        if let Some((done, rows)) = current.take() {
-            out.write_rows(&state, &live, done, &rows).await?;
+        for group in ByFile::new(matches) {
+            let (file, rows) = group?;
+            out.write_rows(&state, &live, file, &rows).await?;
         }
         (summary.rows, summary.files_matched) = out.finish()?;
         Ok(summary)
@@ -314,18 +296,4 @@ fn write_error(path: &Path, e: parquet::errors::ParquetError) -> FloeError {
         path: path.display().to_string(),
         reason: e.to_string(),
     }
-}
-
-fn as_u32(array: &dyn Array) -> &UInt32Array {
-    array
-        .as_any()
-        .downcast_ref()
-        .expect("the matches' file column is u32")
-}
-
-fn as_u64(array: &dyn Array) -> &UInt64Array {
-    array
-        .as_any()
-        .downcast_ref()
-        .expect("the matches' pos column is u64")
 }
