@@ -103,6 +103,10 @@ struct LoadArgs {
     /// deleted before the load merges; an input may then be an empty file.
     #[arg(long, value_name = "PATH")]
     delete_keys: Vec<String>,
+    /// With --mode merge: files holding only the key columns, the only keys the inputs' rows
+    /// may have; rows with other keys are left out (read like --delete-keys).
+    #[arg(long, value_name = "PATH")]
+    only_keys: Vec<String>,
     /// What to do with duplicate keys inside one load (upsert, insert-only).
     #[arg(long, value_enum, default_value_t = OnDuplicateKeys::Last)]
     on_duplicate_keys: OnDuplicateKeys,
@@ -339,17 +343,21 @@ async fn load(args: LoadArgs) -> Result<()> {
         ..BatchBudget::default()
     };
     let source = Source::open(&args.inputs, &args.read.options(budget)?, progress.clone())?;
-    let delete_keys = match args.delete_keys.as_slice() {
-        [] => None,
-        paths => {
-            let quiet = Arc::new(Progress::default());
-            let read = InputOptions {
-                budget,
-                ..Default::default()
-            };
-            Some(Source::open(paths, &read, quiet)?)
+    let keys = |paths: &[String]| -> Result<Option<Source>> {
+        if paths.is_empty() {
+            return Ok(None);
         }
+        let read = InputOptions {
+            budget,
+            ..Default::default()
+        };
+        Ok(Some(Source::open(
+            paths,
+            &read,
+            Arc::new(Progress::default()),
+        )?))
     };
+    let (delete_keys, only_keys) = (keys(&args.delete_keys)?, keys(&args.only_keys)?);
     if args.dry_run {
         return print_summary(&serde_json::to_string_pretty(&dry_run(&source)?)?);
     }
@@ -361,6 +369,7 @@ async fn load(args: LoadArgs) -> Result<()> {
     let input = ops::LoadInput {
         rows: source,
         delete_keys,
+        only_keys,
     };
     let result = ops::run(&catalog, ident, kind, options, input).await;
     reporter.stop();

@@ -2,7 +2,7 @@
 //!
 //! Each case starts from a random table (possibly with duplicate keys), then runs several
 //! merges (random strategy and mode, duplicate keys, hard deletes, nulls in non-key columns,
-//! keys that only delete); after every load floe's own read of the table must equal the model
+//! keys that only delete, only-keys); after every load floe's own read of the table must equal the model
 //! exactly, and so must the rows `MatchBuilder` finds for the load's keys. The Python interop
 //! suite runs the same model with pyiceberg and DuckDB reading.
 
@@ -106,7 +106,7 @@ fn model_merge(table: &mut Vec<Row>, load: &[Row], strategy: MergeStrategy) {
     table.extend(inserted);
 }
 
-/// Keys that only delete, as a source of the key column alone.
+/// Keys (to delete, or the only keys rows may have) as a source of the key column alone.
 fn delete_keys(ids: &[i64]) -> Source {
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
     let batch = RecordBatch::try_new(
@@ -233,6 +233,7 @@ proptest! {
             strategy(),
             mode(),
             proptest::option::of(proptest::collection::vec(0i64..25, 0..6)),
+            proptest::option::of(proptest::collection::vec(0i64..25, 0..15)),
         ), 1..5),
     ) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -242,22 +243,25 @@ proptest! {
             let table = parse_table_ident("m.model").unwrap();
             let mut model: Vec<Row> = initial.iter().map(|r| Row { deleted: None, ..r.clone() }).collect();
             AppendBuilder::new(&cat, table.clone()).execute(source(&model)).await.unwrap();
-            for (step, (load, strategy, mode, gone)) in loads.iter().enumerate() {
+            for (step, (load, strategy, mode, gone, only)) in loads.iter().enumerate() {
                 let out = MergeBuilder::new(&cat, table.clone(), vec!["id".into()])
                     .with_strategy(*strategy)
                     .with_mode(*mode)
                     .with_hard_delete_column(Some("deleted".into()))
                     .with_delete_keys(gone.as_deref().map(delete_keys))
+                    .with_only_keys(only.as_deref().map(delete_keys))
                     .execute(source(load))
                     .await
                     .unwrap();
-                // Keys that only delete apply first; the load merges into what is left.
+                // Keys that only delete apply first; the load's rows with an allowed key then
+                // merge into what is left.
                 model.retain(|r| !gone.as_ref().is_some_and(|g| g.contains(&r.id)));
-                model_merge(&mut model, load, *strategy);
+                let allowed: Vec<Row> = load.iter().filter(|r| only.as_ref().is_none_or(|o| o.contains(&r.id))).cloned().collect();
+                model_merge(&mut model, &allowed, *strategy);
                 model.sort();
                 let exists = cat.load_table(&table).await.unwrap().is_some();
                 let got = if exists { read_back(&cat).await } else { vec![] };
-                prop_assert_eq!(&got, &model, "step {} ({:?}, {:?}, delete {:?}): {}", step, strategy, mode, gone, out.message);
+                prop_assert_eq!(&got, &model, "step {} ({:?}, {:?}, delete {:?}, only {:?}): {}", step, strategy, mode, gone, only, out.message);
                 if exists {
                     let ids: Vec<i64> = load.iter().map(|r| r.id).chain([99]).collect();
                     let mut want: Vec<(i64, String)> = model.iter().filter(|r| ids.contains(&r.id)).map(|r| (r.id, r.v.clone())).collect();

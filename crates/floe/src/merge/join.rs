@@ -1,12 +1,15 @@
 //! The sort-merge join: both sides sorted by key, read one key group at a time; the strategy,
 //! hard deletes and the duplicate-key policy decide every row. Decisions go to a [`JoinSink`].
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, UInt8Array, UInt32Array, UInt64Array,
+};
 use arrow_ord::ord::make_comparator;
 use arrow_row::{OwnedRow, RowConverter, Rows};
 use arrow_schema::{SchemaRef, SortOptions};
 
 use super::keys::KeyColumns;
+use super::load_side::Marker;
 use super::spec::{DuplicateKeys, MergeCounts, MergeSpec, MergeStrategy};
 use crate::error::{FloeError, Result, ResultExt};
 use crate::spill::SortedStream;
@@ -129,25 +132,38 @@ fn seq_of((batch, row): &(RecordBatch, usize)) -> u64 {
         .value(*row)
 }
 
-/// Delete-only keys apply first: when the group has one, the key's table rows leave and the
-/// load's rows (if any) then merge into a table without them. Returns whether load rows are
-/// left to merge.
-fn delete_only_first<S: JoinSink>(
+/// Marked keys apply first: when the group has a key that only deletes, the key's table rows
+/// leave and the load's rows (if any) then merge into a table without them; with only-keys
+/// in use, a group without one loses its load rows. Returns whether load rows are left.
+fn markers_first<S: JoinSink>(
     keys: &KeyColumns,
     l: &mut Vec<(RecordBatch, usize)>,
     t: &mut Vec<(RecordBatch, usize)>,
     sink: &mut S,
     counts: &mut MergeCounts,
 ) -> Result<bool> {
-    let Some(c) = keys.delete_only else {
+    let Some(c) = keys.marker else {
         return Ok(true);
     };
-    let before = l.len();
-    l.retain(|(batch, row)| !flag(batch.column(c), *row));
-    if l.len() < before {
+    let (mut delete, mut only) = (false, false);
+    l.retain(|(batch, row)| match marker(batch.column(c), *row) {
+        m if m == Marker::Delete as u8 => {
+            delete = true;
+            false
+        }
+        m if m == Marker::Only as u8 => {
+            only = true;
+            false
+        }
+        _ => true,
+    });
+    if delete {
         delete_group(sink, t)?;
         counts.rows_deleted += t.len() as u64;
         t.clear();
+    }
+    if keys.only_marked && !only {
+        l.clear();
     }
     Ok(!l.is_empty())
 }
@@ -170,12 +186,13 @@ fn delete_group<S: JoinSink>(sink: &mut S, t: &[(RecordBatch, usize)]) -> Result
     Ok(())
 }
 
-/// A boolean flag column's value (false when null).
-fn flag(column: &ArrayRef, row: usize) -> bool {
+/// A marker column's value.
+fn marker(column: &ArrayRef, row: usize) -> u8 {
     column
         .as_any()
-        .downcast_ref::<BooleanArray>()
-        .is_some_and(|b| b.is_valid(row) && b.value(row))
+        .downcast_ref::<UInt8Array>()
+        .expect("marker column")
+        .value(row)
 }
 
 fn is_hard_delete(column: &ArrayRef, row: usize) -> bool {
@@ -210,7 +227,7 @@ pub(crate) fn join<S: JoinSink>(
         a.take_group(&key, &converter, &mut l)?;
         b.skip_below(&key, &converter)?;
         b.take_group(&key, &converter, &mut t)?;
-        if !delete_only_first(keys, &mut l, &mut t, sink, &mut counts)? {
+        if !markers_first(keys, &mut l, &mut t, sink, &mut counts)? {
             continue;
         }
         let hard = |(batch, row): &(RecordBatch, usize)| {
@@ -317,7 +334,7 @@ mod tests {
     use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 
     use super::*;
-    use crate::merge::{LoadSide, MergeMode, TableSide};
+    use crate::merge::{KeyMarkers, LoadSide, MergeMode, TableSide};
 
     /// Records the join's decisions.
     #[derive(Default, Debug)]
@@ -380,18 +397,31 @@ mod tests {
         run_with_deletes(spec, load, None, table)
     }
 
-    /// As [`run`], with keys that only delete (`id` only) pushed after the load.
+    /// As [`run`], with keys that only delete and keys the load's rows must have (`id` only)
+    /// pushed after the load.
     fn run_with_deletes(
         spec: &MergeSpec,
         load: &[(i64, i64, bool)],
         delete_keys: Option<&[i64]>,
         table: &[(u32, u64, i64)],
     ) -> Result<(MergeCounts, Decisions)> {
+        run_with_markers(spec, load, delete_keys, None, table)
+    }
+
+    fn run_with_markers(
+        spec: &MergeSpec,
+        load: &[(i64, i64, bool)],
+        delete_keys: Option<&[i64]>,
+        only_keys: Option<&[i64]>,
+        table: &[(u32, u64, i64)],
+    ) -> Result<(MergeCounts, Decisions)> {
         let (iceberg, arrow) = schemas();
         let keys = KeyColumns::resolve(spec, &iceberg, "t").unwrap();
-        let with_deletes = delete_keys.is_some();
-        let mut side =
-            LoadSide::new(&arrow, keys.clone(), 1 << 20, None, false, with_deletes).unwrap();
+        let markers = KeyMarkers {
+            delete: delete_keys.is_some(),
+            only: only_keys.is_some(),
+        };
+        let mut side = LoadSide::new(&arrow, keys.clone(), 1 << 20, None, false, markers).unwrap();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(load.iter().map(|r| r.0))),
             Arc::new(Int64Array::from_iter_values(load.iter().map(|r| r.1))),
@@ -399,13 +429,14 @@ mod tests {
         ];
         side.push(RecordBatch::try_new(arrow.clone(), columns).unwrap(), "mem")
             .unwrap();
-        if let Some(ids) = delete_keys {
+        for (ids, marker) in [(delete_keys, Marker::Delete), (only_keys, Marker::Only)] {
+            let Some(ids) = ids else { continue };
             let only_id = Arc::new(ArrowSchema::new(vec![arrow.field(0).clone()]));
             let ids: ArrayRef = Arc::new(Int64Array::from(ids.to_vec()));
             let batch = RecordBatch::try_new(only_id, vec![ids]).unwrap();
             let mut id_keys = keys.clone();
             id_keys.indices = vec![0];
-            side.push_delete_keys(&id_keys, &batch, "keys").unwrap();
+            side.push_marked(&id_keys, &batch, "keys", marker).unwrap();
         }
         let (sorted_keys, load_schema) = (side.sorted_keys().clone(), side.schema().clone());
         let (sorted_load, _) = side.finish().unwrap();
@@ -526,6 +557,22 @@ mod tests {
         assert!(d.inserts.is_empty());
         assert_eq!(d.deletes, [(1, 0), (1, 1)]);
         assert_eq!((counts.rows_deleted, counts.rows_inserted), (2, 0));
+    }
+
+    #[test]
+    fn only_keys_leave_out_the_load_rows_of_other_keys() {
+        // Table ids 2, 3, 4; the load has 1, 2, 3 and a hard delete of 4; only 2 and 4 may
+        // merge, and 3 is deleted by key.
+        let load = [(1, 0, false), (2, 0, false), (3, 0, false), (4, 0, true)];
+        let delete_insert = spec(MergeStrategy::DeleteInsert, DuplicateKeys::LastWins);
+        let (counts, d) =
+            run_with_markers(&delete_insert, &load, Some(&[3]), Some(&[2, 4, 9]), TABLE).unwrap();
+        assert_eq!(d.inserts, [1]);
+        assert_eq!(d.deletes, [(0, 5), (1, 0), (1, 1)]);
+        assert_eq!((counts.rows_deleted, counts.rows_inserted), (3, 1));
+        let upsert = spec(MergeStrategy::Upsert, DuplicateKeys::LastWins);
+        let (_, d) = run_with_markers(&upsert, &load, None, Some(&[]), TABLE).unwrap();
+        assert!(d.inserts.is_empty() && d.deletes.is_empty());
     }
 
     #[test]

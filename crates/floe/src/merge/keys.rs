@@ -18,9 +18,12 @@ pub struct KeyColumns {
     pub types: Vec<PrimitiveType>,
     pub hard_delete: Option<usize>,
     pub dedup: Option<(usize, bool)>,
-    /// In the load side's sorted batches only: the flag of rows that only delete their key
-    /// (see [`super::LoadSide::push_delete_keys`]).
-    pub delete_only: Option<usize>,
+    /// In the load side's sorted batches only: the marker column of keys pushed besides the
+    /// rows (see [`super::LoadSide::push_marked`]).
+    pub marker: Option<usize>,
+    /// In the load side's sorted batches only: load rows are merged only where their key was
+    /// also pushed as [`super::load_side::Marker::Only`].
+    pub only_marked: bool,
 }
 
 impl KeyColumns {
@@ -38,7 +41,8 @@ impl KeyColumns {
             types: vec![],
             hard_delete: None,
             dedup: None,
-            delete_only: None,
+            marker: None,
+            only_marked: false,
         };
         for name in &spec.keys {
             let Some(i) = index_of(name) else {

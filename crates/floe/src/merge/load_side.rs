@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
+use arrow_array::{Array, ArrayRef, RecordBatch, UInt8Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 
 use super::SEQ_COLUMN;
@@ -28,25 +28,43 @@ pub struct LoadSide {
     ranges: KeyRanges,
     partitions: Option<PartitionFilter>,
     next_seq: u64,
-    /// Delete-only keys pushed so far.
+    /// Marked keys pushed so far (delete and only).
+    marked: u64,
     deleted_keys: u64,
     schema: SchemaRef,
 }
 
-/// Sequence numbers of delete-only keys start here: above any load row's, never written.
-const DELETE_ONLY_SEQ: u64 = 1 << 63;
+/// Keys the load side sorts besides the load's rows, each row of them marked as one kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyMarkers {
+    /// Keys that only delete: every table row with one of them leaves first.
+    pub delete: bool,
+    /// The only keys the load's rows may have: rows with other keys are left out.
+    pub only: bool,
+}
+
+/// What a marked key row is (the marker column's value; load rows have 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Marker {
+    Delete = 1,
+    Only = 2,
+}
+
+/// Sequence numbers of marked keys start here: above any load row's, never written.
+const MARKED_SEQ: u64 = 1 << 63;
 
 impl LoadSide {
     /// `budget` bounds the key sort and the row queue each. Without `queue_rows` only the
-    /// keys are kept: the caller reads the winning rows from its input again. With
-    /// `delete_keys` the sorted batches carry the flag of rows that only delete their key.
+    /// keys are kept: the caller reads the winning rows from its input again. With `markers`
+    /// the sorted batches carry a marker column for the kinds of keys pushed besides the rows.
     pub fn new(
         table_arrow: &SchemaRef,
         keys: KeyColumns,
         budget: usize,
         spill_dir: Option<&std::path::Path>,
         queue_rows: bool,
-        delete_keys: bool,
+        markers: KeyMarkers,
     ) -> Result<Self> {
         let mut carried = keys.indices.clone();
         let mut fields: Vec<Arc<Field>> = carried
@@ -75,14 +93,15 @@ impl LoadSide {
                 true,
             )));
         }
-        if delete_keys {
-            sorted_keys.delete_only = Some(fields.len());
+        if markers.delete || markers.only {
+            sorted_keys.marker = Some(fields.len());
             fields.push(Arc::new(Field::new(
-                "__floe_delete_only",
-                DataType::Boolean,
+                "__floe_marker",
+                DataType::UInt8,
                 false,
             )));
         }
+        sorted_keys.only_marked = markers.only;
         fields.push(Arc::new(Field::new(SEQ_COLUMN, DataType::UInt64, false)));
         let schema = Arc::new(ArrowSchema::new(fields));
         let mut sort_keys = sorted_keys.indices.clone();
@@ -100,6 +119,7 @@ impl LoadSide {
             ranges: KeyRanges::default(),
             partitions: None,
             next_seq: 0,
+            marked: 0,
             deleted_keys: 0,
             schema,
         })
@@ -125,8 +145,8 @@ impl LoadSide {
             .iter()
             .map(|&i| batch.column(i).clone())
             .collect();
-        if self.sorted_keys.delete_only.is_some() {
-            columns.push(Arc::new(BooleanArray::from(vec![false; n as usize])));
+        if self.sorted_keys.marker.is_some() {
+            columns.push(Arc::new(UInt8Array::from(vec![0; n as usize])));
         }
         columns.push(Arc::new(seq));
         let tagged = RecordBatch::try_new(self.schema.clone(), columns)
@@ -138,24 +158,26 @@ impl LoadSide {
         }
     }
 
-    /// Adds keys that only delete: every table row with one of them leaves, and no row is
-    /// written for them. `keys` names the key columns' positions in `batch` (conformed to the
-    /// key columns' types). The side must have been made with `delete_keys`; partition values
-    /// are no longer tracked (these rows carry none).
-    pub fn push_delete_keys(
+    /// Adds keys of one [`Marker`] kind: keys that only delete (every table row with one of
+    /// them leaves; partition values are then no longer tracked, as these rows carry none),
+    /// or the only keys the load's rows may have. No row is written for them. `keys` names
+    /// the key columns' positions in `batch` (conformed to the key columns' types); the side
+    /// must have been made with that kind in its [`KeyMarkers`].
+    pub fn push_marked(
         &mut self,
         keys: &KeyColumns,
         batch: &RecordBatch,
         origin: &str,
+        marker: Marker,
     ) -> Result<()> {
-        debug_assert!(
-            self.sorted_keys.delete_only.is_some(),
-            "made without delete_keys"
-        );
+        debug_assert!(self.sorted_keys.marker.is_some(), "made without markers");
         no_null_keys(keys, batch, origin)?;
-        self.ranges.update(keys, batch);
-        self.partitions = None;
         let n = batch.num_rows();
+        if marker == Marker::Delete {
+            self.ranges.update(keys, batch);
+            self.partitions = None;
+            self.deleted_keys += n as u64;
+        }
         let mut columns: Vec<ArrayRef> = keys
             .indices
             .iter()
@@ -164,18 +186,18 @@ impl LoadSide {
         for field in &self.schema.fields()[columns.len()..self.schema.fields().len() - 2] {
             columns.push(arrow_array::new_null_array(field.data_type(), n));
         }
-        columns.push(Arc::new(BooleanArray::from(vec![true; n])));
-        let first = DELETE_ONLY_SEQ + self.deleted_keys;
-        self.deleted_keys += n as u64;
+        columns.push(Arc::new(UInt8Array::from(vec![marker as u8; n])));
+        let first = MARKED_SEQ + self.marked;
+        self.marked += n as u64;
         columns.push(Arc::new(UInt64Array::from_iter_values(
             first..first + n as u64,
         )));
         let tagged = RecordBatch::try_new(self.schema.clone(), columns)
-            .context(|| "cannot tag the keys to delete".into())?;
+            .context(|| "cannot tag marked keys".into())?;
         self.sorter.push(tagged)
     }
 
-    /// Load rows pushed (delete-only keys not counted).
+    /// Load rows pushed (marked keys not counted).
     pub fn rows(&self) -> u64 {
         self.next_seq
     }

@@ -25,8 +25,8 @@ use crate::merge::table_files::{
     DataFileReader, LiveState, READ_BATCH_ROWS, live_state, project_schema,
 };
 use crate::merge::{
-    ByFile, DeleteCollector, KeyColumns, LoadSide, MergeSpec, MergeStrategy, TableSide, join,
-    scan_candidates,
+    ByFile, DeleteCollector, KeyColumns, KeyMarkers, LoadSide, MergeSpec, MergeStrategy, TableSide,
+    join, scan_candidates,
 };
 use crate::progress::Progress;
 use crate::source::Source;
@@ -112,12 +112,12 @@ impl<'a> MatchBuilder<'a> {
             keys: load.rows(),
             ..Default::default()
         };
-        let (ranges, spill_buf) = (load.ranges(), spill.map(Path::to_path_buf));
+        let ranges = load.ranges();
         let live = live_state(
             &state,
             |f, _| load.rows() > 0 && ranges.may_match(&keys, f),
             CandidateFiles::new(spill),
-            spill_buf.as_deref(),
+            spill,
         )
         .await?;
         summary.files_scanned = live.files.len() as u64;
@@ -167,7 +167,14 @@ async fn sort_source_keys(
     let conformer = Conformer::new(name, Arc::new(projected))?.lenient();
     source.project(keys.names.clone());
     let arrow = conformer.arrow_schema().clone();
-    let mut load = LoadSide::new(&arrow, key_only, budget, spill, false, false)?;
+    let mut load = LoadSide::new(
+        &arrow,
+        key_only,
+        budget,
+        spill,
+        false,
+        KeyMarkers::default(),
+    )?;
     let mut stream = source.into_table_stream(Some(arrow));
     while let Some(item) = stream.next().await {
         let input = item?;

@@ -3,7 +3,8 @@
 //! The builder drives one `LoadSession` through the merge engine (`crate::merge`):
 //!
 //! 1. the load's keys are sorted (spilling past the memory limit); Parquet inputs decode only
-//!    the join's columns, other sources queue their rows in input order;
+//!    the join's columns, other sources queue their rows in input order; keys that only
+//!    delete and the only keys rows may have join the sort, marked;
 //! 2. the table's candidate files (pruned by key bounds and partition values) give their key
 //!    columns, sorted likewise;
 //! 3. one streaming sort-merge join decides every row;
@@ -30,9 +31,9 @@ use crate::merge::candidates::CandidateFiles;
 use crate::merge::position_deletes::PositionDeleteWriter;
 use crate::merge::table_files::{LiveState, live_state};
 use crate::merge::{
-    DeleteCollector, DeleteTargets, DuplicateKeys, Fingerprints, KeyColumns, LoadSide, MergeCounts,
-    MergeMode, MergeSpec, MergeStrategy, PartitionFilter, TableSide, apply_deletes, join,
-    read_winners, scan_candidates, write_winners,
+    DeleteCollector, DeleteTargets, DuplicateKeys, Fingerprints, KeyColumns, KeyMarkers, LoadSide,
+    Marker, MergeCounts, MergeMode, MergeSpec, MergeStrategy, PartitionFilter, TableSide,
+    apply_deletes, join, read_winners, scan_candidates, write_winners,
 };
 use crate::progress::{Progress, Stage};
 use crate::source::{BatchBudget, Source};
@@ -48,6 +49,7 @@ pub struct MergeBuilder<'a> {
     options: LoadOptions,
     spec: MergeSpec,
     delete_keys: Option<Source>,
+    only_keys: Option<Source>,
 }
 
 impl<'a> MergeBuilder<'a> {
@@ -65,6 +67,7 @@ impl<'a> MergeBuilder<'a> {
                 memory_limit: DEFAULT_MEMORY_LIMIT,
             },
             delete_keys: None,
+            only_keys: None,
         }
     }
 
@@ -106,6 +109,13 @@ impl<'a> MergeBuilder<'a> {
         self
     }
 
+    /// The only keys the load's rows may have (`source` holds the key columns only): rows
+    /// with other keys are left out, as if the input had not held them.
+    pub fn with_only_keys(mut self, source: Option<Source>) -> Self {
+        self.only_keys = source;
+        self
+    }
+
     /// Merges `source` into the table by key; creates the table if missing (every row is then
     /// an insert).
     pub async fn execute(self, source: Source) -> Result<LoadSummary> {
@@ -125,6 +135,7 @@ impl<'a> MergeBuilder<'a> {
                 let inputs = Inputs {
                     rows: source,
                     delete_keys: self.delete_keys,
+                    only_keys: self.only_keys,
                 };
                 let written = merge_into(&mut session, &self.spec, inputs).await;
                 session.commit(self.catalog, written).await
@@ -133,10 +144,11 @@ impl<'a> MergeBuilder<'a> {
     }
 }
 
-/// What a merge reads: the load's rows, and keys that only delete.
+/// What a merge reads: the load's rows, keys that only delete, the only keys rows may have.
 struct Inputs {
     rows: Source,
     delete_keys: Option<Source>,
+    only_keys: Option<Source>,
 }
 
 /// Steps 1 to 5: everything the merge writes, ready for the commit.
@@ -298,7 +310,7 @@ fn project(
 }
 
 /// Step 1: the load's keys, sorted; its rows queued unless they can be read again. Keys
-/// that only delete join the sort after the rows.
+/// that only delete, and the only keys rows may have, join the sort after the rows.
 async fn sort_load(
     session: &LoadSession<'_>,
     inputs: Inputs,
@@ -318,7 +330,10 @@ async fn sort_load(
         budget,
         spill_dir,
         reread.is_none(),
-        inputs.delete_keys.is_some(),
+        KeyMarkers {
+            delete: inputs.delete_keys.is_some(),
+            only: inputs.only_keys.is_some(),
+        },
     )?;
     load.track_partitions(PartitionFilter::new(
         session.metadata.default_partition_spec(),
@@ -332,19 +347,25 @@ async fn sort_load(
         session.options.progress.check_cancelled()?;
         load.push(conformer.conform(&input)?, &input.origin)?;
     }
-    if let Some(delete_keys) = inputs.delete_keys {
-        sort_delete_keys(session, delete_keys, keys, &mut load).await?;
+    for (marked, marker) in [
+        (inputs.delete_keys, Marker::Delete),
+        (inputs.only_keys, Marker::Only),
+    ] {
+        if let Some(source) = marked {
+            sort_marked_keys(session, source, keys, &mut load, marker).await?;
+        }
     }
     Ok(load)
 }
 
-/// Step 1b: keys that only delete, conformed to the key columns' types (the source may hold
-/// no other column).
-async fn sort_delete_keys(
+/// Step 1b: marked keys, conformed to the key columns' types (the source may hold no other
+/// column).
+async fn sort_marked_keys(
     session: &LoadSession<'_>,
     source: Source,
     keys: &KeyColumns,
     load: &mut LoadSide,
+    marker: Marker,
 ) -> Result<()> {
     use futures::StreamExt;
     let table = &session.table;
@@ -376,13 +397,17 @@ async fn sort_delete_keys(
                 origin,
                 table,
                 detail: format!(
-                    "{detail} (delete keys hold the key columns only: {})",
+                    "{detail} ({} keys hold the key columns only: {})",
+                    match marker {
+                        Marker::Delete => "delete",
+                        Marker::Only => "only",
+                    },
                     keys.names.join(", ")
                 ),
             },
             other => other,
         })?;
-        load.push_delete_keys(&key_only, &batch, &input.origin)?;
+        load.push_marked(&key_only, &batch, &input.origin, marker)?;
     }
     Ok(())
 }

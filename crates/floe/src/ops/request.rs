@@ -68,10 +68,12 @@ impl LoadKind {
     }
 }
 
-/// What a load reads: its rows, and (merge only) keys whose table rows are deleted first.
+/// What a load reads: its rows, and (merge only) keys whose table rows are deleted first and
+/// the only keys its rows may have.
 pub struct LoadInput {
     pub rows: Source,
     pub delete_keys: Option<Source>,
+    pub only_keys: Option<Source>,
 }
 
 impl From<Source> for LoadInput {
@@ -79,6 +81,7 @@ impl From<Source> for LoadInput {
         Self {
             rows,
             delete_keys: None,
+            only_keys: None,
         }
     }
 }
@@ -108,10 +111,11 @@ async fn run_kind(
     let LoadInput {
         rows: source,
         delete_keys,
+        only_keys,
     } = input;
-    if delete_keys.is_some() && !matches!(kind, LoadKind::Merge(_)) {
+    if (delete_keys.is_some() || only_keys.is_some()) && !matches!(kind, LoadKind::Merge(_)) {
         return Err(FloeError::InvalidOption(
-            "delete keys go with mode merge".into(),
+            "delete keys and only keys go with mode merge".into(),
         ));
     }
     match kind {
@@ -137,6 +141,7 @@ async fn run_kind(
                 .with_duplicates(spec.duplicates.clone())
                 .with_memory_limit(spec.memory_limit)
                 .with_delete_keys(delete_keys)
+                .with_only_keys(only_keys)
                 .execute(source)
                 .await
         }
