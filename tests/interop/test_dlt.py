@@ -224,6 +224,16 @@ def nested_rows(lake, root, child):
     return sorted(out)
 
 
+def assert_same_with_nested(mine, ref, root, packages):
+    """The root table and its `tags` nested rows (joined to their root rows) as the reference
+    has them; one snapshot per package for each of the two tables."""
+    assert_same(mine, ref, [root], drop=("_dlt_load_id", "_dlt_id"))
+    expected = nested_rows(ref, root, f"{root}__tags")
+    assert expected and nested_rows(mine, root, f"{root}__tags") == expected
+    for table in (root, f"{root}__tags"):
+        one_snapshot_per_package(mine, table, packages)
+
+
 def test_delete_insert_with_nested_tables_matches_duckdb(lakes):
     mine, ref = lakes("floe"), lakes("duckdb")
     for lake in (mine, ref):
@@ -235,11 +245,39 @@ def test_delete_insert_with_nested_tables_matches_duckdb(lakes):
         # A package with no nested rows at all still removes the replaced users' tags.
         bare = [dict(r, tags=[]) for r in records(range(200, 210), version=2) if r["day"].day == 1]
         lake.run(dlt.resource(bare, name="users", **hints))
-    assert_same(mine, ref, ["users"], drop=("_dlt_load_id", "_dlt_id"))
-    expected = nested_rows(ref, "users", "users__tags")
-    assert expected and nested_rows(mine, "users", "users__tags") == expected
-    one_snapshot_per_package(mine, "users", 3)
-    one_snapshot_per_package(mine, "users__tags", 3)
+    assert_same_with_nested(mine, ref, "users", 3)
+
+
+def items(ids, version=0, deleted=(), day=None):
+    for i in ids:
+        yield {"id": i, "day": day or f"d{i % 3}", "seq": version * 1000 + i, "deleted": i in deleted,
+               "tags": [{"t": f"t{j}", "v": version} for j in range((i + version) % 3)]}
+
+
+@pytest.mark.parametrize("merge_key", [None, "day"])
+def test_delete_insert_with_nested_tables_and_a_primary_key_matches_duckdb(lakes, merge_key):
+    mine, ref = lakes("floe"), lakes("duckdb")
+    hints = {"primary_key": "id", "columns": {"deleted": {"hard_delete": True}, "seq": {"dedup_sort": "desc"}},
+             "write_disposition": {"disposition": "merge", "strategy": "delete-insert"}}
+    if merge_key:
+        hints["merge_key"] = merge_key
+    for lake in (mine, ref):
+        lake.run(dlt.resource(items, name="things", **hints)(range(0, 30)))
+        # Duplicate keys (the greatest seq wins, and only its tags land), ids 3 and 4 deleted
+        # (their tags go, none come in), new ids; with the merge key every row of d1 goes too.
+        again = (list(items(range(10, 16), 1)) + list(items(range(10, 13), 2)) + list(items([3, 4], 3, deleted={3, 4}))
+                 + list(items([40, 41], 4, day="d1")))
+        lake.run(dlt.resource(again, name="things", **hints))
+    assert_same_with_nested(mine, ref, "things", 2)
+
+
+def test_delete_insert_without_keys_appends_as_dlt_does(lakes):
+    mine, ref = lakes("floe"), lakes("duckdb")
+    for lake in (mine, ref):
+        hints = {"write_disposition": {"disposition": "merge", "strategy": "delete-insert"}}
+        lake.run(dlt.resource(items, name="logs", **hints)(range(0, 10)))
+        lake.run(dlt.resource(items, name="logs", **hints)(range(5, 15), 1))
+    assert_same_with_nested(mine, ref, "logs", 2)
 
 
 def test_upsert_with_hard_delete_matches_duckdb(lakes):
@@ -310,11 +348,11 @@ def test_retried_job_after_its_commit_adds_nothing(lakes, monkeypatch):
 
 def test_what_floe_cannot_do_fails_before_anything_is_written(lakes):
     mine = lakes("floe")
-    res = dlt.resource(records, name="users", primary_key="id",
+    res = dlt.resource(flat, name="users", columns={"deleted": {"hard_delete": True}},
                        write_disposition={"disposition": "merge", "strategy": "delete-insert"})
     with pytest.raises(Exception) as failed:
         mine.run(res(range(0, 10)))
-    assert "primary_key or a hard_delete column on a table with nested tables" in str(failed.value)
+    assert "hard_delete column needs a merge_key or a primary_key" in str(failed.value)
     assert not glob.glob(f"{mine.bucket}/ds/users*/metadata/*.json")
 
 

@@ -178,6 +178,26 @@ def test_delete_keys_remove_rows_in_the_same_snapshot_as_the_cli(wh, strategy, m
     assert len(wh.table("p.dk").snapshots()) == 3
 
 
+def test_only_keys_leave_out_the_other_rows_as_the_cli(wh):
+    base, change = table(0, 100), table(50, 100, "new")
+    only = pa.table({"id": pa.array([10, 60, 61, 120, 500], pa.int64())})
+    pq.write_table(base, wh.root / "base.parquet")
+    pq.write_table(change, wh.root / "change.parquet")
+    pq.write_table(only, wh.root / "only.parquet")
+    load(wh, "p.ok", base)
+    s = load(wh, "p.ok", wh.root / "change.parquet", mode="merge", key="id", only_keys=only,
+             delete_keys=pa.table({"id": [10]}))
+    wh.floe("load", "p.okcli", wh.root / "base.parquet")
+    wh.floe("load", "p.okcli", wh.root / "change.parquet", "--mode", "merge", "--key", "id",
+            "--only-keys", wh.root / "only.parquet", "--delete-keys", wh.root / "only.parquet")
+    got = {r["id"]: r["v"] for r in rows(wh, "p.ok")}
+    assert (s.rows_updated, s.rows_inserted, s.rows_deleted) == (2, 1, 1)
+    assert got[60] == "new60" and got[120] == "new120" and got[70] == "v70" and 10 not in got and 130 not in got
+    # The CLI's delete keys are the only keys: 60 and 61 are deleted first, then inserted
+    # from the load, which ends in the same rows.
+    assert {r["id"]: r["v"] for r in rows(wh, "p.okcli")} == got
+
+
 def test_match_rows_writes_the_matched_rows_columns(wh):
     load(wh, "p.m", table(0, 500))
     load(wh, "p.m", table(500, 500))

@@ -312,6 +312,11 @@ fn stream_source(reader: ArrowArrayStreamReader, progress: Arc<Progress>) -> Sou
     })
 }
 
+/// Keys given to a merge (delete keys, only keys): read by their names, not counted as input.
+fn keys_source(keys: PySource) -> floe::Result<Source> {
+    keys.into_source(&InputOptions::default(), &Arc::new(Progress::default()))
+}
+
 /// A key argument: `"id"`, `"tenant,id"` or `["tenant", "id"]`.
 fn keys_of(key: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     let Some(key) = key else {
@@ -382,7 +387,7 @@ fn catalog_config(
     partition_by=None, schema_evolution="add-columns", load_id=None, catalog=None,
     warehouse=None, memory_limit=None, target_file_size=None, progress=None, location=None,
     table_properties=None, format=None, schema=None, infer_rows=10_000, csv=None,
-    delete_keys=None
+    delete_keys=None, only_keys=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn load(
@@ -412,6 +417,7 @@ fn load(
     infer_rows: usize,
     csv: Option<&Bound<'_, PyDict>>,
     delete_keys: Option<&Bound<'_, PyAny>>,
+    only_keys: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<String> {
     let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
     let merge = MergeSpec {
@@ -458,6 +464,7 @@ fn load(
     }
     let source = PySource::from_object(source)?;
     let delete_keys = delete_keys.map(PySource::from_object).transpose()?;
+    let only_keys = only_keys.map(PySource::from_object).transpose()?;
     let read = InputOptions {
         format: format
             .map(str::parse::<InputFormat>)
@@ -477,11 +484,8 @@ fn load(
         let catalog = Catalog::open(config).await?;
         let input = floe::ops::LoadInput {
             rows: source.into_source(&read, &task_progress)?,
-            delete_keys: delete_keys
-                .map(|keys| {
-                    keys.into_source(&InputOptions::default(), &Arc::new(Progress::default()))
-                })
-                .transpose()?,
+            delete_keys: delete_keys.map(keys_source).transpose()?,
+            only_keys: only_keys.map(keys_source).transpose()?,
         };
         let summary = floe::ops::run(&catalog, ident, kind, options, input).await?;
         serde_json::to_string(&summary).map_err(|e| FloeError::InvalidOption(e.to_string()))

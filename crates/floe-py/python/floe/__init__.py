@@ -197,6 +197,7 @@ def load(
     infer_rows: int = 10_000,
     csv: Optional[Mapping[str, Any]] = None,
     delete_keys: Optional[Source] = None,
+    only_keys: Optional[Source] = None,
 ) -> LoadSummary:
     """Load `source` into `table` (``namespace.table``; a missing table and namespace are
     created from the source's schema) as exactly one snapshot, or nothing.
@@ -237,6 +238,8 @@ def load(
         in the same snapshot: paths or an ``__arrow_c_stream__`` object holding only the key
         columns. No row is written for them; `source` may then be empty (e.g. an empty
         pyarrow Table of the table's columns).
+    only_keys: with mode "merge", the only keys the load's rows may have (paths or a stream of
+        the key columns): rows with other keys are left out, as if `source` had not held them.
 
     Raises a subclass of FloeError; Ctrl-C cancels the load (its files are deleted) and raises
     KeyboardInterrupt.
@@ -267,6 +270,7 @@ def load(
         infer_rows=infer_rows,
         csv=None if csv is None else dict(csv),
         delete_keys=delete_keys,
+        only_keys=only_keys,
     )
     return LoadSummary(json.loads(text))
 

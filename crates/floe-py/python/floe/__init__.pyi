@@ -79,6 +79,7 @@ def load(
     infer_rows: int = 10_000,
     csv: Optional[Mapping[str, Any]] = None,
     delete_keys: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], Any, None] = None,
+    only_keys: Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]], Any, None] = None,
 ) -> LoadSummary: ...
 
 class MatchSummary:

@@ -29,6 +29,7 @@ def load(
     infer_rows: int = ...,
     csv: Optional[Mapping[str, Any]] = ...,
     delete_keys: Any = ...,
+    only_keys: Any = ...,
 ) -> str: ...
 
 def expire(

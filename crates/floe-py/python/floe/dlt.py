@@ -22,12 +22,14 @@ What each table gets, from dlt's hints:
   key (nested tables: by ``_dlt_id``, as dlt's Iceberg job does); ``hard_delete`` and
   ``dedup_sort`` columns as dlt documents them. ``delete-insert`` (which dlt's own Iceberg job
   refuses), as dlt's SQL destinations do it: rows with the primary key or the merge key of a
-  load row go, then the load's rows go in, deduplicated by the primary key when there is one.
-  Rows matched only by a different merge key are found first (``floe.match_rows``) and deleted
-  by their primary key in the same snapshot (``delete_keys``). A root table with nested tables
-  is written by one job for the whole chain: the ids of the root rows its merge key replaces
-  are found first, each nested table then loses those root rows' rows (by ``_dlt_root_id``)
-  and gains the package's, and the root commits last, so a retried job finds the same rows.
+  load row go, then the load's rows go in, deduplicated by the primary key when there is one
+  (none flagged deleted); without keys it appends. Rows matched only by a different merge key
+  are found first (``floe.match_rows``) and deleted by their primary key in the same snapshot
+  (``delete_keys``). A root table with nested tables is written by one job for the whole
+  chain: the ids of the root rows the keys replace, and of the package's root rows the merge
+  keeps, are found first; each nested table then loses the replaced rows' nested rows (by
+  ``_dlt_root_id``) and gains the package's nested rows of kept root rows (``only_keys``); the
+  root commits last, so a retried job finds the same rows.
 - partitioning: ``partition`` columns (identity) and ``iceberg_adapter`` partition hints with
   every transform and the field names dlt would give; table properties from config and adapter.
 - load id ``dlt:<load id>:<table>``: a package retried after floe committed but before dlt
@@ -35,10 +37,9 @@ What each table gets, from dlt's hints:
 - location of a new table: chosen by a REST catalog; ``<bucket_url>/<dataset>/<table>`` with a
   SQLite catalog or dlt's in-memory one.
 
-What floe refuses (a terminal job error, before anything is written): ``delete-insert`` with a
-primary key or a ``hard_delete`` column on a table with nested tables (the nested rows of
-duplicate or deleted keys would have to be left out), more than one ``hard_delete`` or
-``dedup_sort`` column, and catalogs other than SQLite ``sql`` and ``rest``.
+What floe refuses (a terminal job error, before anything is written): a ``hard_delete`` column
+on a ``delete-insert`` table without keys, more than one ``hard_delete`` or ``dedup_sort``
+column, and catalogs other than SQLite ``sql`` and ``rest``.
 """
 
 from __future__ import annotations
@@ -126,10 +127,7 @@ def _delete_insert(plan: Dict[str, Any], table: Dict[str, Any], tables: Dict[str
     if is_nested_table(table):
         _nested_delete_insert(plan, table)
         return
-    nested = [t["name"] for t in get_nested_tables(tables, name)[1:]]
-    if nested:
-        _root_with_nested(plan, table, primary, merge_key, nested)
-    elif primary:
+    if primary:
         # Delete every row with a key the load has, insert one row per key: floe's upsert.
         # Rows matching only by a different merge key are found first and deleted by their
         # primary key, in the same snapshot.
@@ -139,26 +137,25 @@ def _delete_insert(plan: Dict[str, Any], table: Dict[str, Any], tables: Dict[str
     elif merge_key:
         plan["key"] = merge_key
         plan.pop("dedup_sort", None)
-    else:
-        raise UnsupportedByFloe(f"table {name}: delete-insert needs a merge_key or a primary_key")
-
-
-def _root_with_nested(plan: Dict[str, Any], table: Dict[str, Any], primary: List[str],
-                      merge_key: List[str], nested: List[str]) -> None:
-    name = table["name"]
-    if primary or "hard_delete_column" in plan:
+    elif "hard_delete_column" in plan:
         raise UnsupportedByFloe(
-            f"table {name}: delete-insert with a primary_key or a hard_delete column on a table with "
-            "nested tables: floe cannot yet leave out the nested rows of duplicate or deleted keys; "
-            "use a merge_key alone, or the upsert strategy (nested rows are matched by _dlt_id)"
+            f"table {name}: delete-insert with a hard_delete column needs a merge_key or a primary_key"
         )
-    if not merge_key:
-        raise UnsupportedByFloe(f"table {name}: delete-insert needs a merge_key or a primary_key")
-    plan["key"] = merge_key
-    plan.pop("dedup_sort", None)
-    # The nested tables are written by this table's job, before it (see FloeIcebergLoadJob).
-    plan["nested_tables"] = nested
-    plan["row_key"] = get_first_column_name_with_prop(table, "row_key") or "_dlt_id"
+    else:
+        # Without keys dlt's delete-insert appends.
+        plan.pop("strategy", None)
+        plan.pop("dedup_sort", None)
+        plan["mode"] = "append"
+    nested = [t["name"] for t in get_nested_tables(tables, name)[1:]]
+    if nested:
+        # The nested tables are written by this table's job, before it (FloeIcebergLoadJob):
+        # rows of the root rows replaced by any key go, rows of the root rows the load keeps
+        # (one per primary key, none flagged deleted) come in.
+        plan["nested_tables"] = nested
+        plan["row_key"] = get_first_column_name_with_prop(table, "row_key") or "_dlt_id"
+        other_merge_key = bool(merge_key) and sorted(merge_key) != sorted(primary)
+        plan["replaced_by"] = [primary] * bool(primary) + [merge_key] * other_merge_key
+        plan["filter_nested"] = bool(primary) or "hard_delete_column" in plan
 
 
 def _nested_delete_insert(plan: Dict[str, Any], table: Dict[str, Any]) -> None:
@@ -231,33 +228,41 @@ class FloeIcebergLoadJob(TableFormatLoadFilesystemJob):
         plan = load_plan(self._load_table, client.schema.tables, strategy)
         nested = plan.pop("nested_tables", None)
         row_key = plan.pop("row_key", None)
+        replaced_by = plan.pop("replaced_by", [])
+        filter_nested = plan.pop("filter_nested", False)
         delete_matches = plan.pop("delete_matches", None)
         files = _files_by_table(self.file_paths)
         with tempfile.TemporaryDirectory(prefix="floe-dlt-") as tmp:
             if nested is not None:
                 # Rows whose root row this load replaces go with it: the root rows' ids are
                 # found before the root's commit, so a retried job finds them again.
-                replaced = self._match(name, files.get(name, []), plan["key"], [row_key], f"{tmp}/replaced.parquet")
+                root_files = files.get(name, [])
+                replaced = [out for i, key in enumerate(replaced_by)
+                            if (out := self._match(name, root_files, key, [row_key], f"{tmp}/replaced-{i}.parquet"))]
+                kept = _kept_rows(root_files, plan, row_key, tmp) if filter_nested else None
                 for child in nested:
-                    self._load_nested(child, files.get(child, []), replaced, row_key)
-            elif delete_matches is not None:
+                    self._load_nested(child, files.get(child, []), replaced, kept, row_key)
+            if delete_matches is not None:
                 matched = self._match(name, files.get(name, []), delete_matches["key"], delete_matches["columns"],
                                       f"{tmp}/matched.parquet")
                 if matched is not None:
                     plan["delete_keys"] = matched
             self.floe_summary = self._load(name, self._load_table, files.get(name, []), plan)
 
-    def _load_nested(self, name: str, files: List[str], replaced: Optional[str], row_key: str) -> None:
+    def _load_nested(self, name: str, files: List[str], replaced: List[str], kept: Optional[str],
+                     row_key: str) -> None:
         client: FloeFilesystemClient = self._job_client  # type: ignore[assignment]
         table = client.prepare_load_table(name)
         plan = load_plan(table, client.schema.tables, "delete-insert")
         root_key = plan["key"][0]
-        if replaced is not None:
+        if replaced:
             plan["delete_keys"] = _renamed_column(replaced, row_key, root_key)
+        if kept is not None:
+            plan["only_keys"] = _renamed_column([kept], row_key, root_key)
         if not files:
             # Nothing to insert: only the rows of replaced root rows go, from a table that
             # exists (one that never saw data was never created).
-            if replaced is None or not has_table_seen_data(table):
+            if not replaced or not has_table_seen_data(table):
                 return
             files = _no_rows(root_key)
         self._load(name, table, files, plan)
@@ -333,20 +338,40 @@ def _files_by_table(paths: Sequence[str]) -> Dict[str, List[str]]:
     return out
 
 
-def _renamed_column(path: str, name: str, to: str) -> Any:
-    """The Parquet file's column `name` as `to`, streamed batch by batch."""
+def _renamed_column(paths: Sequence[str], name: str, to: str) -> Any:
+    """The Parquet files' column `name` as `to`, streamed batch by batch."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(path)
-    field = file.schema_arrow.field(name)
+    field = pq.ParquetFile(paths[0]).schema_arrow.field(name)
     schema = pa.schema([pa.field(to, field.type, field.nullable)])
 
     def batches() -> Iterator[Any]:
-        for batch in file.iter_batches(columns=[name]):
-            yield pa.RecordBatch.from_arrays([batch.column(0)], schema=schema)
+        for path in paths:
+            for batch in pq.ParquetFile(path).iter_batches(columns=[name]):
+                yield pa.RecordBatch.from_arrays([batch.column(0)], schema=schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _kept_rows(files: List[str], plan: Dict[str, Any], row_key: str, tmp: str) -> str:
+    """The ids of the root rows the root's merge will insert (one per primary key, by its
+    dedup_sort; none flagged deleted), as a Parquet file: the package's key columns merged
+    into an empty scratch table the same way, then read back."""
+    import pyarrow.dataset as ds
+
+    dedup = plan.get("dedup_sort")
+    columns = list(dict.fromkeys([*plan["key"], *([dedup.split(":")[0]] if dedup else []),
+                                  *([plan["hard_delete_column"]] if "hard_delete_column" in plan else []), row_key]))
+    scratch = {"type": "sql", "name": "floe-dlt-scratch", "uri": f"sqlite:///{tmp}/scratch.db",
+               "warehouse": f"{tmp}/scratch"}
+    options = {k: plan[k] for k in ("strategy", "key", "dedup_sort", "hard_delete_column") if k in plan}
+    floe.load("scratch.kept", ds.dataset(files, format="parquet").scanner(columns=columns).to_reader(),
+              mode="merge", catalog=scratch, **options)
+    out = f"{tmp}/kept.parquet"
+    keys = ds.dataset(files, format="parquet").scanner(columns=plan["key"]).to_reader()
+    floe.match_rows("scratch.kept", keys, key=plan["key"], columns=[row_key], output=out, catalog=scratch)
+    return out
 
 
 def _no_rows(column: str) -> Any:
