@@ -214,6 +214,10 @@ def test_match_rows_writes_the_matched_rows_columns(wh):
     pq.write_table(probe, wh.root / "probe.parquet")
     s = floe.match_rows("p.m", [wh.root / "probe.parquet"], key=["id"], output=out, warehouse=wh.dir)
     assert s.rows == 4 and pq.read_table(out).column_names == ["id"]
+    cli_out = wh.root / "cli.parquet"
+    cli = wh.floe("match", "p.m", wh.root / "probe.parquet", "--key", "id", "--columns", "v,id", "-o", cli_out)
+    assert cli == {"keys": 6, "rows": 4, "files_scanned": 2, "files_matched": 2}
+    assert sorted(pq.read_table(cli_out).to_pylist(), key=lambda r: r["id"]) == sorted(got.to_pylist(), key=lambda r: r["id"])
     s = floe.match_rows("p.m", pa.table({"id": pa.array([-1], pa.int64())}), key="id", output=out, warehouse=wh.dir)
     assert (s.rows, s.files_scanned) == (0, 0) and pq.read_table(out).num_rows == 0
     with pytest.raises(floe.NoSuchTableError):

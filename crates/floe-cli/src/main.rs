@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod maintain;
+mod matching;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -60,6 +61,13 @@ floe expire analytics.events --older-than 1d --retain-last 10 --json")]
     /// Delete files under the table's location that no metadata references and that are older
     /// than --older-than (default 3 days): what crashed or killed runs left behind.
     RemoveOrphans(maintain::RemoveOrphansArgs),
+    /// Write the live rows whose key appears in the inputs (chosen columns) to a local
+    /// Parquet file; reads only. The matching runs as a merge's does, in bounded memory.
+    #[command(
+        after_help = "Example:\n  floe match shop.orders batch.parquet --key order_id \
+--columns order_id,status -o matched.parquet"
+    )]
+    Match(matching::MatchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -283,6 +291,7 @@ fn main() -> std::process::ExitCode {
             Command::Inspect(args) => maintain::inspect_table(args).await,
             Command::Compact(args) => maintain::compact(args).await,
             Command::RemoveOrphans(args) => maintain::remove_orphans(args).await,
+            Command::Match(args) => matching::run(args).await,
         }
     });
     match result {

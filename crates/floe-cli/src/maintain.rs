@@ -23,7 +23,7 @@ pub struct CatalogArgs {
 }
 
 impl CatalogArgs {
-    async fn open(&self) -> Result<Catalog> {
+    pub async fn open(&self) -> Result<Catalog> {
         let config = CatalogConfig::resolve(self.catalog.as_deref(), self.warehouse.as_deref())?;
         Ok(Catalog::open(config).await?)
     }
