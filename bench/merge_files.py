@@ -9,8 +9,10 @@ The table: `--files` partitions (identity on `part`), 10 rows each, one data fil
 partition, written by one floe load; then a merge-on-read upsert touching one row in every
 tenth partition, so a tenth of the files carry position deletes. Measured: an upsert of 10
 keys that all live in partition 0 (the merge reads the manifests and delete files of the whole
-table, keeps only the files that may hold a load key); then an upsert of one key in every tenth
-file (a tenth of the table's files are candidates, held while the merge scans their keys).
+table, keeps only the files that may hold a load key); then `floe match` of one key in every
+tenth file (the merge's matching alone, read only: a tenth of the files compared, their matched
+rows written to a Parquet file) and the upsert of those keys (a tenth of the table's files are
+candidates, held while the merge scans their keys).
 """
 
 import argparse
@@ -60,10 +62,10 @@ def main():
         f"Machine: {machine_facts()}",
         "",
         "| table data files | files with deletes | upsert of 10 keys: wall (s) | peak RSS (MiB) "
-        "| upsert of keys in every 10th file: keys | wall (s) | peak RSS (MiB) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| keys in every 10th file | match: wall (s) | peak RSS (MiB) | upsert: wall (s) | peak RSS (MiB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    rss = {}
+    rss, match_rss = {}, {}
     for files in args.files:
         work = args.workdir / str(files)
         shutil.rmtree(work, ignore_errors=True)
@@ -82,16 +84,23 @@ def main():
         summary = json.loads(out)
         assert summary["rows_updated"] == 10, summary
         rss[files] = peak
+        match_wall, _, match_peak, out = measure_rusage([floe, "match", "b.t", work / "spread.parquet", "--key", "id",
+                                                         "--columns", "id,v", "-o", work / "matched.parquet",
+                                                         "--warehouse", wh, "--json"])
+        assert json.loads(out)["rows"] == files // 10, out
+        match_rss[files] = match_peak
         spread_wall, _, spread_peak, out = measure_rusage([floe, "load", "b.t", work / "spread.parquet", "--mode", "merge",
                                                            "--key", "id", "--warehouse", wh, "--json", "--no-progress"])
         spread_keys = json.loads(out)["rows_updated"]
         assert spread_keys == files // 10, out
-        lines.append(f"| {files:,} | {deletes:,} | {wall:.2f} | {mib(peak):.0f} | {spread_keys:,} | {spread_wall:.2f} "
-                     f"| {mib(spread_peak):.0f} |")
+        lines.append(f"| {files:,} | {deletes:,} | {wall:.2f} | {mib(peak):.0f} | {spread_keys:,} | {match_wall:.2f} "
+                     f"| {mib(match_peak):.0f} | {spread_wall:.2f} | {mib(spread_peak):.0f} |")
         shutil.rmtree(work, ignore_errors=True)
     if len(args.files) >= 2:
         small, large = args.files[0], args.files[-1]
-        lines += ["", f"Peak RSS at {large:,} files / at {small:,} files = {rss[large] / rss[small]:.2f}"]
+        lines += ["", f"Peak RSS at {large:,} files / at {small:,} files: upsert of 10 keys "
+                      f"{rss[large] / rss[small]:.2f}, match of keys in every 10th file "
+                      f"{match_rss[large] / match_rss[small]:.2f}"]
     print(record_section(args.record, "merge-files", "\n".join(lines)))
 
 

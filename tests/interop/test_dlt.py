@@ -346,6 +346,34 @@ def test_retried_job_after_its_commit_adds_nothing(lakes, monkeypatch):
     one_snapshot_per_package(mine, "items", 1)
 
 
+def test_a_chain_job_retried_between_its_nested_and_root_commits_matches_duckdb(lakes, monkeypatch):
+    """The nested table's commit lands, then the job fails before the root's: dlt runs the job
+    again, which finds the same replaced root rows (the root is unchanged), skips the nested
+    table's landed load by its load id and commits the root."""
+    from dlt.common.destination.exceptions import DestinationTransientException
+
+    original = floe.dlt.FloeIcebergLoadJob._load
+    loads, crashed = [], []
+
+    def crash_after_nested(self, name, table, source, plan):
+        summary = original(self, name, table, source, plan)
+        loads.append((name, summary.skipped))
+        if name == "users__tags" and len(loads) > 2 and not crashed:
+            crashed.append(name)
+            raise DestinationTransientException("simulated crash between the nested and the root commit")
+        return summary
+
+    mine, ref = lakes("floe"), lakes("duckdb")
+    hints = {"merge_key": "day", "write_disposition": {"disposition": "merge", "strategy": "delete-insert"}}
+    monkeypatch.setattr(floe.dlt.FloeIcebergLoadJob, "_load", crash_after_nested)
+    for lake in (mine, ref):
+        lake.run(dlt.resource(records, name="users", **hints)(range(0, 30)))
+        again = [r for r in records(range(100, 120), version=1) if r["day"].day in (2, 4)]
+        lake.run(dlt.resource(again, name="users", **hints))
+    assert crashed and ("users__tags", True) in loads, loads
+    assert_same_with_nested(mine, ref, "users", 2)
+
+
 def test_what_floe_cannot_do_fails_before_anything_is_written(lakes):
     mine = lakes("floe")
     res = dlt.resource(flat, name="users", columns={"deleted": {"hard_delete": True}},

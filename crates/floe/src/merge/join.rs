@@ -1,5 +1,6 @@
-//! The sort-merge join: both sides sorted by key, read one key group at a time; the strategy,
-//! hard deletes and the duplicate-key policy decide every row. Decisions go to a [`JoinSink`].
+//! The sort-merge join: both sides sorted by key, read one key group at a time; marked keys
+//! (only delete, only keys), the strategy, hard deletes and the duplicate-key policy decide
+//! every row. Decisions go to a [`JoinSink`].
 
 use arrow_array::{
     Array, ArrayRef, BooleanArray, RecordBatch, UInt8Array, UInt32Array, UInt64Array,
