@@ -10,9 +10,10 @@ partition, written by one floe load; then a merge-on-read upsert touching one ro
 tenth partition, so a tenth of the files carry position deletes. Measured: an upsert of 10
 keys that all live in partition 0 (the merge reads the manifests and delete files of the whole
 table, keeps only the files that may hold a load key); then `floe match` of one key in every
-tenth file (the merge's matching alone, read only: a tenth of the files compared, their matched
-rows written to a Parquet file) and the upsert of those keys (a tenth of the table's files are
-candidates, held while the merge scans their keys).
+tenth file (the merge's matching alone, read only: with keys spread over the whole range and no
+partition values to prune by, every file's keys are compared; the matched rows go to a Parquet
+file) and the upsert of those keys (their partition values leave a tenth of the table's files
+as candidates, held while the merge scans their keys).
 """
 
 import argparse
