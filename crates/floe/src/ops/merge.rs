@@ -26,10 +26,10 @@ use super::{LoadOptions, LoadSummary};
 use crate::catalog::Catalog;
 use crate::commit::{FileChanges, LoadOperation};
 use crate::conform::Conformer;
-use crate::error::{FloeError, Result, ResultExt};
+use crate::error::{FloeError, Result};
 use crate::merge::candidates::CandidateFiles;
 use crate::merge::position_deletes::PositionDeleteWriter;
-use crate::merge::table_files::{LiveState, live_state};
+use crate::merge::table_files::{LiveState, live_state, project_schema};
 use crate::merge::{
     DeleteCollector, DeleteTargets, DuplicateKeys, Fingerprints, KeyColumns, KeyMarkers, LoadSide,
     Marker, MergeCounts, MergeMode, MergeSpec, MergeStrategy, PartitionFilter, TableSide,
@@ -241,7 +241,7 @@ impl ReRead {
         };
         let (table, schema) = (&session.table, session.schema());
         let needed = spec.columns();
-        let projected = project(schema, &needed, table)?;
+        let projected = project(schema, &needed)?;
         let fingerprints = Fingerprints::take(&files)?;
         source.project(needed);
         Ok(Some(Self {
@@ -290,23 +290,15 @@ impl ReRead {
 }
 
 /// The table's schema with only the columns `names` (in the table's order).
-fn project(
-    schema: &iceberg::spec::Schema,
-    names: &[String],
-    table: &str,
-) -> Result<iceberg::spec::Schema> {
-    let fields = schema
+fn project(schema: &iceberg::spec::Schema, names: &[String]) -> Result<iceberg::spec::Schema> {
+    let ids: Vec<i32> = schema
         .as_struct()
         .fields()
         .iter()
         .filter(|f| names.contains(&f.name))
-        .cloned()
-        .collect::<Vec<_>>();
-    iceberg::spec::Schema::builder()
-        .with_schema_id(schema.schema_id())
-        .with_fields(fields)
-        .build()
-        .context(|| format!("table {table}: cannot project its schema"))
+        .map(|f| f.id)
+        .collect();
+    project_schema(schema, &ids)
 }
 
 /// Step 1: the load's keys, sorted; its rows queued unless they can be read again. Keys
@@ -369,20 +361,10 @@ async fn sort_marked_keys(
 ) -> Result<()> {
     use futures::StreamExt;
     let table = &session.table;
-    let projected = Arc::new(project(session.schema(), &keys.names, table)?);
+    // The key columns alone, in the keys' order.
+    let projected = Arc::new(project_schema(session.schema(), &keys.field_ids)?);
     let mut key_only = keys.clone();
-    key_only.indices = keys
-        .names
-        .iter()
-        .map(|n| {
-            projected
-                .as_struct()
-                .fields()
-                .iter()
-                .position(|f| &f.name == n)
-        })
-        .collect::<Option<_>>()
-        .expect("key columns are in the projection of the key columns");
+    key_only.indices = (0..keys.field_ids.len()).collect();
     let conformer = Conformer::new(table, projected)?;
     let mut stream = source.into_table_stream(Some(conformer.arrow_schema().clone()));
     while let Some(item) = stream.next().await {
