@@ -303,6 +303,81 @@ def test_interrupted_load_deletes_its_files(wh):
     assert len(wh.pyiceberg_rows("s.int")) == 1000
 
 
+def big_noise_files(directory: Path, files=8, n=400_000):
+    """Files slow enough to read that a command over them can be interrupted half-way."""
+    import pyarrow.compute as pc
+
+    for k in range(files):
+        ids = pa.array(range(k * n, (k + 1) * n), pa.int64())
+        noise = pc.cast(pc.random(n, initializer=k), pa.string())
+        write(directory / f"{k}.parquet", pa.table({"id": ids, "cat": noise, "name": noise}))
+    return directory
+
+
+def test_interrupted_compaction_deletes_its_files(wh):
+    """Ctrl-C in the middle of `floe compact`: exit 130, its output files deleted, the table as
+    it was."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import FLOE_BIN
+
+    for f in sorted(big_noise_files(wh.root / "cint").iterdir()):
+        wh.floe("load", "s.cint", f)
+    before = wh.table("s.cint").metadata_location
+    loaded = data_files(wh, "cint")
+    assert len(loaded) == 8
+    cmd = [FLOE_BIN, "compact", "s.cint", "--warehouse", str(wh.dir), "--json", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=wh.root)
+    deadline = time.time() + 120
+    while len(data_files(wh, "cint")) <= len(loaded) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the compaction ended before it could be interrupted"
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "cancelled" in err and "the table is unchanged" in err, err
+    assert data_files(wh, "cint") == loaded
+    assert wh.table("s.cint").metadata_location == before
+    assert len(wh.duckdb_rows("s.cint")) == 8 * 400_000
+
+
+def test_interrupted_match_leaves_its_output_as_it_was(wh):
+    """Ctrl-C while `floe match` reads its keys from stdin: exit 130, the output file it would
+    replace untouched, nothing partial left beside it."""
+    import os
+    import signal
+    import subprocess
+
+    from conftest import FLOE_BIN
+
+    write(wh.root / "seed.parquet", rows(0, 1000))
+    wh.floe("load", "s.mint", wh.root / "seed.parquet")
+    out = wh.root / "matched.parquet"
+    pq.write_table(pa.table({"before": [1, 2]}), out)
+    cmd = [FLOE_BIN, "match", "s.mint", "-", "--format", "jsonl", "--key", "id", "-o", str(out),
+           "--warehouse", str(wh.dir), "--json"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=wh.root)
+    # Far more than a pipe holds: once written, floe is reading its keys (its handlers are in
+    # place before it reads), and still waits for the rest.
+    proc.stdin.write(b"".join(b'{"id": %d}\n' % k for k in range(40_000)))
+    proc.stdin.flush()
+    assert proc.poll() is None
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(input=b'{"id": 1}\n' * 100_000, timeout=120)
+    err = err.decode()
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "cancelled" in err, err
+    assert pq.read_table(out).column_names == ["before"]
+    assert sorted(p.name for p in wh.root.glob("matched.parquet*")) == ["matched.parquet"]
+    # Uninterrupted, the same command replaces the file.
+    done = subprocess.run(cmd, input=b'{"id": 5}\n{"id": 7}\n', capture_output=True, cwd=wh.root)
+    assert done.returncode == 0, done.stderr
+    assert sorted(pq.read_table(out)["id"].to_pylist()) == [5, 7]
+
+
 def test_failed_commit_plan_leaves_no_manifests_behind(wh):
     """A replace whose plan fails half-way (a manifest of the table is unreadable) deletes the
     manifests it had already rewritten, as well as its data files."""

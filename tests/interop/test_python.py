@@ -224,7 +224,40 @@ def test_match_rows_writes_the_matched_rows_columns(wh):
         floe.match_rows("p.none", probe, key="id", output=out, warehouse=wh.dir)
     with pytest.raises(floe.InvalidOptionError, match="nope"):
         floe.match_rows("p.m", probe, key="id", columns=["nope"], output=out, warehouse=wh.dir)
+    # A failed match leaves the output it would replace as it was, and nothing beside it.
+    assert pq.read_table(out).num_rows == 0
+    assert sorted(p.name for p in wh.root.glob("matched.parquet*")) == ["matched.parquet"]
     assert len(wh.table("p.m").snapshots()) == 2
+
+
+def test_ctrl_c_stops_match_rows(wh):
+    """KeyboardInterrupt while match_rows reads a slow stream: it stops reading and raises;
+    the output it would replace is left as it was."""
+    import _thread
+
+    load(wh, "p.mi", table(0, 100))
+    out = wh.root / "mi.parquet"
+    pq.write_table(pa.table({"before": [1]}), out)
+    schema = pa.schema([("id", pa.int64())])
+    produced = []
+
+    def batches():
+        for k in range(500):
+            produced.append(k)
+            yield pa.record_batch([pa.array([k], pa.int64())], schema=schema)
+            time.sleep(0.01)
+
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            floe.match_rows("p.mi", pa.RecordBatchReader.from_batches(schema, batches()), key="id",
+                            output=out, warehouse=wh.dir)
+    finally:
+        timer.cancel()
+    assert 0 < len(produced) < 500
+    assert pq.read_table(out).column_names == ["before"]
+    assert sorted(p.name for p in wh.root.glob("mi.parquet*")) == ["mi.parquet"]
 
 
 def test_replace_partitions_and_partition_by(wh):

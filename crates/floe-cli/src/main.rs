@@ -198,7 +198,7 @@ struct LoadArgs {
 
 /// How the inputs are read (format, schema, CSV dialect).
 #[derive(clap::Args, Debug)]
-struct InputArgs {
+pub(crate) struct InputArgs {
     /// Input format (default: from the file names; needed for stdin).
     #[arg(long, value_enum)]
     format: Option<InputFormat>,
@@ -229,7 +229,7 @@ struct InputArgs {
 }
 
 impl InputArgs {
-    fn options(&self, budget: BatchBudget) -> Result<InputOptions> {
+    pub(crate) fn options(&self, budget: BatchBudget) -> Result<InputOptions> {
         let schema = match &self.schema {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -374,7 +374,7 @@ async fn load(args: LoadArgs) -> Result<()> {
     let catalog = Catalog::open(config).await?;
     let options = load_options(&args, progress.clone());
     let reporter = Reporter::start(progress.clone(), !args.no_progress);
-    let signals = tokio::spawn(cancel_on_signals(progress.clone()));
+    let signals = cancel_on_signals(progress.clone());
     let input = ops::LoadInput {
         rows: source,
         delete_keys,
@@ -477,28 +477,35 @@ fn parse_property(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Ctrl-C or SIGTERM cancels the load (it deletes its files and exits 130); a second one
-/// exits at once.
-async fn cancel_on_signals(progress: Arc<Progress>) {
+/// Ctrl-C or SIGTERM cancels the command (it deletes the files it wrote and exits 130); a
+/// second one exits at once. The handlers are in place when this returns; abort the task
+/// when the command is done.
+pub(crate) fn cancel_on_signals(progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
-        return;
+        return tokio::spawn(async {});
     };
-    for round in 0.. {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+    tokio::spawn(async move {
+        for round in 0.. {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            if round > 0 {
+                eprintln!(
+                    "interrupted again: exiting now; files written so far may be left behind"
+                );
+                std::process::exit(EXIT_CANCELLED);
+            }
+            eprintln!(
+                "interrupted: stopping and deleting the files written so far (again to exit at once)"
+            );
+            progress.cancel();
         }
-        if round > 0 {
-            eprintln!("interrupted again: exiting now; files of the load may be left behind");
-            std::process::exit(EXIT_CANCELLED);
-        }
-        eprintln!("interrupted: stopping the load and deleting its files (again to exit at once)");
-        progress.cancel();
-    }
+    })
 }
 
 /// Exit status of a load stopped by a signal (128 + SIGINT, as shells report it).

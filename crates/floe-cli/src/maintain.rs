@@ -309,11 +309,18 @@ pub async fn compact(args: CompactArgs) -> Result<()> {
     if let Some(only) = args.only.clone() {
         builder = builder.only_partitions(only);
     }
-    let summary = builder.execute().await.map_err(|e| {
-        anyhow::Error::new(e).context(format!(
-            "compaction of {} failed; the table is unchanged",
-            args.table
-        ))
+    let signals = crate::cancel_on_signals(progress);
+    let summary = builder.execute().await;
+    signals.abort();
+    let summary = summary.map_err(|e| {
+        let context = match &e {
+            floe::FloeError::CommitStateUnknown { load_id, .. } => format!(
+                "compaction of {} may or may not have landed; its files are kept. Rerun it with --load-id {load_id} to settle it",
+                args.table
+            ),
+            _ => format!("compaction of {} failed; the table is unchanged", args.table),
+        };
+        anyhow::Error::new(e).context(context)
     })?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);

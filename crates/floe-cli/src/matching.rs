@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
-use floe::ops::MatchBuilder;
-use floe::source::InputOptions;
+use floe::ops::{MatchBuilder, MatchSummary};
 use floe::{Progress, Source};
 
 use crate::maintain::CatalogArgs;
@@ -15,10 +14,12 @@ use crate::maintain::CatalogArgs;
 pub struct MatchArgs {
     /// Table: namespace.table.
     table: String,
-    /// Files holding the keys to look up (any input format, known by the file name); only
-    /// their key columns are read.
+    /// Files holding the keys to look up (any input format, known by the file name), or `-`
+    /// for stdin (with --format); only their key columns are read.
     #[arg(required = true)]
     inputs: Vec<String>,
+    #[command(flatten)]
+    read: crate::InputArgs,
     /// Key columns, comma separated (as a merge's --key).
     #[arg(long, value_delimiter = ',', value_name = "COLUMNS", required = true)]
     key: Vec<String>,
@@ -39,19 +40,11 @@ pub struct MatchArgs {
 }
 
 pub async fn run(args: MatchArgs) -> Result<()> {
-    let ident = floe::parse_table_ident(&args.table)?;
-    let source = Source::open(
-        &args.inputs,
-        &InputOptions::default(),
-        Arc::new(Progress::default()),
-    )?;
-    let catalog = args.catalog.open().await?;
-    let mut builder = MatchBuilder::new(&catalog, ident, args.key.clone())
-        .with_memory_limit(args.memory_limit as usize);
-    if !args.columns.is_empty() {
-        builder = builder.with_columns(args.columns.clone());
-    }
-    let summary = builder.write_parquet(source, &args.output).await?;
+    let progress = Arc::new(Progress::default());
+    let signals = crate::cancel_on_signals(progress.clone());
+    let summary = find(&args, progress).await;
+    signals.abort();
+    let summary = summary?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -66,4 +59,18 @@ pub async fn run(args: MatchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+async fn find(args: &MatchArgs, progress: Arc<Progress>) -> Result<MatchSummary> {
+    let ident = floe::parse_table_ident(&args.table)?;
+    let read = args.read.options(Default::default())?;
+    let source = Source::open(&args.inputs, &read, progress.clone())?;
+    let catalog = args.catalog.open().await?;
+    let mut builder = MatchBuilder::new(&catalog, ident, args.key.clone())
+        .with_memory_limit(args.memory_limit as usize)
+        .with_progress(progress.clone());
+    if !args.columns.is_empty() {
+        builder = builder.with_columns(args.columns.clone());
+    }
+    Ok(builder.write_parquet(source, &args.output).await?)
 }

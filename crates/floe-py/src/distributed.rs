@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow_schema::{ArrowError, SchemaRef};
 use floe::ops::distributed::{self, LoadPlan, Planned, StagedFiles};
 use floe::ops::{LoadMode, LoadOperation, SchemaEvolution};
-use floe::{Catalog, FloeError, LoadOptions, Source, WriteOptions};
+use floe::{Catalog, FloeError, LoadOptions, Progress, Source, WriteOptions};
 use pyo3::prelude::*;
 use pyo3::types::PyIterator;
 
@@ -86,7 +86,7 @@ fn plan_load(
     options.table_location = location;
     options.table_properties = table_properties.unwrap_or_default();
     let config = catalog_config(catalog, warehouse)?;
-    let answer = run_json(py, async move {
+    let answer = run_json(py, Default::default(), async move {
         let catalog = Catalog::open(config).await?;
         let planned = distributed::plan_load(&catalog, &ident, operation, &options, schema).await?;
         encode(&match planned {
@@ -114,11 +114,14 @@ fn write_staged(
     let schema = plan.arrow_schema().map_err(to_py_err)?;
     let source = blocks_source(blocks.try_iter()?.unbind(), schema, name);
     // One encoding thread per worker: the cluster is the parallelism.
-    let options = LoadOptions::default().with_write_options(WriteOptions {
-        target_file_size: size_of(target_file_size, "target_file_size")?,
-        writers: Some(1),
-        ..WriteOptions::default()
-    });
+    let progress = Arc::new(Progress::default());
+    let options = LoadOptions::default()
+        .with_progress(progress.clone())
+        .with_write_options(WriteOptions {
+            target_file_size: size_of(target_file_size, "target_file_size")?,
+            writers: Some(1),
+            ..WriteOptions::default()
+        });
     let observer = record.map(|callback| {
         Arc::new(move |path: &str| {
             Python::attach(|py| {
@@ -129,7 +132,7 @@ fn write_staged(
             })
         }) as distributed::FileObserver
     });
-    run_json(py, async move {
+    run_json(py, progress, async move {
         let staged = distributed::write_staged(&plan, &options, source, observer).await?;
         encode(&staged)
     })
@@ -152,7 +155,7 @@ fn commit_staged(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| InvalidOptionError::new_err(format!("not a worker's result: {e}")))?;
     let config = catalog_config(catalog, warehouse)?;
-    run_json(py, async move {
+    run_json(py, Default::default(), async move {
         let catalog = Catalog::open(config).await?;
         let options = LoadOptions::default();
         let summary = distributed::commit_staged(&catalog, &plan, &options, &staged).await?;
@@ -164,7 +167,7 @@ fn commit_staged(
 #[pyfunction]
 fn discard_staged(py: Python<'_>, plan: &str, paths: Vec<String>) -> PyResult<usize> {
     let plan = plan_of(plan)?;
-    let answer = run_json(py, async move {
+    let answer = run_json(py, Default::default(), async move {
         encode(&distributed::discard_staged(&plan, &paths).await?)
     })?;
     serde_json::from_str(&answer).map_err(|e| InvalidOptionError::new_err(e.to_string()))

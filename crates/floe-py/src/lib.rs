@@ -514,7 +514,7 @@ fn expire(
         table,
         catalog,
         warehouse,
-        move |catalog, ident| async move {
+        move |catalog, ident, _| async move {
             floe::ops::expire::ExpireBuilder::new(&catalog, ident)
                 .older_than_ms(older_than)
                 .retain_last(retain_last)
@@ -555,9 +555,9 @@ fn compact(
         table,
         catalog,
         warehouse,
-        move |catalog, ident| async move {
+        move |catalog, ident, progress| async move {
             let mut builder = floe::ops::compact::CompactBuilder::new(&catalog, ident)
-                .with_options(options)
+                .with_options(options.with_progress(progress))
                 .min_input_files(min_input_files);
             if let Some(only) = only {
                 builder = builder.only_partitions(only);
@@ -584,7 +584,7 @@ fn remove_orphans(
         table,
         catalog,
         warehouse,
-        move |catalog, ident| async move {
+        move |catalog, ident, _| async move {
             floe::ops::orphans::RemoveOrphansBuilder::new(&catalog, ident)
                 .older_than_ms(older_than)
                 .dry_run(dry_run)
@@ -603,9 +603,13 @@ fn inspect(
     catalog: Option<&Bound<'_, PyAny>>,
     warehouse: Option<PathBuf>,
 ) -> PyResult<String> {
-    on_table(py, table, catalog, warehouse, |catalog, ident| async move {
-        floe::ops::inspect::inspect(&catalog, &ident).await
-    })
+    on_table(
+        py,
+        table,
+        catalog,
+        warehouse,
+        |catalog, ident, _| async move { floe::ops::inspect::inspect(&catalog, &ident).await },
+    )
 }
 
 /// The native `match_rows`; `floe.match_rows` (Python) documents it. Returns the summary as
@@ -634,10 +638,11 @@ fn match_rows(
         table,
         catalog,
         warehouse,
-        move |catalog, ident| async move {
-            let source = source.into_source(&read, &Arc::new(Progress::default()))?;
-            let mut builder =
-                floe::ops::MatchBuilder::new(&catalog, ident, keys).with_memory_limit(memory_limit);
+        move |catalog, ident, progress| async move {
+            let source = source.into_source(&read, &progress)?;
+            let mut builder = floe::ops::MatchBuilder::new(&catalog, ident, keys)
+                .with_memory_limit(memory_limit)
+                .with_progress(progress);
             if let Some(columns) = columns {
                 builder = builder.with_columns(columns);
             }
@@ -646,14 +651,14 @@ fn match_rows(
     )
 }
 
-/// Runs a maintenance call on `table` of the catalog the arguments name; answers its result
-/// as JSON.
+/// Runs a call on `table` of the catalog the arguments name; answers its result as JSON. The
+/// call gets the switch Ctrl-C turns off ([`Progress::cancel`]).
 fn on_table<T, Fut>(
     py: Python<'_>,
     table: &str,
     catalog: Option<&Bound<'_, PyAny>>,
     warehouse: Option<PathBuf>,
-    call: impl FnOnce(Catalog, floe::TableIdent) -> Fut + Send + 'static,
+    call: impl FnOnce(Catalog, floe::TableIdent, Arc<Progress>) -> Fut + Send + 'static,
 ) -> PyResult<String>
 where
     T: serde::Serialize,
@@ -661,16 +666,20 @@ where
 {
     let ident = floe::parse_table_ident(table).map_err(to_py_err)?;
     let config = catalog_config(catalog, warehouse)?;
-    run_json(py, async move {
+    let progress = Arc::new(Progress::default());
+    let shared = progress.clone();
+    run_json(py, progress, async move {
         let catalog = Catalog::open(config).await?;
-        let out = call(catalog, ident).await?;
+        let out = call(catalog, ident, shared).await?;
         serde_json::to_string(&out).map_err(|e| FloeError::InvalidOption(e.to_string()))
     })
 }
 
-/// Runs a library call that answers JSON on its own runtime, without the GIL.
+/// Runs a library call that answers JSON on its own runtime, without the GIL; Ctrl-C cancels
+/// `progress` and waits for the call to stop.
 fn run_json(
     py: Python<'_>,
+    progress: Arc<Progress>,
     call: impl std::future::Future<Output = floe::Result<String>> + Send + 'static,
 ) -> PyResult<String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -678,7 +687,6 @@ fn run_json(
         .build()
         .map_err(|e| StorageError::new_err(format!("cannot start the async runtime: {e}")))?;
     let handle = runtime.spawn(call);
-    let progress = Arc::new(Progress::default());
     let outcome = wait(py, &runtime, handle, &progress, None);
     py.detach(move || drop(runtime));
     outcome

@@ -182,7 +182,7 @@ pub enum FloeError {
 
     /// The load was cancelled (Ctrl-C, SIGTERM, or [`crate::Progress::cancel`]) before its
     /// commit; its files were deleted.
-    #[error("the load was cancelled before its commit; its files were deleted")]
+    #[error("cancelled before any commit; the files written so far were deleted")]
     Cancelled,
 
     /// The load was given an option it cannot honour.

@@ -297,7 +297,9 @@ def match_rows(
 
     The matching is a merge's first half: the source's keys sorted, the table's files pruned by
     key bounds and their keys compared, then each matched file read once. Raises
-    NoSuchTableError for a missing table.
+    NoSuchTableError for a missing table. The rows go to a file beside `output`, renamed to
+    it when complete: a failed or interrupted match (Ctrl-C raises KeyboardInterrupt once it
+    has stopped) leaves `output` as it was.
     """
     text = _floe.match_rows(
         table,

@@ -53,6 +53,7 @@ pub struct MatchBuilder<'a> {
     columns: Vec<String>,
     memory_limit: usize,
     spill_dir: Option<PathBuf>,
+    progress: Arc<Progress>,
 }
 
 impl<'a> MatchBuilder<'a> {
@@ -66,6 +67,7 @@ impl<'a> MatchBuilder<'a> {
             keys,
             memory_limit: super::merge::DEFAULT_MEMORY_LIMIT,
             spill_dir: None,
+            progress: Arc::new(Progress::default()),
         }
     }
 
@@ -87,10 +89,42 @@ impl<'a> MatchBuilder<'a> {
         self
     }
 
+    /// The switch that cancels the match ([`Progress::cancel`], e.g. on Ctrl-C): the table
+    /// scan and the output stop with [`FloeError::Cancelled`]. Give the source the same one
+    /// to stop its reading too.
+    pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
     /// Writes the matched rows' columns to `output` (a local Parquet file, replaced; empty
     /// when nothing matched). `source` must hold the key columns; its other columns are not
-    /// read. A missing table is [`FloeError::NoSuchTable`].
+    /// read. A missing table is [`FloeError::NoSuchTable`]. The rows go to a file beside
+    /// `output` that is renamed to it once complete: a match that fails (or is cancelled)
+    /// leaves `output` as it was.
     pub async fn write_parquet(self, source: Source, output: &Path) -> Result<MatchSummary> {
+        let mut partial = output.as_os_str().to_owned();
+        partial.push(format!(".partial-{}", std::process::id()));
+        let partial = PathBuf::from(partial);
+        let result = self.match_into(source, &partial).await;
+        let result = result.and_then(|summary| {
+            std::fs::rename(&partial, output)
+                .context(|| {
+                    format!(
+                        "cannot rename {} to {}",
+                        partial.display(),
+                        output.display()
+                    )
+                })
+                .map(|_| summary)
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        result
+    }
+
+    async fn match_into(self, source: Source, output: &Path) -> Result<MatchSummary> {
         let state = existing(self.catalog, &self.table).await?;
         let name = state.name();
         let schema = state.metadata.current_schema().clone();
@@ -107,7 +141,8 @@ impl<'a> MatchBuilder<'a> {
         // Three sorts may be full at once: the source's keys, the table's keys, the matches.
         let budget = self.memory_limit / 3;
         let spill = self.spill_dir.as_deref();
-        let load = sort_source_keys(&name, &schema, &keys, source, budget, spill).await?;
+        let progress = &self.progress;
+        let load = sort_source_keys(&name, &schema, &keys, source, budget, spill, progress).await?;
         let mut summary = MatchSummary {
             keys: load.rows(),
             ..Default::default()
@@ -121,9 +156,11 @@ impl<'a> MatchBuilder<'a> {
         )
         .await?;
         summary.files_scanned = live.files.len() as u64;
-        let matches = match_keys(&state, &keys, load, &live, budget, spill, &spec).await?;
+        let matches =
+            match_keys(&state, &keys, load, &live, budget, spill, &spec, progress).await?;
         let mut out = MatchOutput::create(&schema, &out_ids, &name, output)?;
         for group in ByFile::new(matches) {
+            progress.check_cancelled()?;
             let (file, rows) = group?;
             out.write_rows(&state, &live, file, &rows).await?;
         }
@@ -158,6 +195,7 @@ async fn sort_source_keys(
     mut source: Source,
     budget: usize,
     spill: Option<&Path>,
+    progress: &Progress,
 ) -> Result<LoadSide> {
     use futures::StreamExt;
     let key_ids: Vec<i32> = keys.field_ids.clone();
@@ -177,6 +215,7 @@ async fn sort_source_keys(
     )?;
     let mut stream = source.into_table_stream(Some(arrow));
     while let Some(item) = stream.next().await {
+        progress.check_cancelled()?;
         let input = item?;
         load.push(conformer.conform(&input)?, &input.origin)?;
     }
@@ -184,6 +223,7 @@ async fn sort_source_keys(
 }
 
 /// The join: (file, pos) of every live row whose key the source has, sorted by file.
+#[allow(clippy::too_many_arguments)]
 async fn match_keys(
     state: &TableState,
     keys: &KeyColumns,
@@ -192,6 +232,7 @@ async fn match_keys(
     budget: usize,
     spill: Option<&Path>,
     spec: &MergeSpec,
+    progress: &Progress,
 ) -> Result<SortedStream> {
     let (load_keys, load_schema) = (load.sorted_keys().clone(), load.schema().clone());
     let (sorted_load, _) = load.finish()?;
@@ -203,9 +244,8 @@ async fn match_keys(
             .clone();
         let side = TableSide::new(&table_arrow, keys, budget, spill)?;
         let schema = state.metadata.current_schema();
-        let progress = Progress::default();
         let (sorted, _) =
-            scan_candidates(&state.file_io, live, schema, side, keys, &progress).await?;
+            scan_candidates(&state.file_io, live, schema, side, keys, progress).await?;
         Some(sorted)
     };
     let mut matches = DeleteCollector::new(budget, spill)?;
