@@ -441,3 +441,56 @@ def test_rest_catalog_and_s3(tmp_path, monkeypatch):
         got = con.execute(f"SELECT * FROM iceberg_scan('{table.metadata_location}')").arrow()
         got = (got.read_all() if hasattr(got, "read_all") else got).to_pylist()
         assert canon_rows(got) == expected
+
+
+def test_pyiceberg_environment_names_the_catalog(lakes, monkeypatch, tmp_path):
+    """No [iceberg_catalog] section but PYICEBERG_CATALOG__DEFAULT__* set (dlt's second way to
+    find a catalog): floe writes through that SQLite catalog, where the table stays registered."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    uri = f"sqlite:///{tmp_path}/named.db"
+    monkeypatch.setenv("PYICEBERG_CATALOG__DEFAULT__URI", uri)
+    monkeypatch.setenv("PYICEBERG_CATALOG__DEFAULT__WAREHOUSE", f"file://{tmp_path}/wh")
+    mine, ref = lakes("floe"), lakes("duckdb")
+    hints = {"primary_key": "id", "write_disposition": {"disposition": "merge", "strategy": "upsert"}}
+    for lake in (mine, ref):
+        lake.run(dlt.resource(flat, name="items", **hints)(range(0, 30)))
+        lake.run(dlt.resource(flat, name="items", **hints)(range(20, 40), 1))
+    table = SqlCatalog("default", uri=uri).load_table("ds.items")
+    assert len(table.snapshots()) == 2
+    assert table.location().startswith(f"file://{mine.bucket}/ds/items")  # dlt's location
+    assert table.metadata_location.endswith(os.path.basename(mine.metadata("items")))
+    assert_same(mine, ref, ["items"])
+
+
+def test_a_load_opens_no_pyiceberg_catalog(tmp_path):
+    """floe's destination finds dlt's catalog settings without opening a pyiceberg catalog: a
+    pipeline run imports neither pyiceberg's catalogs nor its pyarrow FileIO (which brings
+    pyarrow.dataset and pandas: ~95 MiB and most of a second of a load step)."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent('''
+        import json, sys, dlt, floe.dlt
+        dest = floe.dlt.filesystem(bucket_url=sys.argv[1] + "/bucket")
+        p = dlt.pipeline("imports", destination=dest, dataset_name="ds", pipelines_dir=sys.argv[1] + "/p")
+        rows = lambda ids, v: ({"id": i, "name": f"n{i} v{v}"} for i in ids)
+        p.run(dlt.resource(rows(range(10), 0), name="items", write_disposition="append")).raise_on_failed_jobs()
+        hints = {"primary_key": "id", "write_disposition": {"disposition": "merge", "strategy": "upsert"}}
+        p.run(dlt.resource(rows(range(5, 15), 1), name="items", **hints)).raise_on_failed_jobs()
+        heavy = ("pyiceberg.catalog", "pyiceberg.io.pyarrow", "pyarrow.dataset")
+        print(json.dumps(sorted(m for m in sys.modules if m in heavy)))
+    ''')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYICEBERG_", "ICEBERG_CATALOG__"))}
+    env.update(DLT_DATA_DIR=str(tmp_path / "dlt_data"), RUNTIME__LOG_LEVEL="WARNING",
+               RUNTIME__DLTHUB_TELEMETRY="false", PYICEBERG_HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    lake = Lake.__new__(Lake)
+    lake.bucket, lake.kind, lake.root = tmp_path / "bucket", "floe", tmp_path
+    got = {r["id"]: r["name"] for r in lake.iceberg("items").scan().to_arrow().to_pylist()}
+    assert got == {i: f"n{i} v{0 if i < 5 else 1}" for i in range(15)}

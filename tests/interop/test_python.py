@@ -342,3 +342,24 @@ def test_an_exception_in_the_progress_callback_cancels_the_load(wh):
         load(wh, "p.cb", reader, progress=progress)
     assert wh.table("p.cb").metadata_location == before
     assert len(list((wh.dir / "p" / "cb" / "data").iterdir())) == 1
+
+
+def test_register_table_names_a_table_in_another_catalog(wh):
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    load(wh, "p.src", table(0, 100))
+    metadata = wh.table("p.src").metadata_location
+    uri = f"sqlite:///{wh.root}/other.db"
+    other = {"type": "sql", "uri": uri, "warehouse": f"file://{wh.root}/other", "name": "other"}
+    assert floe.register_table("q.copy", metadata, catalog=other) == metadata
+    registered = SqlCatalog("other", uri=uri).load_table("q.copy")
+    assert registered.metadata_location == metadata
+    assert sorted(registered.scan().to_arrow()["id"].to_pylist()) == list(range(100))
+    with pytest.raises(floe.CatalogRefusedError, match="already exists"):
+        floe.register_table("q.copy", metadata, catalog=other)
+    with pytest.raises(floe.FloeError):
+        floe.register_table("q.none", f"file://{wh.root}/missing.metadata.json", catalog=other)
+    # Loads through the other catalog go on from the registered metadata.
+    floe.load("q.copy", table(100, 10), catalog=other)
+    assert len(SqlCatalog("other", uri=uri).load_table("q.copy").scan().to_arrow()) == 110
+    assert len(wh.table("p.src").scan().to_arrow()) == 100

@@ -612,6 +612,32 @@ fn inspect(
     )
 }
 
+/// The native `register_table`; `floe.register_table` (Python) documents it. Returns the
+/// registered table's name and metadata location as JSON.
+#[pyfunction]
+#[pyo3(signature = (table, metadata_location, *, catalog=None, warehouse=None))]
+fn register_table(
+    py: Python<'_>,
+    table: &str,
+    metadata_location: String,
+    catalog: Option<&Bound<'_, PyAny>>,
+    warehouse: Option<PathBuf>,
+) -> PyResult<String> {
+    on_table(
+        py,
+        table,
+        catalog,
+        warehouse,
+        move |catalog, ident, _| async move {
+            let state = catalog.register_table(&ident, &metadata_location).await?;
+            Ok(serde_json::json!({
+                "table": state.name(),
+                "metadata_location": state.metadata_location,
+            }))
+        },
+    )
+}
+
 /// The native `match_rows`; `floe.match_rows` (Python) documents it. Returns the summary as
 /// JSON.
 #[pyfunction]
@@ -760,6 +786,7 @@ fn _floe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(expire, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(match_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(register_table, m)?)?;
     m.add_function(wrap_pyfunction!(compact, m)?)?;
     m.add_function(wrap_pyfunction!(remove_orphans, m)?)?;
     m.add("NoSuchTableError", py.get_type::<NoSuchTableError>())?;

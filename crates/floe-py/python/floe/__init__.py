@@ -43,6 +43,7 @@ __all__ = [
     "expire",
     "inspect",
     "match_rows",
+    "register_table",
     "compact",
     "remove_orphans",
     "NoSuchTableError",
@@ -186,7 +187,7 @@ def load(
     schema_evolution: str = "add-columns",
     load_id: Optional[str] = None,
     catalog: Union[None, str, Mapping[str, Any]] = None,
-    warehouse: Union[str, "os.PathLike[str]", None] = None,
+    warehouse: Union[str, os.PathLike[str], None] = None,
     memory_limit: Union[int, str, None] = None,
     target_file_size: Union[int, str, None] = None,
     progress: Optional[Callable[[Dict[str, Union[int, str]]], None]] = None,
@@ -284,7 +285,7 @@ def match_rows(
     columns: Optional[Sequence[str]] = None,
     memory_limit: Union[int, str, None] = None,
     catalog: Union[None, str, Mapping[str, Any]] = None,
-    warehouse: Union[str, "os.PathLike[str]", None] = None,
+    warehouse: Union[str, os.PathLike[str], None] = None,
 ) -> MatchSummary:
     """Write the live rows of `table` whose `key` appears in `source` to `output`, a local
     Parquet file (replaced; empty when nothing matches), keeping `columns` (default: the key
@@ -314,6 +315,27 @@ def match_rows(
     return MatchSummary(json.loads(text))
 
 
+def register_table(
+    table: str,
+    metadata_location: str,
+    *,
+    catalog: Union[None, str, Mapping[str, Any]] = None,
+    warehouse: Union[str, os.PathLike[str], None] = None,
+) -> str:
+    """Register the table whose current metadata file is `metadata_location` (a table written
+    elsewhere, or by a catalog that forgot it) under the name `table`, as pyiceberg's
+    `Catalog.register_table` does; the namespace is created if missing. Returns the metadata
+    location the catalog now holds. Raises CatalogRefusedError if `table` already exists.
+    """
+    text = _floe.register_table(
+        table,
+        str(metadata_location),
+        catalog=catalog,
+        warehouse=None if warehouse is None else str(warehouse),
+    )
+    return str(json.loads(text)["metadata_location"])
+
+
 def expire(
     table: str,
     *,
@@ -321,7 +343,7 @@ def expire(
     retain_last: int = 1,
     dry_run: bool = False,
     catalog: Union[None, str, Mapping[str, Any]] = None,
-    warehouse: Union[str, "os.PathLike[str]", None] = None,
+    warehouse: Union[str, os.PathLike[str], None] = None,
 ) -> ExpireSummary:
     """Remove `table`'s snapshots older than `older_than` in one metadata commit, then delete the
     files only they reached (manifest lists, manifests, data and delete files).
@@ -351,7 +373,7 @@ def inspect(
     table: str,
     *,
     catalog: Union[None, str, Mapping[str, Any]] = None,
-    warehouse: Union[str, "os.PathLike[str]", None] = None,
+    warehouse: Union[str, os.PathLike[str], None] = None,
 ) -> InspectReport:
     """What `table` holds, as an InspectReport (the report of `floe inspect --json`, a dict
     whose keys are also attributes): schema, partition spec, properties, refs, every snapshot
@@ -374,7 +396,7 @@ def compact(
     target_file_size: Union[int, str, None] = None,
     load_id: Optional[str] = None,
     catalog: Union[None, str, Mapping[str, Any]] = None,
-    warehouse: Union[str, "os.PathLike[str]", None] = None,
+    warehouse: Union[str, os.PathLike[str], None] = None,
 ) -> LoadSummary:
     """Rewrite each partition's small files (below 75% of the target file size; once a
     partition has `min_input_files` of them) and every file with deletes into target-size files,
@@ -405,7 +427,7 @@ def remove_orphans(
     older_than: str = "3d",
     dry_run: bool = False,
     catalog: Union[None, str, Mapping[str, Any]] = None,
-    warehouse: Union[str, "os.PathLike[str]", None] = None,
+    warehouse: Union[str, os.PathLike[str], None] = None,
 ) -> OrphanSummary:
     """Delete the files under `table`'s location that no metadata references and that were
     last modified before `older_than` (a duration such as "3d", or a timestamp): what crashed

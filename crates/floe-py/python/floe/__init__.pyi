@@ -102,6 +102,14 @@ def match_rows(
     warehouse: Union[str, os.PathLike[str], None] = None,
 ) -> MatchSummary: ...
 
+def register_table(
+    table: str,
+    metadata_location: str,
+    *,
+    catalog: Union[None, str, Mapping[str, Any]] = None,
+    warehouse: Union[str, os.PathLike[str], None] = None,
+) -> str: ...
+
 class ExpireSummary:
     table: str
     dry_run: bool

@@ -78,6 +78,14 @@ def match_rows(
     warehouse: Optional[str] = ...,
 ) -> str: ...
 
+def register_table(
+    table: str,
+    metadata_location: str,
+    *,
+    catalog: Union[None, str, Mapping[str, Any]] = ...,
+    warehouse: Optional[str] = ...,
+) -> str: ...
+
 def plan_load(
     table: str,
     schema: Any,

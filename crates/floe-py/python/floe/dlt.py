@@ -45,11 +45,17 @@ column, and catalogs other than SQLite ``sql`` and ``rest``.
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Type
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 try:
     from dlt.common import logger
+    from dlt.common.configuration import configspec
+    from dlt.common.configuration.inject import with_config
+    from dlt.common.configuration.specs import BaseConfiguration
+    from dlt.common.configuration.specs.mixins import WithPyicebergConfig
     from dlt.common.destination.exceptions import (
         DestinationTerminalException,
         DestinationTransientException,
@@ -200,18 +206,83 @@ def _quote(column: str) -> str:
     return column
 
 
-def _catalog_kind(catalog: Any) -> str:
-    from pyiceberg.catalog.rest import RestCatalog
-    from pyiceberg.catalog.sql import SqlCatalog
+@configspec
+class _IcebergCatalogConfig(BaseConfiguration):
+    """dlt's ``[iceberg_catalog]`` settings, the fields of dlt's own ``IcebergConfig`` (whose
+    module imports pyiceberg, which floe's destination never needs)."""
 
-    if isinstance(catalog, RestCatalog):
-        return "rest"
-    if isinstance(catalog, SqlCatalog):
-        uri = str(catalog.properties.get("uri", ""))
-        if uri.startswith("sqlite:"):
-            return "sql"
+    iceberg_catalog_name: str = "default"
+    iceberg_catalog_type: Optional[str] = "sql"
+    iceberg_catalog_config: Optional[Dict[str, Any]] = None
+
+
+@with_config(spec=_IcebergCatalogConfig, sections="iceberg_catalog")
+def _catalog_settings(
+    iceberg_catalog_name: str = "default",
+    iceberg_catalog_type: Optional[str] = None,
+    iceberg_catalog_config: Optional[Dict[str, Any]] = None,
+) -> Tuple[str, Optional[str], Optional[Dict[str, Any]]]:
+    return iceberg_catalog_name, iceberg_catalog_type, iceberg_catalog_config
+
+
+def dlt_catalog() -> Tuple[str, Optional[Dict[str, str]]]:
+    """The name and pyiceberg-style properties of the catalog dlt's ``get_catalog`` would
+    open, found as it finds them: ``[iceberg_catalog.iceberg_catalog_config]`` (over the
+    same catalog's ``.pyiceberg.yaml`` / ``PYICEBERG_CATALOG__*`` settings, as pyiceberg's
+    ``load_catalog`` merges them), else ``.pyiceberg.yaml`` / ``PYICEBERG_CATALOG__*``;
+    properties None when dlt would fall back to its in-memory SQLite catalog. Opens nothing
+    and imports no pyiceberg catalog (only its small config reader)."""
+    name, kind, config = _catalog_settings()
+    if kind not in ("sql", "rest"):
+        raise UnsupportedByFloe(f"iceberg_catalog_type {kind!r}: dlt takes 'sql' or 'rest'")
+    if config:
+        missing = [k for k in ("type", "uri", "warehouse") if not config.get(k)]
+        if missing:
+            raise UnsupportedByFloe(f"iceberg_catalog_config of catalog {name!r} lacks {', '.join(missing)}")
+        return name, _strings({**_pyiceberg_settings(name), **config})
+    if _pyiceberg_configured():
+        props = _pyiceberg_settings(name)
+        if not props:
+            raise UnsupportedByFloe(f"iceberg catalog {name!r} is not in .pyiceberg.yaml or PYICEBERG_CATALOG__*")
+        return name, _strings(props)
+    return name, None
+
+
+def _pyiceberg_settings(name: str) -> Dict[str, Any]:
+    """Catalog `name`'s settings in ``.pyiceberg.yaml`` and ``PYICEBERG_CATALOG__*``."""
+    from pyiceberg.utils.config import Config
+
+    return dict(Config().get_catalog_config(name) or {})
+
+
+def _pyiceberg_configured() -> bool:
+    """dlt's test for a pyiceberg configuration: a ``.pyiceberg.yaml`` with catalogs in
+    PYICEBERG_HOME, the run directory or dlt's settings, or a PYICEBERG_CATALOG_* variable."""
+    import dlt
+
+    context = dlt.current.run_context()
+    paths = [Path(context.run_dir) / ".pyiceberg.yaml", Path(context.get_setting(".pyiceberg.yaml"))]
+    if os.environ.get("PYICEBERG_HOME"):
+        paths.insert(0, Path(os.environ["PYICEBERG_HOME"]) / ".pyiceberg.yaml")
+    if any(p.exists() and "catalog:" in p.read_text(encoding="utf-8") for p in paths):
+        return True
+    return any(key.startswith("PYICEBERG_CATALOG_") for key in os.environ)
+
+
+def _strings(props: Dict[str, Any]) -> Dict[str, str]:
+    return {str(k): str(v) for k, v in props.items() if v is not None}
+
+
+def _catalog_kind(name: str, props: Dict[str, str]) -> str:
+    """'rest' or 'sql' (SQLite), as pyiceberg infers a missing type from the uri."""
+    uri = props.get("uri", "")
+    kind = props.get("type", "").lower()
+    if not kind:
+        kind = "rest" if uri.startswith(("http://", "https://")) else "sql" if uri.startswith("sqlite") else ""
+    if kind == "rest" or (kind == "sql" and uri.startswith("sqlite:")):
+        return kind
     raise UnsupportedByFloe(
-        f"iceberg catalog {catalog.name!r} ({type(catalog).__name__} {catalog.properties.get('uri', '')}): "
+        f"iceberg catalog {name!r} ({kind or 'unknown type'} {uri}): "
         "floe writes through REST catalogs and SQLite sql catalogs"
     )
 
@@ -423,38 +494,39 @@ class FloeFilesystemClient(FilesystemClient):
 
     @contextlib.contextmanager
     def floe_catalog(self, table_name: str, location: str) -> Iterator[Dict[str, str]]:
-        """The catalog properties for floe: those of the catalog dlt resolved, or for dlt's
-        ephemeral in-memory catalog a temporary SQLite one with the table registered from its
-        newest metadata file (as dlt does)."""
-        from dlt.common.libs.pyiceberg import is_ephemeral_catalog
-
-        catalog = self.get_open_table_catalog("iceberg")
-        props = {str(k): str(v) for k, v in catalog.properties.items() if v is not None}
-        if not is_ephemeral_catalog(catalog):
-            props.update(type=_catalog_kind(catalog), name=catalog.name)
+        """The catalog properties for floe: those of the catalog dlt's configuration names,
+        or for dlt's ephemeral in-memory catalog a temporary SQLite one with the table
+        registered from its newest metadata file (as dlt does)."""
+        name, props = dlt_catalog()
+        if props is not None:
+            if self.config.iceberg_namespace_properties:
+                # dlt creates the dataset's namespace with these properties.
+                self.get_open_table_catalog("iceberg")
+            props = {**props, "type": _catalog_kind(name, props), "name": name}
             props.setdefault("warehouse", location)
             yield props
             return
+        credentials = self.config.credentials
+        fileio = credentials.to_pyiceberg_fileio_config() if isinstance(credentials, WithPyicebergConfig) else {}
         with tempfile.TemporaryDirectory(prefix="floe-dlt-") as tmp:
-            uri = f"sqlite:///{tmp}/catalog.db"
-            self._register(catalog.name, uri, props, table_name, location)
-            yield {**props, "type": "sql", "uri": uri, "name": catalog.name, "warehouse": location}
+            catalog = {**_strings(fileio), "type": "sql", "uri": f"sqlite:///{tmp}/catalog.db", "name": name,
+                       "warehouse": location}
+            metadata = self._last_metadata_file(location)
+            if metadata is not None:
+                floe.register_table(f"{self.dataset_name}.{table_name}", metadata, catalog=catalog)
+            yield catalog
 
-    def _register(self, name: str, uri: str, props: Dict[str, str], table_name: str, location: str) -> None:
-        from dlt.common.libs.pyiceberg import get_last_metadata_file
-        from dlt.common.destination.exceptions import DestinationUndefinedEntity
-        from pyiceberg.catalog.sql import SqlCatalog
-
+    def _last_metadata_file(self, location: str) -> Optional[str]:
+        """The table's newest metadata file, as dlt finds it; None for a new table."""
         try:
-            metadata = get_last_metadata_file(f"{location.rstrip('/')}/metadata", self.fs_client, self.config)
-        except DestinationUndefinedEntity:
-            return
-        registry = SqlCatalog(name, **{**props, "uri": uri})
-        try:
-            registry.create_namespace_if_not_exists(self.dataset_name)
-            registry.register_table(f"{self.dataset_name}.{table_name}", metadata)
-        finally:
-            registry.engine.dispose()
+            files = [f for f in self.fs_client.ls(f"{location.rstrip('/')}/metadata") if f.endswith(".json")]
+        except FileNotFoundError:
+            return None
+        if not files:
+            return None
+        url = self.config.make_url(sorted(files)[-1])
+        # as dlt's make_location: pyiceberg cannot read Windows file:/// urls
+        return url.replace("file:///", "file://") if self.config.is_local_filesystem and os.name == "nt" else url
 
 
 def _capabilities(caps: Any) -> Any:

@@ -204,6 +204,39 @@ impl Catalog {
         Ok(())
     }
 
+    /// Registers a table that exists as files (as pyiceberg's `register_table` does): the
+    /// catalog then names `ident` the table whose current metadata file is
+    /// `metadata_location`. The namespace is created if missing. A table already named
+    /// `ident` is [`FloeError::CatalogRefused`].
+    pub async fn register_table(
+        &self,
+        ident: &TableIdent,
+        metadata_location: &str,
+    ) -> Result<TableState> {
+        validate_ident(ident)?;
+        let refused = |reason: String| FloeError::CatalogRefused {
+            catalog: self.name.clone(),
+            reason,
+        };
+        let table = display_ident(ident);
+        self.ensure_namespace(ident.namespace()).await?;
+        if self.load_table(ident).await?.is_some() {
+            return Err(refused(format!(
+                "cannot register table {table}: it already exists"
+            )));
+        }
+        match &self.backend {
+            Backend::Sql(c) => c.register_table(ident, metadata_location).await?,
+            Backend::Rest(c) => c.register_table(ident, metadata_location).await?,
+        }
+        self.load_table(ident)
+            .await?
+            .ok_or_else(|| FloeError::Catalog {
+                catalog: self.name.clone(),
+                reason: format!("table {table} was registered but cannot be found"),
+            })
+    }
+
     /// Prepares a new table's metadata without registering it; the load's commit creates it.
     /// `location` overrides where the table lives (default: the catalog's choice).
     pub async fn stage_table(

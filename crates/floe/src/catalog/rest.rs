@@ -352,6 +352,32 @@ impl RestCatalog {
         }))
     }
 
+    /// Points `ident` (not registered yet) at an existing metadata file (`register`).
+    pub(super) async fn register_table(
+        &self,
+        ident: &TableIdent,
+        metadata_location: &str,
+    ) -> Result<()> {
+        let url = format!(
+            "{}/namespaces/{}/register",
+            self.base,
+            namespace_path(ident.namespace())
+        );
+        let body = serde_json::json!({
+            "name": ident.name(),
+            "metadata-location": metadata_location,
+        });
+        let what = format!("cannot register table {}", display_ident(ident));
+        let response = self
+            .send(|http| http.post(&url).json(&body))
+            .await?
+            .map_err(|e| self.error(format!("{what}: {}", e.text())))?;
+        if !response.status().is_success() {
+            return Err(self.status_error(&what, response).await);
+        }
+        Ok(())
+    }
+
     /// Creates one namespace level if it is missing.
     pub(super) async fn ensure_namespace(&self, ns: &NamespaceIdent) -> Result<()> {
         let url = format!("{}/namespaces/{}", self.base, namespace_path(ns));

@@ -150,6 +150,25 @@ impl SqlCatalog {
         }))
     }
 
+    /// Points `ident` (not registered yet) at an existing metadata file.
+    pub(super) async fn register_table(
+        &self,
+        ident: &TableIdent,
+        metadata_location: &str,
+    ) -> Result<()> {
+        self.inner
+            .register_table(ident, metadata_location.to_string())
+            .await
+            .context(|| {
+                format!(
+                    "catalog '{}': cannot register table {} at {metadata_location}",
+                    self.catalog_name,
+                    display_ident(ident)
+                )
+            })?;
+        Ok(())
+    }
+
     /// Creates one namespace level if it is missing.
     pub(super) async fn ensure_namespace(&self, ns: &NamespaceIdent) -> Result<()> {
         let ctx = || {
