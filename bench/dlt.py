@@ -129,15 +129,22 @@ def main():
     ap.add_argument("--workdir", type=Path, default=REPO / "bench" / "out" / "dlt")
     ap.add_argument("--upsert-limit", type=float, default=600)
     ap.add_argument("--pyfloe", type=Path, help="directory holding a floe build to put first on PYTHONPATH")
+    ap.add_argument("--before", type=Path,
+                    help="directory holding another floe build (e.g. of the parent commit), run beside as 'floe before'")
     ap.add_argument("--record", type=Path)
+    ap.add_argument("--section", default="dlt", help="the docs section to replace")
     args = ap.parse_args()
     env = dict(os.environ)
     if args.pyfloe:
         env["PYTHONPATH"] = str(args.pyfloe.resolve())
+    envs = {"floe": env, "dlt-iceberg": env}
+    if args.before:
+        envs = {"floe": env, "floe-before": {**env, "PYTHONPATH": str(args.before.resolve())}, "dlt-iceberg": env}
     python = sys.executable
     lines = [
         f"Command: `.venv/bin/python bench/dlt.py --rows {' '.join(map(str, args.rows))} "
-        f"--upsert-limit {args.upsert_limit:g}{' --pyfloe ' + str(args.pyfloe) if args.pyfloe else ''}`  ",
+        f"--upsert-limit {args.upsert_limit:g}{' --pyfloe ' + str(args.pyfloe) if args.pyfloe else ''}"
+        f"{' --before <floe of the parent commit>' if args.before else ''}`  ",
         f"Machine: {machine_facts()}",
         "",
         "| rows | load step | contender | wall (s) | CPU (s) | peak RSS (MiB) | dlt's wall / floe's |",
@@ -146,14 +153,15 @@ def main():
     for rows in args.rows:
         for phase in ("append", "upsert"):
             results = {}
-            for kind in ("floe", "dlt-iceberg"):
+            for kind, kind_env in envs.items():
                 root = args.workdir / f"{kind}-{phase}-{rows}"
                 shutil.rmtree(root, ignore_errors=True)
                 root.mkdir(parents=True)
                 print(f"{rows:,} {phase} {kind}: preparing the package ...", file=sys.stderr)
-                subprocess.run([python, "-c", PREPARE, kind, root, str(rows), phase], env=env, check=True)
+                dest = "floe" if kind.startswith("floe") else kind
+                subprocess.run([python, "-c", PREPARE, dest, root, str(rows), phase], env=kind_env, check=True)
                 limit = args.upsert_limit if phase == "upsert" else None
-                results[kind] = measure([python, "-c", LOAD, kind, root, str(rows), phase], env, limit)
+                results[kind] = measure([python, "-c", LOAD, dest, root, str(rows), phase], kind_env, limit)
                 print(f"  {kind}: {results[kind]}", file=sys.stderr)
                 shutil.rmtree(root, ignore_errors=True)
             floe_wall = results["floe"][0]
@@ -161,10 +169,11 @@ def main():
                 shown = f"> {args.upsert_limit:.0f} (stopped)" if wall is None else f"{wall:.2f}"
                 ratio = "" if kind == "floe" else (
                     f"> {args.upsert_limit / floe_wall:,.0f}x" if wall is None else f"{wall / floe_wall:.1f}x")
-                label = "floe.dlt.filesystem" if kind == "floe" else "dlt filesystem + iceberg (pyiceberg)"
+                label = {"floe": "floe.dlt.filesystem", "floe-before": "floe.dlt.filesystem, build before",
+                         "dlt-iceberg": "dlt filesystem + iceberg (pyiceberg)"}[kind]
                 what = f"append {rows:,} rows" if phase == "append" else f"upsert {rows // 10:,} + {rows // 10:,} into {rows:,}"
                 lines.append(f"| {rows:,} | {what} | {label} | {shown} | {cpu:.2f} | {mib(rss):.0f} | {ratio} |")
-    print(record_section(args.record, "dlt", "\n".join(lines)))
+    print(record_section(args.record, args.section, "\n".join(lines)))
 
 
 if __name__ == "__main__":
