@@ -266,57 +266,22 @@ def test_merge_across_partition_spec_evolution(wh, mode, direction):
 
 
 
-def test_interrupted_load_deletes_its_files(wh):
-    """Ctrl-C in the middle of a load: exit 130, no file of the load left, the table as it was."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    import pyarrow.compute as pc
-
-    write(wh.root / "seed.parquet", rows(0, 1000))
-    wh.floe("load", "s.int", wh.root / "seed.parquet")
-    before = wh.table("s.int").metadata_location
-    seeded = data_files(wh, "int")
-    big = wh.root / "big"
-    for k in range(8):
-        n = 400_000
-        ids = pa.array(range(k * n, (k + 1) * n), pa.int64())
-        noise = pc.cast(pc.random(n, initializer=k), pa.string())
-        t = pa.table({"id": ids, "cat": noise, "name": noise, "tags": pa.nulls(n, pa.list_(pa.string()))})
-        write(big / f"{k}.parquet", t)
-    from conftest import FLOE_BIN
-
-    cmd = [FLOE_BIN, "load", "s.int", str(big), "--rewrite", "--warehouse", str(wh.dir), "--json", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=wh.root)
-    deadline = time.time() + 120
-    while len(data_files(wh, "int")) <= len(seeded) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the load ended before it could be interrupted"
-    os.kill(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, (proc.returncode, err)
-    assert "cancelled" in err and "the table is unchanged" in err, err
-    assert data_files(wh, "int") == seeded
-    assert wh.table("s.int").metadata_location == before
-    assert len(wh.pyiceberg_rows("s.int")) == 1000
-
-
-def big_noise_files(directory: Path, files=8, n=400_000):
+def big_noise_files(directory: Path, files=8, n=400_000, **extra):
     """Files slow enough to read that a command over them can be interrupted half-way."""
     import pyarrow.compute as pc
 
     for k in range(files):
         ids = pa.array(range(k * n, (k + 1) * n), pa.int64())
         noise = pc.cast(pc.random(n, initializer=k), pa.string())
-        write(directory / f"{k}.parquet", pa.table({"id": ids, "cat": noise, "name": noise}))
+        columns = {"id": ids, "cat": noise, "name": noise}
+        columns.update({name: make(n) for name, make in extra.items()})
+        write(directory / f"{k}.parquet", pa.table(columns))
     return directory
 
 
-def test_interrupted_compaction_deletes_its_files(wh):
-    """Ctrl-C in the middle of `floe compact`: exit 130, its output files deleted, the table as
-    it was."""
+def interrupt_once_it_writes(wh, table, *args):
+    """Runs `floe args...` and sends it SIGINT as soon as a new data file of `table` appears;
+    returns its exit status and stderr."""
     import os
     import signal
     import subprocess
@@ -324,20 +289,43 @@ def test_interrupted_compaction_deletes_its_files(wh):
 
     from conftest import FLOE_BIN
 
+    before = data_files(wh, table)
+    cmd = [FLOE_BIN, *map(str, args), "--warehouse", str(wh.dir), "--json", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=wh.root)
+    deadline = time.time() + 120
+    while len(data_files(wh, table)) <= len(before) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, f"floe {args[0]} ended before it could be interrupted"
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_interrupted_load_deletes_its_files(wh):
+    """Ctrl-C in the middle of a load: exit 130, no file of the load left, the table as it was."""
+    write(wh.root / "seed.parquet", rows(0, 1000))
+    wh.floe("load", "s.int", wh.root / "seed.parquet")
+    before = wh.table("s.int").metadata_location
+    seeded = data_files(wh, "int")
+    big = big_noise_files(wh.root / "big", tags=lambda n: pa.nulls(n, pa.list_(pa.string())))
+    status, err = interrupt_once_it_writes(wh, "int", "load", "s.int", big, "--rewrite")
+    assert status == 130, (status, err)
+    assert "cancelled" in err and "the table is unchanged" in err, err
+    assert data_files(wh, "int") == seeded
+    assert wh.table("s.int").metadata_location == before
+    assert len(wh.pyiceberg_rows("s.int")) == 1000
+
+
+def test_interrupted_compaction_deletes_its_files(wh):
+    """Ctrl-C in the middle of `floe compact`: exit 130, its output files deleted, the table as
+    it was."""
     for f in sorted(big_noise_files(wh.root / "cint").iterdir()):
         wh.floe("load", "s.cint", f)
     before = wh.table("s.cint").metadata_location
     loaded = data_files(wh, "cint")
     assert len(loaded) == 8
-    cmd = [FLOE_BIN, "compact", "s.cint", "--warehouse", str(wh.dir), "--json", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=wh.root)
-    deadline = time.time() + 120
-    while len(data_files(wh, "cint")) <= len(loaded) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the compaction ended before it could be interrupted"
-    os.kill(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, (proc.returncode, err)
+    status, err = interrupt_once_it_writes(wh, "cint", "compact", "s.cint")
+    assert status == 130, (status, err)
     assert "cancelled" in err and "the table is unchanged" in err, err
     assert data_files(wh, "cint") == loaded
     assert wh.table("s.cint").metadata_location == before

@@ -374,13 +374,36 @@ def test_a_chain_job_retried_between_its_nested_and_root_commits_matches_duckdb(
     assert_same_with_nested(mine, ref, "users", 2)
 
 
+@pytest.mark.parametrize("nested", [False, True])
+def test_delete_insert_without_keys_drops_rows_flagged_deleted_as_duckdb(lakes, nested):
+    """No primary or merge key: dlt's delete-insert appends the rows not flagged deleted, and
+    only their nested rows."""
+    mine, ref = lakes("floe"), lakes("duckdb")
+    for lake in (mine, ref):
+        hints = {"columns": {"deleted": {"hard_delete": True}},
+                 "write_disposition": {"disposition": "merge", "strategy": "delete-insert"}}
+        data = items if nested else flat
+        lake.run(dlt.resource(data, name="users", **hints)(range(0, 10), deleted={3}))
+        lake.run(dlt.resource(data, name="users", **hints)(range(5, 15), 1, deleted={5, 14}))
+    if nested:
+        assert_same_with_nested(mine, ref, "users", 2)
+    else:
+        assert_same(mine, ref, ["users"], drop=("_dlt_load_id", "_dlt_id"))
+        one_snapshot_per_package(mine, "users", 2)
+    assert not [r for r in mine.rows("users") if ("deleted", True) in r]
+
+
 def test_what_floe_cannot_do_fails_before_anything_is_written(lakes):
     mine = lakes("floe")
-    res = dlt.resource(flat, name="users", columns={"deleted": {"hard_delete": True}},
+    # Arrow data gets no _dlt_id row key by default: no keys and no row key to merge by.
+    import pyarrow as pa
+
+    rows = pa.table({"id": list(range(10)), "deleted": [i == 3 for i in range(10)]})
+    res = dlt.resource(rows, name="users", columns={"deleted": {"hard_delete": True}},
                        write_disposition={"disposition": "merge", "strategy": "delete-insert"})
     with pytest.raises(Exception) as failed:
-        mine.run(res(range(0, 10)))
-    assert "hard_delete column needs a merge_key or a primary_key" in str(failed.value)
+        mine.run(res)
+    assert "needs a merge_key, a primary_key or a row key" in str(failed.value)
     assert not glob.glob(f"{mine.bucket}/ds/users*/metadata/*.json")
 
 

@@ -23,7 +23,7 @@ What each table gets, from dlt's hints:
   ``dedup_sort`` columns as dlt documents them. ``delete-insert`` (which dlt's own Iceberg job
   refuses), as dlt's SQL destinations do it: rows with the primary key or the merge key of a
   load row go, then the load's rows go in, deduplicated by the primary key when there is one
-  (none flagged deleted); without keys it appends. Rows matched only by a different merge key
+  (none flagged deleted); without keys it appends (the rows not flagged deleted). Rows matched only by a different merge key
   are found first (``floe.match_rows``) and deleted by their primary key in the same snapshot
   (``delete_keys``). A root table with nested tables is written by one job for the whole
   chain: the ids of the root rows the keys replace, and of the package's root rows the merge
@@ -38,8 +38,8 @@ What each table gets, from dlt's hints:
   SQLite catalog or dlt's in-memory one.
 
 What floe refuses (a terminal job error, before anything is written): a ``hard_delete`` column
-on a ``delete-insert`` table without keys, more than one ``hard_delete`` or ``dedup_sort``
-column, and catalogs other than SQLite ``sql`` and ``rest``.
+on a ``delete-insert`` table with neither keys nor a row key, more than one ``hard_delete`` or
+``dedup_sort`` column, and catalogs other than SQLite ``sql`` and ``rest``.
 """
 
 from __future__ import annotations
@@ -144,9 +144,17 @@ def _delete_insert(plan: Dict[str, Any], table: Dict[str, Any], tables: Dict[str
         plan["key"] = merge_key
         plan.pop("dedup_sort", None)
     elif "hard_delete_column" in plan:
-        raise UnsupportedByFloe(
-            f"table {name}: delete-insert with a hard_delete column needs a merge_key or a primary_key"
-        )
+        # Without keys dlt's delete-insert appends the rows not flagged deleted (and only their
+        # nested rows). floe merges by the row key, which no table row shares: nothing is
+        # deleted and the flagged rows stay out (the table's row keys are read to match them).
+        row_key = get_first_column_name_with_prop(table, "row_key")
+        if row_key is None:
+            raise UnsupportedByFloe(
+                f"table {name}: delete-insert with a hard_delete column needs a merge_key, a primary_key "
+                "or a row key (_dlt_id)"
+            )
+        plan.update(strategy="upsert", key=[row_key])
+        plan.pop("dedup_sort", None)
     else:
         # Without keys dlt's delete-insert appends.
         plan.pop("strategy", None)
