@@ -23,9 +23,9 @@ What each table gets, from dlt's hints:
   ``dedup_sort`` columns as dlt documents them. ``delete-insert`` (which dlt's own Iceberg job
   refuses), as dlt's SQL destinations do it: rows with the primary key or the merge key of a
   load row go, then the load's rows go in, deduplicated by the primary key when there is one
-  (none flagged deleted); without keys it appends (the rows not flagged deleted). Rows matched only by a different merge key
-  are found first (``floe.match_rows``) and deleted by their primary key in the same snapshot
-  (``delete_keys``). A root table with nested tables is written by one job for the whole
+  (none flagged deleted); without keys it appends (the rows not flagged deleted). Rows matched
+  only by a different merge key are found first (``floe.match_rows``) and deleted by their
+  primary key in the same snapshot (``delete_keys``). A root table with nested tables is written by one job for the whole
   chain: the ids of the root rows the keys replace, and of the package's root rows the merge
   keeps, are found first; each nested table then loses the replaced rows' nested rows (by
   ``_dlt_root_id``) and gains the package's nested rows of kept root rows (``only_keys``); the
