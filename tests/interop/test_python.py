@@ -224,6 +224,13 @@ def test_match_rows_writes_the_matched_rows_columns(wh):
         floe.match_rows("p.none", probe, key="id", output=out, warehouse=wh.dir)
     with pytest.raises(floe.InvalidOptionError, match="nope"):
         floe.match_rows("p.m", probe, key="id", columns=["nope"], output=out, warehouse=wh.dir)
+    # Keys in a file whose name does not say its format: format= says it.
+    keys_file = wh.root / "keys.txt"
+    keys_file.write_text('{"id": 3}\n{"id": 500}\n')
+    with pytest.raises(floe.FloeError):
+        floe.match_rows("p.m", keys_file, key="id", output=wh.root / "k.parquet", warehouse=wh.dir)
+    s = floe.match_rows("p.m", keys_file, key="id", output=wh.root / "k.parquet", format="jsonl", warehouse=wh.dir)
+    assert s.rows == 2 and sorted(pq.read_table(wh.root / "k.parquet")["id"].to_pylist()) == [3, 500]
     # A failed match leaves the output it would replace as it was, and nothing beside it.
     assert pq.read_table(out).num_rows == 0
     assert sorted(p.name for p in wh.root.glob("matched.parquet*")) == ["matched.parquet"]

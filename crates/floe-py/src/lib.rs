@@ -641,7 +641,7 @@ fn register_table(
 /// The native `match_rows`; `floe.match_rows` (Python) documents it. Returns the summary as
 /// JSON.
 #[pyfunction]
-#[pyo3(signature = (table, source, *, key, output, columns=None, memory_limit=None, catalog=None, warehouse=None))]
+#[pyo3(signature = (table, source, *, key, output, columns=None, format=None, memory_limit=None, catalog=None, warehouse=None))]
 #[allow(clippy::too_many_arguments)]
 fn match_rows(
     py: Python<'_>,
@@ -650,6 +650,7 @@ fn match_rows(
     key: &Bound<'_, PyAny>,
     output: PathBuf,
     columns: Option<Vec<String>>,
+    format: Option<&str>,
     memory_limit: Option<&Bound<'_, PyAny>>,
     catalog: Option<&Bound<'_, PyAny>>,
     warehouse: Option<PathBuf>,
@@ -658,7 +659,13 @@ fn match_rows(
     let memory_limit = size_of(memory_limit, "memory_limit")?
         .map_or(floe::ops::merge::DEFAULT_MEMORY_LIMIT, |n| n as usize);
     let source = PySource::from_object(source)?;
-    let read = InputOptions::default();
+    let read = InputOptions {
+        format: format
+            .map(str::parse::<InputFormat>)
+            .transpose()
+            .map_err(to_py_err)?,
+        ..InputOptions::default()
+    };
     on_table(
         py,
         table,

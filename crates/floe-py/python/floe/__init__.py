@@ -283,6 +283,7 @@ def match_rows(
     key: Union[str, Sequence[str]],
     output: Union[str, "os.PathLike[str]"],
     columns: Optional[Sequence[str]] = None,
+    format: Optional[str] = None,
     memory_limit: Union[int, str, None] = None,
     catalog: Union[None, str, Mapping[str, Any]] = None,
     warehouse: Union[str, os.PathLike[str], None] = None,
@@ -292,6 +293,7 @@ def match_rows(
     columns). Reads only; commits nothing.
 
     source: as for `load`; only its key columns are read (others are ignored).
+    format: of path sources, as for `load` (default: from the file names).
     key: the key columns, as for a merge (top-level, not floating point).
     memory_limit: bytes the sorts may use before spilling (default 256MiB); memory does not
         grow with the table or the source.
@@ -308,6 +310,7 @@ def match_rows(
         key=key,
         output=str(output),
         columns=None if columns is None else list(columns),
+        format=format,
         memory_limit=memory_limit,
         catalog=catalog,
         warehouse=None if warehouse is None else str(warehouse),

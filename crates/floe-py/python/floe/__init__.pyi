@@ -97,6 +97,7 @@ def match_rows(
     key: Union[str, Sequence[str]],
     output: Union[str, os.PathLike[str]],
     columns: Optional[Sequence[str]] = None,
+    format: Optional[str] = None,
     memory_limit: Union[int, str, None] = None,
     catalog: Union[None, str, Mapping[str, Any]] = None,
     warehouse: Union[str, os.PathLike[str], None] = None,

@@ -73,6 +73,7 @@ def match_rows(
     key: Union[str, Sequence[str]],
     output: str,
     columns: Optional[Sequence[str]] = ...,
+    format: Optional[str] = ...,
     memory_limit: Union[int, str, None] = ...,
     catalog: Union[None, str, Mapping[str, Any]] = ...,
     warehouse: Optional[str] = ...,
