@@ -512,7 +512,7 @@ pub(crate) fn cancel_on_signals(progress: Arc<Progress>) -> tokio::task::JoinHan
 const EXIT_CANCELLED: i32 = 130;
 
 /// This very command line with `--load-id ID` (replacing any given), shell-quoted.
-fn rerun_command(load_id: &str) -> String {
+pub(crate) fn rerun_command(load_id: &str) -> String {
     let mut words = Vec::new();
     let mut args = std::env::args();
     while let Some(arg) = args.next() {

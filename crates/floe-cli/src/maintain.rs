@@ -315,8 +315,9 @@ pub async fn compact(args: CompactArgs) -> Result<()> {
     let summary = summary.map_err(|e| {
         let context = match &e {
             floe::FloeError::CommitStateUnknown { load_id, .. } => format!(
-                "compaction of {} may or may not have landed; its files are kept. Rerun it with --load-id {load_id} to settle it",
-                args.table
+                "compaction of {} may or may not have landed; its files are kept. Rerun exactly this to settle it: {}",
+                args.table,
+                crate::rerun_command(load_id)
             ),
             _ => format!("compaction of {} failed; the table is unchanged", args.table),
         };

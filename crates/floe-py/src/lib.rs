@@ -466,10 +466,7 @@ fn load(
     let delete_keys = delete_keys.map(PySource::from_object).transpose()?;
     let only_keys = only_keys.map(PySource::from_object).transpose()?;
     let read = InputOptions {
-        format: format
-            .map(str::parse::<InputFormat>)
-            .transpose()
-            .map_err(to_py_err)?,
+        format: format_of(format)?,
         schema: schema.map(schema_of).transpose()?,
         infer_rows: infer_rows.max(1),
         csv: csv_options(csv)?,
@@ -660,10 +657,7 @@ fn match_rows(
         .map_or(floe::ops::merge::DEFAULT_MEMORY_LIMIT, |n| n as usize);
     let source = PySource::from_object(source)?;
     let read = InputOptions {
-        format: format
-            .map(str::parse::<InputFormat>)
-            .transpose()
-            .map_err(to_py_err)?,
+        format: format_of(format)?,
         ..InputOptions::default()
     };
     on_table(
@@ -682,6 +676,14 @@ fn match_rows(
             builder.write_parquet(source, &output).await
         },
     )
+}
+
+/// An input format by name (`parquet`, `jsonl`, `csv`, `ipc`).
+fn format_of(format: Option<&str>) -> PyResult<Option<InputFormat>> {
+    format
+        .map(str::parse::<InputFormat>)
+        .transpose()
+        .map_err(to_py_err)
 }
 
 /// Runs a call on `table` of the catalog the arguments name; answers its result as JSON. The

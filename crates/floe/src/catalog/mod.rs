@@ -214,16 +214,13 @@ impl Catalog {
         metadata_location: &str,
     ) -> Result<TableState> {
         validate_ident(ident)?;
-        let refused = |reason: String| FloeError::CatalogRefused {
-            catalog: self.name.clone(),
-            reason,
-        };
         let table = display_ident(ident);
         self.ensure_namespace(ident.namespace()).await?;
         if self.load_table(ident).await?.is_some() {
-            return Err(refused(format!(
-                "cannot register table {table}: it already exists"
-            )));
+            return Err(FloeError::CatalogRefused {
+                catalog: self.name.clone(),
+                reason: format!("cannot register table {table}: it already exists"),
+            });
         }
         match &self.backend {
             Backend::Sql(c) => c.register_table(ident, metadata_location).await?,
