@@ -102,12 +102,7 @@ impl FileTarget {
             .runtime
             .block_on(output.writer())
             .context(|| format!("table {}: cannot create {location}", self.table))?;
-        let out = BlockingOutput {
-            inner,
-            buffer: Vec::with_capacity(OUTPUT_BUFFER_BYTES),
-            written: 0,
-            runtime: self.runtime.clone(),
-        };
+        let out = BlockingOutput::new(inner, self.runtime.clone());
         let mut properties = self.properties.clone();
         add_encoded_arrow_schema_to_metadata(arrow, &mut properties);
         let writer =
@@ -169,6 +164,15 @@ pub struct BlockingOutput {
 }
 
 impl BlockingOutput {
+    fn new(inner: Box<dyn FileWrite>, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            inner,
+            buffer: Vec::with_capacity(OUTPUT_BUFFER_BYTES),
+            written: 0,
+            runtime,
+        }
+    }
+
     fn send(&mut self) -> std::io::Result<()> {
         if self.buffer.is_empty() {
             return Ok(());
@@ -193,18 +197,50 @@ impl BlockingOutput {
 }
 
 impl Write for BlockingOutput {
+    /// Fills the buffer to exactly its capacity before sending it, so it never grows (grown
+    /// past its capacity, it would be copied into a new 8 MiB allocation every 4 MiB written).
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(buf);
-        self.written += buf.len() as u64;
+        let room = OUTPUT_BUFFER_BYTES - self.buffer.len();
+        let taken = buf.len().min(room);
+        self.buffer.extend_from_slice(&buf[..taken]);
+        self.written += taken as u64;
         if self.buffer.len() >= OUTPUT_BUFFER_BYTES {
             self.send()?;
         }
-        Ok(buf.len())
+        Ok(taken)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         // Parquet flushes after every page; sending then would defeat the buffer. Bytes go out
         // when the buffer fills and on close.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::{BlockingOutput, OUTPUT_BUFFER_BYTES};
+
+    #[test]
+    fn large_writes_arrive_whole_through_a_buffer_that_never_grows() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        let factory = std::sync::Arc::new(iceberg::io::LocalFsStorageFactory);
+        let file_io = iceberg::io::FileIOBuilder::new(factory).build();
+        let output = file_io.new_output(path.to_str().unwrap()).unwrap();
+        let inner = runtime.block_on(output.writer()).unwrap();
+        let mut out = BlockingOutput::new(inner, runtime.handle().clone());
+        let mut expected = Vec::new();
+        for (i, len) in [3 << 20, 3 << 20, 5 << 20, 10].into_iter().enumerate() {
+            let chunk = vec![i as u8 + 1; len];
+            out.write_all(&chunk).unwrap();
+            expected.extend_from_slice(&chunk);
+            assert_eq!(out.buffer.capacity(), OUTPUT_BUFFER_BYTES);
+        }
+        assert_eq!(out.close().unwrap(), expected.len() as u64);
+        assert!(std::fs::read(&path).unwrap() == expected);
     }
 }
