@@ -13,7 +13,11 @@ table, keeps only the files that may hold a load key); then `floe match` of one 
 tenth file (the merge's matching alone, read only: with keys spread over the whole range and no
 partition values to prune by, every file's keys are compared; the matched rows go to a Parquet
 file) and the upsert of those keys (their partition values leave a tenth of the table's files
-as candidates, held while the merge scans their keys).
+as candidates, held while the merge scans their keys). The spread match and upsert sort every
+candidate file's keys within the merge's budget (a quarter of --memory-limit per sort, 256 MiB
+by default), so their peak follows the table's key count until that budget fills; both run
+again with `--memory-limit 64MiB` (--limit) to show that the limit, not the file count, bounds
+them.
 """
 
 import argparse
@@ -55,6 +59,7 @@ def main():
     ap.add_argument("--workdir", type=Path, default=REPO / "bench" / "out" / "merge-files")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--record", type=Path)
+    ap.add_argument("--limit", default="64MiB", help="the --memory-limit of the spread match and upsert's second runs")
     args = ap.parse_args()
     floe, _ = release_binaries(not args.no_build)
     floe = Path(os.environ.get("FLOE_BIN", floe))
@@ -63,10 +68,11 @@ def main():
         f"Machine: {machine_facts()}",
         "",
         "| table data files | files with deletes | upsert of 10 keys: wall (s) | peak RSS (MiB) "
-        "| keys in every 10th file | match: wall (s) | peak RSS (MiB) | upsert: wall (s) | peak RSS (MiB) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| keys in every 10th file | match: wall (s) | peak RSS (MiB) | upsert: wall (s) | peak RSS (MiB) "
+        f"| match at {args.limit}: wall (s) | peak RSS (MiB) | upsert at {args.limit}: wall (s) | peak RSS (MiB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    rss, match_rss = {}, {}
+    rss, match_rss, limited_rss = {}, {}, {}
     for files in args.files:
         work = args.workdir / str(files)
         shutil.rmtree(work, ignore_errors=True)
@@ -85,23 +91,30 @@ def main():
         summary = json.loads(out)
         assert summary["rows_updated"] == 10, summary
         rss[files] = peak
-        match_wall, _, match_peak, out = measure_rusage([floe, "match", "b.t", work / "spread.parquet", "--key", "id",
-                                                         "--columns", "id,v", "-o", work / "matched.parquet",
-                                                         "--warehouse", wh, "--json"])
-        assert json.loads(out)["rows"] == files // 10, out
-        match_rss[files] = match_peak
-        spread_wall, _, spread_peak, out = measure_rusage([floe, "load", "b.t", work / "spread.parquet", "--mode", "merge",
-                                                           "--key", "id", "--warehouse", wh, "--json", "--no-progress"])
-        spread_keys = json.loads(out)["rows_updated"]
-        assert spread_keys == files // 10, out
-        lines.append(f"| {files:,} | {deletes:,} | {wall:.2f} | {mib(peak):.0f} | {spread_keys:,} | {match_wall:.2f} "
-                     f"| {mib(match_peak):.0f} | {spread_wall:.2f} | {mib(spread_peak):.0f} |")
+
+        def spread(*limit):
+            match_wall, _, match_peak, out = measure_rusage([floe, "match", "b.t", work / "spread.parquet", "--key", "id",
+                                                             "--columns", "id,v", "-o", work / "matched.parquet",
+                                                             "--warehouse", wh, "--json", *limit])
+            assert json.loads(out)["rows"] == files // 10, out
+            upsert_wall, _, upsert_peak, out = measure_rusage([floe, "load", "b.t", work / "spread.parquet", "--mode",
+                                                               "merge", "--key", "id", "--warehouse", wh, "--json",
+                                                               "--no-progress", *limit])
+            assert json.loads(out)["rows_updated"] == files // 10, out
+            return f"{match_wall:.2f} | {mib(match_peak):.0f} | {upsert_wall:.2f} | {mib(upsert_peak):.0f}", match_peak
+
+        default, match_rss[files] = spread()
+        # The second upsert updates the same keys, now in the files the first one rewrote.
+        limited, limited_rss[files] = spread("--memory-limit", args.limit)
+        lines.append(f"| {files:,} | {deletes:,} | {wall:.2f} | {mib(peak):.0f} | {files // 10:,} | {default} "
+                     f"| {limited} |")
         shutil.rmtree(work, ignore_errors=True)
     if len(args.files) >= 2:
         small, large = args.files[0], args.files[-1]
         lines += ["", f"Peak RSS at {large:,} files / at {small:,} files: upsert of 10 keys "
                       f"{rss[large] / rss[small]:.2f}, match of keys in every 10th file "
-                      f"{match_rss[large] / match_rss[small]:.2f}"]
+                      f"{match_rss[large] / match_rss[small]:.2f} (at {args.limit}: "
+                      f"{limited_rss[large] / limited_rss[small]:.2f})"]
     print(record_section(args.record, "merge-files", "\n".join(lines)))
 
 

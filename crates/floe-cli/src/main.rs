@@ -118,7 +118,9 @@ struct LoadArgs {
     /// What to do with duplicate keys inside one load (upsert, insert-only).
     #[arg(long, value_enum, default_value_t = OnDuplicateKeys::Last)]
     on_duplicate_keys: OnDuplicateKeys,
-    /// Memory a merge's sorts may use before spilling to disk.
+    /// Memory a merge's sorts may use before spilling to disk (a quarter each: the load's
+    /// keys and rows, the table's keys, the deletes, and the partition clustering of the rows
+    /// a copy-on-write rewrites).
     #[arg(long, value_parser = parse_bytes, default_value = "256MiB", value_name = "SIZE")]
     memory_limit: u64,
     /// With --mode replace: remove only the live files of the partitions present in the load
@@ -451,6 +453,8 @@ fn load_options(args: &LoadArgs, progress: Arc<Progress>) -> LoadOptions {
             row_group_bytes: args.row_group_size.map(|n| n as usize),
             max_open_files: Some(args.max_open_files),
             spill_dir: args.spill_dir.clone(),
+            // A merge gives it a quarter of --memory-limit; other loads keep the default.
+            cluster_sort_bytes: None,
             writers: args.writers,
             rewrite: args.rewrite,
         });

@@ -197,6 +197,51 @@ async fn merges_spill_past_the_memory_limit_and_stay_exact() {
     );
 }
 
+/// Rows of [`schema`] whose names are `width` bytes long.
+fn wide_batch(ids: std::ops::Range<i64>, width: usize) -> RecordBatch {
+    let names: Vec<String> = ids.clone().map(|i| format!("{i:0width$}")).collect();
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(ids)),
+            std::sync::Arc::new(arrow_array::StringArray::from(names)),
+        ],
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merges_memory_limit_bounds_the_clustering_of_rewritten_rows() {
+    use floe::ops::MergeBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let table = parse_table_ident("ns.clustered").unwrap();
+    // 40 partitions of wide rows (~6 MB); the keys alone stay far below the sorts' budget.
+    AppendBuilder::new(&cat, table.clone())
+        .with_options(LoadOptions::default().with_partition_by("bucket(40, id)"))
+        .execute(source(vec![wide_batch(0..10_000, 600)]))
+        .await
+        .unwrap();
+    // 40 keys in more partitions than the 16 open files: a copy-on-write rewrites their files
+    // through the clustering sort, which gets a quarter of the 4 MiB limit and spills.
+    let out = MergeBuilder::new(&cat, table.clone(), vec!["id".into()])
+        .with_memory_limit(4 << 20)
+        .execute(source(vec![batch(0..40)]))
+        .await
+        .unwrap();
+    let counts = out.merge.unwrap();
+    assert_eq!(counts.rows_updated, 40, "{counts:?}");
+    assert!(counts.files_rewritten > 16, "{counts:?}");
+    assert!(
+        counts.spill_runs > 0,
+        "the clustering did not spill: {counts:?}"
+    );
+    assert_eq!(
+        ids(&cat, "ns.clustered").await,
+        (0..10_000).collect::<Vec<_>>()
+    );
+}
+
 #[tokio::test]
 async fn files_past_one_manifest_roll_into_several_in_one_snapshot() {
     let dir = tempfile::tempdir().unwrap();

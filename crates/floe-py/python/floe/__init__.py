@@ -220,7 +220,9 @@ def load(
     catalog: None (pyiceberg's configuration, else the embedded SQLite catalog), a catalog
         name, or a dict of pyiceberg-style properties (type, uri, warehouse, s3.*, ...).
     warehouse: directory of the embedded catalog (default ./warehouse).
-    memory_limit: bytes the merge's sorts may use before spilling (default 256MiB).
+    memory_limit: bytes the merge's sorts may use before spilling (default 256MiB; a quarter
+        each: the load's keys and rows, the table's keys, the deletes, the partition clustering
+        of rewritten rows).
     target_file_size: data file size, bytes or e.g. "512MiB" (default: the table's property).
     progress: called about every 0.1 s with counters (input_rows, input_bytes,
         input_bytes_total, input_files, files_written) and the stage: "stage" (e.g. "reading

@@ -42,6 +42,13 @@ use crate::spill::SortedStream;
 /// Default memory the merge's sorts may use together before spilling to disk.
 pub const DEFAULT_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
 
+/// Each sort's share of a merge's memory limit: four buffers may be full at once (the load's
+/// key sort and row queue, the table's key sort, the deletes' sort; then, while matched
+/// files are rewritten, the deletes' stream, the row queue and the partition clustering).
+fn sort_budget(memory_limit: usize) -> usize {
+    memory_limit / 4
+}
+
 /// Builder for a merge load.
 pub struct MergeBuilder<'a> {
     catalog: &'a Catalog,
@@ -118,9 +125,12 @@ impl<'a> MergeBuilder<'a> {
 
     /// Merges `source` into the table by key; creates the table if missing (every row is then
     /// an insert).
-    pub async fn execute(self, source: Source) -> Result<LoadSummary> {
+    pub async fn execute(mut self, source: Source) -> Result<LoadSummary> {
         let info = source.info();
         let operation = LoadOperation::Merge;
+        // The rows a copy-on-write rewrites into many partitions are clustered by a sort too.
+        let sort_bytes = &mut self.options.write.cluster_sort_bytes;
+        sort_bytes.get_or_insert(sort_budget(self.spec.memory_limit));
         match LoadSession::open(
             self.catalog,
             &self.table,
@@ -159,9 +169,7 @@ async fn merge_into(
 ) -> Result<Written> {
     refuse_unsupported(session, spec)?;
     let keys = KeyColumns::resolve(spec, session.schema(), &session.table)?;
-    // Four buffers may be full at once: the load's key sort and row queue, the table's key
-    // sort, the deletes' sort.
-    let budget = spec.memory_limit / 4;
+    let budget = sort_budget(spec.memory_limit);
     let reread = ReRead::plan(session, spec, &mut inputs.rows)?;
     let load = sort_load(session, inputs, &keys, reread.as_ref(), budget).await?;
     let load_rows = load.rows();
@@ -191,8 +199,11 @@ async fn merge_into(
     };
     let (removed, added_deletes) =
         remove_matched(session, spec, &live, deletes, &mut counts).await?;
+    let added = session.close_files().await?;
+    // Rows rewritten into many partitions went through the clustering sort.
+    counts.spill_runs += session.writer.spilled_runs() as u64;
     let changes = FileChanges {
-        added: session.close_files().await?,
+        added,
         added_deletes,
         removed,
     };

@@ -101,6 +101,9 @@ pub struct WriteOptions {
     pub max_open_files: Option<usize>,
     /// Where sorts spill (default: the system temp directory).
     pub spill_dir: Option<std::path::PathBuf>,
+    /// Partitioned tables: bytes the clustering sort buffers before it spills a run (default
+    /// [`DEFAULT_CLUSTER_SORT_BYTES`]; a merge gives it its sorts' share of its memory limit).
+    pub cluster_sort_bytes: Option<usize>,
     /// Unpartitioned loads: threads encoding the columns of each row group (default: one per
     /// core, at most 2). Files are written one at a time, rows in input order.
     pub writers: Option<usize>,
@@ -109,6 +112,8 @@ pub struct WriteOptions {
     pub rewrite: bool,
 }
 
+/// Default memory of the clustering sort (partitioned tables, past `max_open_files`).
+pub const DEFAULT_CLUSTER_SORT_BYTES: usize = 64 * 1024 * 1024;
 /// Default cap on open data files per load (partitioned tables).
 pub const DEFAULT_MAX_OPEN_FILES: usize = 16;
 /// Memory all open partition writers may buffer together; each gets an equal share as its
@@ -127,6 +132,7 @@ pub struct FileSettings {
     pub partitioned_writer_properties: WriterProperties,
     pub max_open_files: usize,
     pub spill_dir: Option<std::path::PathBuf>,
+    pub cluster_sort_bytes: usize,
 }
 
 impl FileSettings {
@@ -186,6 +192,9 @@ impl FileSettings {
             partitioned_writer_properties: properties(partitioned_row_group),
             max_open_files,
             spill_dir: opts.spill_dir.clone(),
+            cluster_sort_bytes: opts
+                .cluster_sort_bytes
+                .unwrap_or(DEFAULT_CLUSTER_SORT_BYTES),
         })
     }
 }
@@ -331,6 +340,14 @@ impl TableWriter {
             Mode::Partitioned(writer) => writer.close(&self.builder, &self.sink).await?,
         }
         Ok(())
+    }
+
+    /// Runs the partition clustering sort spilled to disk so far.
+    pub fn spilled_runs(&self) -> usize {
+        match &self.mode {
+            Mode::Unpartitioned(_) => 0,
+            Mode::Partitioned(writer) => writer.spilled_runs(),
+        }
     }
 
     /// Stops a failed load's writer: open files are closed as they are (so storage holds whole

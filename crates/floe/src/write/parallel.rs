@@ -54,6 +54,14 @@ impl ParallelWriter {
         }
     }
 
+    /// Runs the partition clustering sort spilled to disk (known once closed).
+    pub fn spilled_runs(&self) -> usize {
+        match self {
+            Self::Tables(w) => w.spilled_runs,
+            Self::Columns(_) => 0,
+        }
+    }
+
     /// Stops every writer; their open files are closed and left to the load's ledger.
     pub async fn abort(&mut self) {
         match self {
@@ -106,7 +114,11 @@ pub(super) fn stopped() -> FloeError {
 }
 
 /// A `TableWriter` on a task of its own.
-pub struct TableTask(Feeder<Outcome>);
+pub struct TableTask {
+    feeder: Feeder<Outcome>,
+    /// Runs its clustering sort spilled, once closed.
+    spilled_runs: usize,
+}
 
 impl TableTask {
     pub fn new(mut writer: TableWriter) -> Self {
@@ -120,12 +132,15 @@ impl TableTask {
             }
             (writer, result)
         });
-        Self(Feeder::new(tx, task))
+        Self {
+            feeder: Feeder::new(tx, task),
+            spilled_runs: 0,
+        }
     }
 
     /// Hands a batch to the writer (waits while it is busy).
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        match self.0.send(batch).await {
+        match self.feeder.send(batch).await {
             true => Ok(()),
             false => Err(stopped()),
         }
@@ -134,7 +149,7 @@ impl TableTask {
     /// Finishes the writer (its files go to its sink); on failure its open files are closed
     /// and left to the load's ledger.
     pub async fn close(&mut self) -> Result<()> {
-        let Some(joined) = self.0.join().await else {
+        let Some(joined) = self.feeder.join().await else {
             return Ok(());
         };
         let (mut writer, written) = joined?;
@@ -142,6 +157,7 @@ impl TableTask {
             Ok(()) => writer.close().await,
             Err(e) => Err(e),
         };
+        self.spilled_runs = writer.spilled_runs();
         if closed.is_err() {
             writer.abort().await;
         }
@@ -150,7 +166,7 @@ impl TableTask {
 
     /// Stops the writer; its open files are closed and left to the load's ledger.
     pub async fn abort(&mut self) {
-        if let Some(Ok((mut writer, _))) = self.0.join().await {
+        if let Some(Ok((mut writer, _))) = self.feeder.join().await {
             writer.abort().await;
         }
     }

@@ -24,8 +24,6 @@ use crate::error::{Result, ResultExt};
 use crate::spill::ExternalSorter;
 
 const PARTITION_COLUMN: &str = "__floe_partition";
-/// Memory the clustering sort buffers before it spills a run.
-const CLUSTER_SORT_BYTES: usize = 64 * 1024 * 1024;
 
 /// iceberg-rust 0.10.1 turns a partition tuple whose values are all null (a void transform,
 /// or a null source value) into an empty struct, which manifests cannot record; give it its
@@ -45,6 +43,10 @@ pub(super) struct PartitionedWriter {
     max_open: usize,
     writers: HashMap<Struct, PartitionWriter>,
     sorter: Option<ExternalSorter>,
+    /// Memory the clustering sort buffers before it spills a run.
+    sort_bytes: usize,
+    /// Runs the clustering sort spilled (counted when it finishes).
+    spilled_runs: usize,
     spill_dir: Option<std::path::PathBuf>,
     /// For errors: `table {name}`.
     table: String,
@@ -69,6 +71,8 @@ impl PartitionedWriter {
             max_open: settings.max_open_files,
             writers: HashMap::new(),
             sorter: None,
+            sort_bytes: settings.cluster_sort_bytes,
+            spilled_runs: 0,
             spill_dir: settings.spill_dir.clone(),
             table: table.to_string(),
         })
@@ -145,7 +149,7 @@ impl PartitionedWriter {
             let sorter = ExternalSorter::new(
                 tagged.schema(),
                 vec![key],
-                CLUSTER_SORT_BYTES,
+                self.sort_bytes,
                 self.spill_dir.as_deref(),
             )?;
             self.sorter = Some(sorter);
@@ -202,6 +206,11 @@ impl PartitionedWriter {
         Ok(())
     }
 
+    /// Runs the clustering sort spilled to disk (known once it has finished).
+    pub(super) fn spilled_runs(&self) -> usize {
+        self.spilled_runs + self.sorter.as_ref().map_or(0, |s| s.spilled_runs())
+    }
+
     /// Finishes every file; each finished file goes to `sink` as soon as it is closed.
     pub(super) async fn close(
         &mut self,
@@ -216,6 +225,7 @@ impl PartitionedWriter {
         let Some(sorter) = self.sorter.take() else {
             return Ok(());
         };
+        self.spilled_runs = sorter.spilled_runs();
         let sorted = sorter.finish()?;
         // Sorted by partition: a partition never comes back once the next one starts.
         let mut current: Option<(Struct, PartitionWriter)> = None;
