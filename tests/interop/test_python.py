@@ -2,8 +2,8 @@
 against the embedded SQLite catalog, sources from pyarrow, polars and DuckDB, read back with
 pyiceberg and DuckDB and compared exactly, and with the same load done by the CLI."""
 
+import signal
 import threading
-
 import time
 
 import pyarrow as pa
@@ -251,18 +251,21 @@ def test_ctrl_c_stops_match_rows(wh):
     def batches():
         for k in range(500):
             produced.append(k)
+            if k == 10:
+                # Ctrl-C while match_rows is surely reading (this runs on floe's reader thread).
+                _thread.interrupt_main()
             yield pa.record_batch([pa.array([k], pa.int64())], schema=schema)
             time.sleep(0.01)
 
-    timer = threading.Timer(0.5, _thread.interrupt_main)
-    timer.start()
+    # The default handler (raising KeyboardInterrupt), whatever an earlier test left installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             floe.match_rows("p.mi", pa.RecordBatchReader.from_batches(schema, batches()), key="id",
                             output=out, warehouse=wh.dir)
     finally:
-        timer.cancel()
-    assert 0 < len(produced) < 500
+        signal.signal(signal.SIGINT, previous)
+    assert 10 < len(produced) < 500
     assert pq.read_table(out).column_names == ["before"]
     assert sorted(p.name for p in wh.root.glob("mi.parquet*")) == ["mi.parquet"]
 

@@ -102,7 +102,7 @@ pub struct WriteOptions {
     /// Where sorts spill (default: the system temp directory).
     pub spill_dir: Option<std::path::PathBuf>,
     /// Partitioned tables: bytes the clustering sort buffers before it spills a run (default
-    /// [`DEFAULT_CLUSTER_SORT_BYTES`]; a merge gives it its sorts' share of its memory limit).
+    /// 64 MiB; a merge gives it its sorts' share of its memory limit).
     pub cluster_sort_bytes: Option<usize>,
     /// Unpartitioned loads: threads encoding the columns of each row group (default: one per
     /// core, at most 2). Files are written one at a time, rows in input order.
