@@ -111,6 +111,10 @@ pub(crate) struct Applied {
     pub removed: HashSet<String>,
     /// Position-delete files written (merge-on-read).
     pub delete_files: Vec<AddedDelete>,
+    /// The candidates rewritten so far, by number: their paths are looked up once every file
+    /// is done, so that thousands of small path strings are not allocated between each file's
+    /// large read buffers, where they would keep freed memory from being reused.
+    rewritten: Vec<u32>,
 }
 
 /// Applies the sorted deletes file by file; rewritten rows go to `writer`.
@@ -126,6 +130,13 @@ pub(crate) async fn apply_deletes(
         targets
             .apply(file, &positions, writer, counts, &mut applied)
             .await?;
+    }
+    let rewritten = std::mem::take(&mut applied.rewritten);
+    applied.removed.reserve(rewritten.len());
+    for file in rewritten {
+        applied
+            .removed
+            .insert(targets.candidates.get(file as usize)?.path);
     }
     Ok(applied)
 }
@@ -214,7 +225,7 @@ impl DeleteTargets<'_> {
             return Ok(());
         }
         self.rewrite(&target, positions, writer).await?;
-        applied.removed.insert(target.path);
+        applied.rewritten.push(file);
         counts.files_rewritten += 1;
         Ok(())
     }
