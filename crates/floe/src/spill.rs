@@ -3,7 +3,9 @@
 //! Batches are buffered up to a byte budget; a full buffer is sorted (by Arrow's row format,
 //! so any key types compare correctly) and written to a local Arrow IPC run file. `finish`
 //! streams everything back in key order, merging the runs k-way with one batch per run in
-//! memory. Used wherever a load must bring rows with equal keys together without holding them
+//! memory. Runs are written in batches sized from the budget (wide rows get fewer rows per
+//! batch), so a merge of up to [`MAX_FAN_IN`] runs stays within half the budget whatever the
+//! rows hold. Used wherever a load must bring rows with equal keys together without holding them
 //! all: clustering partitions, and matching merge keys against the table.
 //!
 //! [`SpillQueue`] is the unsorted sibling: batches kept in arrival order, in memory up to a
@@ -25,8 +27,14 @@ use arrow_select::interleave::interleave_record_batch;
 
 use crate::error::{FloeError, Result, ResultExt};
 
-/// Rows per batch produced by the sorter.
+/// Most rows per batch the sorter produces (fewer for wide rows, see [`MERGE_SHARES`]).
 const OUTPUT_ROWS: usize = 8192;
+/// Fewest rows per batch, however wide the rows.
+const MIN_BATCH_ROWS: usize = 16;
+/// A merge holds each run's current batch, batches its output still refers to (at most one
+/// more per run) and the output: batches of a `1 / MERGE_SHARES` share of the budget keep it
+/// within half the budget.
+const MERGE_SHARES: usize = 4 * MAX_FAN_IN;
 
 fn spill_error(context: String, e: impl std::fmt::Display) -> FloeError {
     FloeError::Io {
@@ -56,6 +64,8 @@ pub struct ExternalSorter {
     runs: Vec<PathBuf>,
     dir: tempfile::TempDir,
     rows: u64,
+    /// Sorting bytes of every batch pushed, for the rows per batch of runs and merges.
+    bytes: u64,
     next_run: usize,
     spilled: usize,
 }
@@ -103,6 +113,7 @@ impl ExternalSorter {
             runs: Vec::new(),
             dir,
             rows: 0,
+            bytes: 0,
             next_run: 0,
             spilled: 0,
         })
@@ -119,6 +130,7 @@ impl ExternalSorter {
         }
         let (rows, bytes) = (batch.num_rows(), self.sorting_bytes(&batch));
         self.rows += rows as u64;
+        self.bytes += bytes as u64;
         self.buffered_bytes += bytes;
         if rows < GATHER_ROWS {
             self.small.push(batch);
@@ -164,6 +176,14 @@ impl ExternalSorter {
         batch.get_array_memory_size() + keys + batch.num_rows() * per_row
     }
 
+    /// Rows per batch of runs and merges: a [`MERGE_SHARES`] share of the budget at the
+    /// average row size so far, between [`MIN_BATCH_ROWS`] and [`OUTPUT_ROWS`].
+    fn batch_rows(&self) -> usize {
+        let row_bytes = (self.bytes / self.rows.max(1)).max(1);
+        let share = (self.budget / MERGE_SHARES) as u64;
+        (share / row_bytes).clamp(MIN_BATCH_ROWS as u64, OUTPUT_ROWS as u64) as usize
+    }
+
     fn keys(&self, batch: &RecordBatch) -> Result<Rows> {
         let columns: Vec<ArrayRef> = self
             .key_columns
@@ -200,7 +220,7 @@ impl ExternalSorter {
         let ctx = || format!("cannot write spill file {}", path.display());
         let mut writer = self.run_writer(&path)?;
         // One output chunk at a time: the sorted copy never exists whole next to the buffer.
-        for chunk in order.chunks(OUTPUT_ROWS) {
+        for chunk in order.chunks(self.batch_rows()) {
             let batch = interleave_record_batch(&refs, chunk)
                 .context(|| "cannot assemble sorted rows".into())?;
             writer.write(&batch).map_err(|e| spill_error(ctx(), e))?;
@@ -222,6 +242,7 @@ impl ExternalSorter {
                     batches,
                     order,
                     next: 0,
+                    batch_rows: self.batch_rows(),
                 },
                 _dir: self.dir,
             });
@@ -290,6 +311,7 @@ impl ExternalSorter {
             converter: RowConverter::new(fields)
                 .context(|| "cannot compare the sort key columns".into())?,
             key_columns: self.key_columns.clone(),
+            batch_rows: self.batch_rows(),
             runs,
             heap: BinaryHeap::new(),
             sources: Vec::new(),
@@ -502,6 +524,7 @@ enum Inner {
         batches: Vec<RecordBatch>,
         order: Vec<(usize, usize)>,
         next: usize,
+        batch_rows: usize,
     },
     Merge(Box<Merger>),
 }
@@ -514,11 +537,12 @@ impl Iterator for SortedStream {
                 batches,
                 order,
                 next,
+                batch_rows,
             } => {
                 if *next >= order.len() {
                     return None;
                 }
-                let end = (*next + OUTPUT_ROWS).min(order.len());
+                let end = (*next + *batch_rows).min(order.len());
                 let refs: Vec<&RecordBatch> = batches.iter().collect();
                 let out = interleave_record_batch(&refs, &order[*next..end])
                     .context(|| "cannot assemble sorted rows".into());
@@ -540,6 +564,8 @@ struct Run {
 struct Merger {
     converter: RowConverter,
     key_columns: Vec<usize>,
+    /// Rows per output batch.
+    batch_rows: usize,
     runs: Vec<Run>,
     /// Smallest head key first: (key, run).
     heap: BinaryHeap<Reverse<(OwnedRow, usize)>>,
@@ -603,8 +629,8 @@ impl Merger {
     }
 
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(OUTPUT_ROWS);
-        while picks.len() < OUTPUT_ROWS {
+        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(self.batch_rows);
+        while picks.len() < self.batch_rows {
             let Some(Reverse((_, run))) = self.heap.pop() else {
                 break;
             };
@@ -827,6 +853,62 @@ mod tests {
             "expected more than {MAX_FAN_IN} runs, got {runs}"
         );
         assert_eq!(merged, expected_many);
+    }
+
+    /// Rows of key `k` and a 1 KiB payload that names its key.
+    fn wide(keys: &[i64]) -> RecordBatch {
+        let payloads: Vec<String> = keys.iter().map(|k| format!("{k:>1024}")).collect();
+        RecordBatch::try_new(
+            batch(vec![0]).schema(),
+            vec![
+                Arc::new(Int64Array::from(keys.to_vec())),
+                Arc::new(StringArray::from(payloads)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_merge_of_wide_rows_stays_within_half_the_budget() {
+        let budget = 1 << 20;
+        let mut sorter = ExternalSorter::new(wide(&[0]).schema(), vec![0], budget, None).unwrap();
+        let mut expected: Vec<i64> = Vec::new();
+        // 40,000 rows of ~1 KiB through a 1 MiB budget: ~40 runs, merged in groups first.
+        for b in 0..80 {
+            let keys: Vec<i64> = (0..500)
+                .map(|i| (i * 7919 + b * 104_729) % 50_000)
+                .collect();
+            expected.extend(&keys);
+            sorter.push(wide(&keys)).unwrap();
+        }
+        expected.sort();
+        assert!(
+            sorter.spilled_runs() > MAX_FAN_IN,
+            "{}",
+            sorter.spilled_runs()
+        );
+        let mut stream = sorter.finish().unwrap();
+        let mut got = Vec::new();
+        loop {
+            let Inner::Merge(merger) = &stream.inner else {
+                panic!("expected a merge of spilled runs");
+            };
+            let held: usize = merger
+                .sources
+                .iter()
+                .map(RecordBatch::get_array_memory_size)
+                .sum();
+            assert!(held <= budget / 2, "the merge holds {held} bytes");
+            let Some(b) = stream.next() else { break };
+            let b = b.unwrap();
+            let k = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            let v = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+            for r in 0..b.num_rows() {
+                assert_eq!(v.value(r).trim_start(), k.value(r).to_string());
+                got.push(k.value(r));
+            }
+        }
+        assert_eq!(got, expected);
     }
 
     #[test]
