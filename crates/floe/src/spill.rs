@@ -213,7 +213,14 @@ impl ExternalSorter {
         Ok((batches, order))
     }
 
+    /// Writes the buffer out as a sorted run, then hands the pages it held back to the OS.
     fn spill(&mut self) -> Result<()> {
+        self.write_run()?;
+        release_freed_memory();
+        Ok(())
+    }
+
+    fn write_run(&mut self) -> Result<()> {
         let (batches, order) = self.sort_buffered()?;
         let refs: Vec<&RecordBatch> = batches.iter().collect();
         let path = self.next_path();
@@ -263,6 +270,7 @@ impl ExternalSorter {
             }
             writer.finish().map_err(|e| spill_error(ctx(), e))?;
             drop(merger);
+            release_freed_memory();
             for done in group {
                 let _ = std::fs::remove_file(done);
             }
@@ -319,6 +327,19 @@ impl ExternalSorter {
         };
         merger.start()?;
         Ok(merger)
+    }
+}
+
+/// Hands the pages of freed memory back to the OS. glibc keeps what a process frees in its
+/// arenas, where the next allocations of other sizes fragment it, so RSS would keep the high
+/// mark of every phase: a spill frees a whole budget of batches at once and the rows that
+/// follow (the next buffer, the merge, the writers after it) land all over it. Called after
+/// each spill and merge pass, which cost far more than the trim.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers; it only returns free pages to the OS.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
