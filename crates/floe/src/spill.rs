@@ -31,9 +31,9 @@ use crate::error::{FloeError, Result, ResultExt};
 const OUTPUT_ROWS: usize = 8192;
 /// Fewest rows per batch, however wide the rows.
 const MIN_BATCH_ROWS: usize = 16;
-/// A merge holds each run's current batch, batches its output still refers to (at most one
-/// more per run) and the output: batches of a `1 / MERGE_SHARES` share of the budget keep it
-/// within half the budget.
+/// A merge holds each run's current batch, the batches its output still refers to (about one
+/// more per run, since runs are written in batches of the output's size) and the output:
+/// batches of a `1 / MERGE_SHARES` share of the budget keep it near half the budget.
 const MERGE_SHARES: usize = 4 * MAX_FAN_IN;
 
 fn spill_error(context: String, e: impl std::fmt::Display) -> FloeError {
